@@ -1,0 +1,128 @@
+// SCSI command descriptor blocks and reply decoders (SPC-4, SBC-3).
+// Pure functions: no IO, no sg. Every builder returns a complete CDB; every decoder
+// takes the data-in bytes the device returned and returns -errno (-EPROTO) when the
+// reply is too short or malformed.
+#pragma once
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+namespace sgfs {
+
+struct Cdb {
+    std::array<std::uint8_t, 16> bytes{};
+    std::uint8_t length = 0;
+
+    std::span<const std::uint8_t> view() const { return {bytes.data(), length}; }
+};
+
+enum class DataDirection { none, from_device, to_device };
+
+namespace opcode {
+inline constexpr std::uint8_t test_unit_ready = 0x00;
+inline constexpr std::uint8_t inquiry = 0x12;
+inline constexpr std::uint8_t mode_sense_10 = 0x5a;
+inline constexpr std::uint8_t read_capacity_10 = 0x25;
+inline constexpr std::uint8_t service_action_in_16 = 0x9e;
+inline constexpr std::uint8_t read_10 = 0x28;
+inline constexpr std::uint8_t write_10 = 0x2a;
+inline constexpr std::uint8_t read_16 = 0x88;
+inline constexpr std::uint8_t write_16 = 0x8a;
+inline constexpr std::uint8_t synchronize_cache_10 = 0x35;
+inline constexpr std::uint8_t synchronize_cache_16 = 0x91;
+inline constexpr std::uint8_t unmap = 0x42;
+} // namespace opcode
+
+namespace vpd {
+inline constexpr std::uint8_t supported_pages = 0x00;
+inline constexpr std::uint8_t unit_serial_number = 0x80;
+inline constexpr std::uint8_t device_identification = 0x83;
+inline constexpr std::uint8_t block_limits = 0xb0;
+} // namespace vpd
+
+// ---- builders ----
+Cdb cdb_test_unit_ready();
+Cdb cdb_inquiry(bool evpd, std::uint8_t page_code, std::uint16_t allocation_length);
+Cdb cdb_read_capacity_10();
+Cdb cdb_read_capacity_16(std::uint32_t allocation_length = 32);
+// READ/WRITE: picks (10) when lba fits 32 bits and blocks fits 16 bits, else (16).
+// blocks == 0 is not allowed (a zero-length READ(10) means 0 blocks, READ(16) too, but we
+// never issue it); callers split first.
+Cdb cdb_read(std::uint64_t lba, std::uint32_t blocks, bool fua);
+Cdb cdb_write(std::uint64_t lba, std::uint32_t blocks, bool fua);
+Cdb cdb_read_10(std::uint32_t lba, std::uint16_t blocks, bool fua);
+Cdb cdb_write_10(std::uint32_t lba, std::uint16_t blocks, bool fua);
+Cdb cdb_read_16(std::uint64_t lba, std::uint32_t blocks, bool fua);
+Cdb cdb_write_16(std::uint64_t lba, std::uint32_t blocks, bool fua);
+// lba = 0, blocks = 0: the whole medium.
+Cdb cdb_synchronize_cache_10(std::uint32_t lba = 0, std::uint16_t blocks = 0);
+Cdb cdb_synchronize_cache_16(std::uint64_t lba = 0, std::uint32_t blocks = 0);
+// page_code 0x3f = all pages; dbd = disable block descriptors.
+Cdb cdb_mode_sense_10(std::uint8_t page_code, std::uint16_t allocation_length, bool dbd = true);
+Cdb cdb_unmap(std::uint16_t parameter_list_length);
+
+struct UnmapRange {
+    std::uint64_t lba;
+    std::uint32_t blocks;
+};
+// The UNMAP parameter list: 8-byte header plus one 16-byte descriptor per range.
+std::vector<std::uint8_t> unmap_parameter_list(std::span<const UnmapRange> ranges);
+
+// ---- decoders ----
+struct StandardInquiry {
+    std::uint8_t peripheral_qualifier = 0;
+    std::uint8_t peripheral_device_type = 0; // 0x00 disk, 0x05 cd, 0x0c controller, ...
+    bool removable = false;
+    std::uint8_t version = 0;
+    std::string vendor;   // T10 vendor id, trailing spaces trimmed
+    std::string product;  // trailing spaces trimmed
+    std::string revision; // trailing spaces trimmed
+};
+int decode_standard_inquiry(std::span<const std::uint8_t> data, StandardInquiry &out);
+
+int decode_vpd_supported_pages(std::span<const std::uint8_t> data,
+                               std::vector<std::uint8_t> &pages);
+int decode_vpd_unit_serial(std::span<const std::uint8_t> data, std::string &serial);
+
+struct Designator {
+    std::uint8_t code_set = 0;    // 1 binary, 2 ascii, 3 utf-8
+    std::uint8_t association = 0; // 0 logical unit, 1 target port, 2 target device
+    std::uint8_t type = 0;        // 1 t10 vendor id, 2 eui-64, 3 naa, 8 scsi name string...
+    std::vector<std::uint8_t> value;
+};
+int decode_vpd_device_identification(std::span<const std::uint8_t> data,
+                                     std::vector<Designator> &designators);
+// A stable, file-name-safe id for the logical unit, like udev's /dev/disk/by-id
+// "wwn-0x..." / "scsi-..." names: prefers NAA, then EUI-64, then SCSI name string, then T10
+// vendor id, all with association 0 (logical unit). Empty when there is none.
+std::string stable_id_from_designators(std::span<const Designator> designators);
+
+struct BlockLimits {
+    std::uint32_t maximum_transfer_length = 0; // blocks, 0 = not reported
+    std::uint32_t optimal_transfer_length = 0; // blocks, 0 = not reported
+    std::uint16_t optimal_transfer_length_granularity = 0;
+    std::uint32_t maximum_unmap_lba_count = 0;
+    std::uint32_t maximum_unmap_block_descriptor_count = 0;
+};
+int decode_vpd_block_limits(std::span<const std::uint8_t> data, BlockLimits &out);
+
+struct Capacity {
+    std::uint64_t last_lba = 0;
+    std::uint32_t logical_block_size = 0;
+    std::uint32_t physical_block_size = 0; // logical << exponent; == logical for (10)
+    bool thin_provisioned = false;          // LBPME, (16) only
+    std::uint64_t blocks() const { return last_lba + 1; }
+    std::uint64_t bytes() const { return blocks() * logical_block_size; }
+};
+// READ CAPACITY(10): last_lba 0xffffffff means "use (16)"; reported as-is.
+int decode_read_capacity_10(std::span<const std::uint8_t> data, Capacity &out);
+int decode_read_capacity_16(std::span<const std::uint8_t> data, Capacity &out);
+
+// Write-protect bit of the MODE SENSE(10) header's device-specific parameter.
+int decode_mode_sense_10_write_protect(std::span<const std::uint8_t> data, bool &write_protected);
+
+} // namespace sgfs

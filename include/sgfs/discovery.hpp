@@ -1,0 +1,23 @@
+// Finding sg devices in sysfs, without opening them.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace sgfs {
+
+struct SgDeviceEntry {
+    std::string name;          // "sg0"
+    std::string sg_path;       // "/dev/sg0"
+    std::string hctl;          // "2:0:0:0"
+    int device_type = -1;      // sysfs device/type
+    std::string vendor, model, revision;
+    std::string block_device;  // "sda", or "" for non-disks
+};
+
+// Every sg device under `sysfs_root`/class/scsi_generic, sorted by sg number.
+std::vector<SgDeviceEntry> enumerate_sg_devices(const std::string &sysfs_root = "/sys");
+const char *device_type_name(int peripheral_device_type);
+
+} // namespace sgfs
