@@ -5,19 +5,21 @@
 #include <string>
 #include <vector>
 
-namespace sgfs {
+namespace sgfs
+{
 
 struct SgDeviceEntry {
-    std::string name;          // "sg0"
-    std::string sg_path;       // "/dev/sg0"
-    std::string hctl;          // "2:0:0:0"
-    int device_type = -1;      // sysfs device/type
+    std::string name;     // "sg0"
+    std::string sg_path;  // "/dev/sg0"
+    std::string hctl;     // "2:0:0:0"
+    int device_type = -1; // sysfs device/type
     std::string vendor, model, revision;
-    std::string block_device;  // "sda", or "" for non-disks
+    std::string block_device; // "sda", or "" for non-disks
 };
 
 // Every sg device under `sysfs_root`/class/scsi_generic, sorted by sg number.
 std::vector<SgDeviceEntry> enumerate_sg_devices(const std::string &sysfs_root = "/sys");
-const char *device_type_name(int peripheral_device_type);
+// "direct access block device", from libsgutils2's table.
+std::string device_type_name(int peripheral_device_type);
 
 } // namespace sgfs

@@ -12,38 +12,40 @@
 #include <string>
 #include <sys/types.h>
 
-namespace sgfs {
+namespace sgfs
+{
 
 struct DiskOptions {
     IoMode io_mode = IoMode::automatic;
-    std::size_t mmap_min = 64 * 1024;     // auto: aligned IO at or above this uses mmap/direct
-    std::size_t reserve = 1024 * 1024;    // per-fd reserve buffer asked for (driver may cap)
-    unsigned queue_depth = 4;             // sg fds per device = commands in flight
-    std::size_t max_io = 0;               // largest SCSI transfer; 0 = what the device allows
+    std::size_t mmap_min = 64 * 1024;  // auto: aligned IO at or above this uses mmap/direct
+    std::size_t reserve = 1024 * 1024; // per-fd reserve buffer asked for (driver may cap)
+    unsigned queue_depth = 4;          // sg fds per device = commands in flight
+    std::size_t max_io = 0;            // largest SCSI transfer; 0 = what the device allows
     unsigned timeout_seconds = 60;
-    unsigned retries = 3;                 // for unit attention / aborted command / busy
+    unsigned retries = 3; // for unit attention / aborted command / busy
     bool fua = false;
     bool read_only = false;
 };
 
 struct DiskInfo {
-    std::string sg_path;           // "/dev/sg0"
-    std::string name;              // "sg0"
-    std::string block_device;      // "sda" or "" when there is none
-    std::string hctl;              // "0:0:0:0"
-    std::uint8_t device_type = 0;  // SCSI peripheral device type
+    std::string sg_path;          // "/dev/sg0"
+    std::string name;             // "sg0"
+    std::string block_device;     // "sda" or "" when there is none
+    std::string hctl;             // "0:0:0:0"
+    std::uint8_t device_type = 0; // SCSI peripheral device type
     std::string vendor, model, revision;
-    std::string stable_id;         // from VPD 0x83, else 0x80 serial; file-name safe
+    std::string stable_id; // from VPD 0x83, else 0x80 serial; file-name safe
     std::uint64_t capacity_bytes = 0;
     std::uint32_t logical_block_size = 512;
     std::uint32_t physical_block_size = 512;
-    std::uint32_t max_transfer_bytes = 0;   // after reserve, VPD B0, BLKSECTGET, max_io
-    std::uint32_t reserve_granted = 0;      // the reserve size the driver really gave
-    bool write_protected = false;           // MODE SENSE WP
-    bool allow_dio = false;                 // the sg driver's allow_dio at open
+    std::uint32_t max_transfer_bytes = 0; // after reserve, VPD B0, BLKSECTGET, max_io
+    std::uint32_t reserve_granted = 0;    // the reserve size the driver really gave
+    bool write_protected = false;         // MODE SENSE WP
+    bool allow_dio = false;               // the sg driver's allow_dio at open
 };
 
-class Disk {
+class Disk
+{
   public:
     virtual ~Disk() = default;
     // Opens and probes /dev/sgN. On failure returns -errno and fills `message` with one line.

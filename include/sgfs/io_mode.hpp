@@ -5,7 +5,8 @@
 #include <optional>
 #include <string_view>
 
-namespace sgfs {
+namespace sgfs
+{
 
 // The three ways the sg driver can move data. `auto` is a policy over them (see
 // IoPolicy), never a transfer mode of its own.

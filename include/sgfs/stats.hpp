@@ -11,34 +11,39 @@
 #include <utility>
 #include <vector>
 
-namespace sgfs {
+namespace sgfs
+{
 
 inline constexpr int error_category_count = static_cast<int>(ErrorCategory::other) + 1;
 
 struct ModeCountersSnapshot {
     std::uint64_t requested_commands = 0; // commands issued asking for this mode
     std::uint64_t requested_bytes = 0;
-    std::uint64_t done_commands = 0;      // commands the driver really did in this mode
+    std::uint64_t done_commands = 0; // commands the driver really did in this mode
     std::uint64_t done_bytes = 0;
-    std::uint64_t fallback_commands = 0;  // asked for this mode, driver did indirect (or mixed)
+    std::uint64_t fallback_commands = 0; // asked for this mode, driver did indirect (or mixed)
     std::uint64_t fallback_bytes = 0;
 };
 
 struct DeviceStatsSnapshot {
     std::array<ModeCountersSnapshot, transfer_mode_count> modes{};
     std::uint64_t retries = 0;
-    std::uint64_t user_copy_bytes = 0;     // bytes copied in user space by us
+    std::uint64_t user_copy_bytes = 0; // bytes copied in user space by us
     std::array<std::uint64_t, error_category_count> errors{};
 
     // "key value" pairs, keys like "mmap.requested_commands", "errors.medium_error".
     std::vector<std::pair<std::string, std::string>> fields() const;
 };
 
-class DeviceStats {
+class DeviceStats
+{
   public:
     void count_command(TransferMode requested, TransferMode done, std::uint64_t bytes);
     void count_retry() { retries_.fetch_add(1, std::memory_order_relaxed); }
-    void count_user_copy(std::uint64_t bytes) { user_copy_bytes_.fetch_add(bytes, std::memory_order_relaxed); }
+    void count_user_copy(std::uint64_t bytes)
+    {
+        user_copy_bytes_.fetch_add(bytes, std::memory_order_relaxed);
+    }
     void count_error(ErrorCategory category);
     DeviceStatsSnapshot snapshot() const;
 

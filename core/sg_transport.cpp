@@ -1,0 +1,174 @@
+#include "sg_transport.hpp"
+
+#include <cerrno>
+#include <cstring>
+#include <fcntl.h>
+#include <linux/fs.h>
+#include <scsi/sg.h>
+#include <scsi/sg_lib.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
+
+namespace sgfs
+{
+namespace
+{
+
+int sg_dxfer_direction(DataDirection direction)
+{
+    switch (direction) {
+    case DataDirection::from_device:
+        return SG_DXFER_FROM_DEV;
+    case DataDirection::to_device:
+        return SG_DXFER_TO_DEV;
+    case DataDirection::none:
+        break;
+    }
+    return SG_DXFER_NONE;
+}
+
+unsigned sg_flags(TransferMode mode)
+{
+    switch (mode) {
+    case TransferMode::direct:
+        return SG_FLAG_DIRECT_IO;
+    case TransferMode::mmap:
+        return sg_flag_mmap_io;
+    case TransferMode::indirect:
+        break;
+    }
+    return 0;
+}
+
+// The driver never reports mmap IO in `info`: it either uses the reserve buffer or fails
+// the ioctl (EBUSY, ENOMEM). Direct IO is the one that can silently degrade.
+TransferMode mode_done(TransferMode requested, unsigned info)
+{
+    if (requested != TransferMode::direct)
+        return requested;
+    return (info & SG_INFO_DIRECT_IO_MASK) == SG_INFO_DIRECT_IO ? TransferMode::direct
+                                                                : TransferMode::indirect;
+}
+
+} // namespace
+
+std::string command_name(const Cdb &cdb)
+{
+    char name[64] = {};
+    if (cdb.length == 0)
+        return "(empty CDB)";
+    if (cdb.bytes[0] == opcode::service_action_in_16)
+        sg_get_opcode_sa_name(cdb.bytes[0], cdb.bytes[1] & 0x1f, 0, sizeof(name), name);
+    else
+        sg_get_opcode_name(cdb.bytes[0], 0, sizeof(name), name);
+    return name;
+}
+
+int SgFd::open(const std::string &path, bool read_only, std::unique_ptr<SgFd> &out,
+               std::string &message)
+{
+    const int fd = ::open(path.c_str(), (read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC);
+    if (fd < 0) {
+        const int error = errno;
+        message = path + ": " + std::strerror(error);
+        return -error;
+    }
+    struct stat st {
+    };
+    int version = 0;
+    // Block devices answer SG_GET_VERSION_NUM too, so the device number decides.
+    if (fstat(fd, &st) != 0 || !S_ISCHR(st.st_mode) ||
+        static_cast<int>(major(st.st_rdev)) != sg_major ||
+        ioctl(fd, SG_GET_VERSION_NUM, &version) != 0 || version < sg_min_version) {
+        ::close(fd);
+        message = path + ": not an sg device (expected a /dev/sgN character device, major " +
+                  std::to_string(sg_major) + ")";
+        return -ENOTTY;
+    }
+    out.reset(new SgFd(fd, version));
+    return 0;
+}
+
+SgFd::~SgFd()
+{
+    if (mapping_ != nullptr)
+        munmap(mapping_, mapping_size_);
+    if (fd_ >= 0)
+        ::close(fd_);
+}
+
+long SgFd::set_reserve(std::size_t bytes)
+{
+    int asked = static_cast<int>(bytes);
+    if (ioctl(fd_, SG_SET_RESERVED_SIZE, &asked) != 0)
+        return -errno;
+    int granted = 0;
+    if (ioctl(fd_, SG_GET_RESERVED_SIZE, &granted) != 0)
+        return -errno;
+    reserve_ = static_cast<std::size_t>(granted);
+    return granted;
+}
+
+int SgFd::map_reserve()
+{
+    if (reserve_ == 0)
+        return -EINVAL;
+    void *area = mmap(nullptr, reserve_, PROT_READ | PROT_WRITE, MAP_SHARED, fd_, 0);
+    if (area == MAP_FAILED)
+        return -errno;
+    mapping_ = static_cast<std::uint8_t *>(area);
+    mapping_size_ = reserve_;
+    return 0;
+}
+
+long SgFd::max_transfer_bytes() const
+{
+    int bytes = 0;
+    if (ioctl(fd_, BLKSECTGET, &bytes) != 0)
+        return -errno;
+    return bytes;
+}
+
+int SgFd::execute(const SgRequest &request, SgCompletion &done) const
+{
+    std::uint8_t sense[64] = {};
+    Cdb cdb = request.cdb;
+    sg_io_hdr_t hdr{};
+    hdr.interface_id = 'S';
+    hdr.dxfer_direction = sg_dxfer_direction(request.direction);
+    hdr.cmd_len = cdb.length;
+    hdr.cmdp = cdb.bytes.data();
+    hdr.mx_sb_len = sizeof(sense);
+    hdr.sbp = sense;
+    hdr.timeout = request.timeout_ms;
+    hdr.dxfer_len = static_cast<unsigned>(request.length);
+    hdr.dxferp = request.mode == TransferMode::mmap ? nullptr : request.buffer;
+    hdr.flags = request.length == 0 ? 0 : sg_flags(request.mode);
+
+    int rc;
+    do {
+        rc = ioctl(fd_, SG_IO, &hdr);
+    } while (rc != 0 && errno == EINTR);
+    if (rc != 0)
+        return -errno;
+
+    done.done_mode = request.length == 0 ? request.mode : mode_done(request.mode, hdr.info);
+    done.residual = hdr.resid;
+    if (hdr.status == 0 && hdr.host_status == 0 && hdr.driver_status == 0) {
+        done.outcome = CommandOutcome{};
+        return 0;
+    }
+    CommandStatus status;
+    status.scsi_status = hdr.status;
+    status.host_status = hdr.host_status;
+    status.driver_status = hdr.driver_status;
+    status.sense = std::span<const std::uint8_t>(sense, hdr.sb_len_wr);
+    const std::string name = command_name(cdb);
+    done.outcome = classify(status, name.c_str());
+    return 0;
+}
+
+} // namespace sgfs

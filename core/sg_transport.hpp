@@ -1,0 +1,75 @@
+// One open /dev/sgN and the SG_IO ioctl: the only place that knows sg_io_hdr.
+#pragma once
+
+#include "sgfs/cdb.hpp"
+#include "sgfs/io_mode.hpp"
+#include "sgfs/pool.hpp"
+#include "sgfs/sense.hpp"
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+
+namespace sgfs
+{
+
+// glibc's <scsi/sg.h> stops at SG_FLAG_LUN_INHIBIT; these are the kernel's values.
+inline constexpr unsigned sg_flag_mmap_io = 0x04;
+inline constexpr unsigned sg_flag_q_at_tail = 0x10;
+inline constexpr unsigned sg_flag_q_at_head = 0x20;
+inline constexpr int sg_major = 21;
+inline constexpr int sg_min_version = 30000;
+
+struct SgRequest {
+    Cdb cdb;
+    DataDirection direction = DataDirection::none;
+    void *buffer = nullptr; // ignored in mmap mode: data lives in the fd's mapping
+    std::size_t length = 0;
+    TransferMode mode = TransferMode::indirect;
+    unsigned timeout_ms = 60000;
+};
+
+struct SgCompletion {
+    CommandOutcome outcome;
+    TransferMode done_mode = TransferMode::indirect; // what the driver really did
+    int residual = 0;                                // bytes not transferred
+};
+
+class SgFd : public PoolHook
+{
+  public:
+    // Opens `path` and refuses anything that is not an sg character device.
+    static int open(const std::string &path, bool read_only, std::unique_ptr<SgFd> &out,
+                    std::string &message);
+    SgFd(const SgFd &) = delete;
+    SgFd &operator=(const SgFd &) = delete;
+    ~SgFd();
+
+    int version() const { return version_; }
+    // Asks for `bytes` and returns what the driver really granted (it caps the reserve at
+    // the queue's max_sectors), or -errno.
+    long set_reserve(std::size_t bytes);
+    std::size_t reserve() const { return reserve_; }
+    // Maps the reserve buffer for SG_FLAG_MMAP_IO; call after set_reserve.
+    int map_reserve();
+    std::span<std::uint8_t> mmap_area() const { return {mapping_, mapping_size_}; }
+    // BLKSECTGET: on sg it returns the maximum transfer in bytes, not sectors.
+    long max_transfer_bytes() const;
+    // 0 when the ioctl ran (the command's own verdict is in `done.outcome`), else -errno.
+    int execute(const SgRequest &request, SgCompletion &done) const;
+
+  private:
+    SgFd(int fd, int version) : fd_(fd), version_(version) {}
+    int fd_ = -1;
+    int version_ = 0;
+    std::size_t reserve_ = 0;
+    std::uint8_t *mapping_ = nullptr;
+    std::size_t mapping_size_ = 0;
+};
+
+// "READ(10)", from libsgutils2's opcode table.
+std::string command_name(const Cdb &cdb);
+
+} // namespace sgfs

@@ -1,0 +1,68 @@
+#include "sgfs/stats.hpp"
+
+#include <string>
+
+namespace sgfs
+{
+
+void DeviceStats::count_command(TransferMode requested, TransferMode done, std::uint64_t bytes)
+{
+    auto &asked = modes_[static_cast<int>(requested)];
+    asked.requested_commands.fetch_add(1, std::memory_order_relaxed);
+    asked.requested_bytes.fetch_add(bytes, std::memory_order_relaxed);
+    auto &did = modes_[static_cast<int>(done)];
+    did.done_commands.fetch_add(1, std::memory_order_relaxed);
+    did.done_bytes.fetch_add(bytes, std::memory_order_relaxed);
+    if (requested != done) {
+        asked.fallback_commands.fetch_add(1, std::memory_order_relaxed);
+        asked.fallback_bytes.fetch_add(bytes, std::memory_order_relaxed);
+    }
+}
+
+void DeviceStats::count_error(ErrorCategory category)
+{
+    errors_[static_cast<int>(category)].fetch_add(1, std::memory_order_relaxed);
+}
+
+DeviceStatsSnapshot DeviceStats::snapshot() const
+{
+    DeviceStatsSnapshot snap;
+    for (int i = 0; i < transfer_mode_count; ++i) {
+        const auto &from = modes_[i];
+        auto &to = snap.modes[i];
+        to.requested_commands = from.requested_commands.load(std::memory_order_relaxed);
+        to.requested_bytes = from.requested_bytes.load(std::memory_order_relaxed);
+        to.done_commands = from.done_commands.load(std::memory_order_relaxed);
+        to.done_bytes = from.done_bytes.load(std::memory_order_relaxed);
+        to.fallback_commands = from.fallback_commands.load(std::memory_order_relaxed);
+        to.fallback_bytes = from.fallback_bytes.load(std::memory_order_relaxed);
+    }
+    snap.retries = retries_.load(std::memory_order_relaxed);
+    snap.user_copy_bytes = user_copy_bytes_.load(std::memory_order_relaxed);
+    for (int i = 0; i < error_category_count; ++i)
+        snap.errors[i] = errors_[i].load(std::memory_order_relaxed);
+    return snap;
+}
+
+std::vector<std::pair<std::string, std::string>> DeviceStatsSnapshot::fields() const
+{
+    std::vector<std::pair<std::string, std::string>> out;
+    for (int i = 0; i < transfer_mode_count; ++i) {
+        const std::string mode = to_string(static_cast<TransferMode>(i));
+        const auto &m = modes[i];
+        out.emplace_back(mode + ".requested_commands", std::to_string(m.requested_commands));
+        out.emplace_back(mode + ".requested_bytes", std::to_string(m.requested_bytes));
+        out.emplace_back(mode + ".done_commands", std::to_string(m.done_commands));
+        out.emplace_back(mode + ".done_bytes", std::to_string(m.done_bytes));
+        out.emplace_back(mode + ".fallback_commands", std::to_string(m.fallback_commands));
+        out.emplace_back(mode + ".fallback_bytes", std::to_string(m.fallback_bytes));
+    }
+    out.emplace_back("retries", std::to_string(retries));
+    out.emplace_back("user_copy_bytes", std::to_string(user_copy_bytes));
+    for (int i = 1; i < error_category_count; ++i)
+        out.emplace_back(std::string("errors.") + to_string(static_cast<ErrorCategory>(i)),
+                         std::to_string(errors[i]));
+    return out;
+}
+
+} // namespace sgfs
