@@ -55,7 +55,9 @@ struct CommandOutcome {
     int error = 0;               // 0 or a positive errno value (EIO, EROFS, ...)
     bool retryable = false;      // unit attention, aborted command, busy
     SenseData sense;
-    std::string message;         // one line, readable: "medium error at LBA 4660 (Unrecovered read error)"
+    // One line, readable, names the command:
+    // "READ(10): medium error at LBA 4660 (0x1234): Unrecovered read error"
+    std::string message;
 
     bool ok() const { return error == 0; }
 };
