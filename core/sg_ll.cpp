@@ -1,7 +1,10 @@
 #include "sg_ll.hpp"
 
+#include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstring>
+#include <thread>
 
 namespace sgfs
 {
@@ -34,6 +37,16 @@ int run_no_data(const SgFd &fd, const CommandContext &context, const Cdb &cdb, s
     return sg_ll_run(fd, request, context, done, message);
 }
 
+// A unit attention is reported once and clears: retry at once. A busy or becoming-ready
+// device needs time, as the kernel's own retries give it.
+void wait_before_retry(ErrorCategory category, unsigned attempt)
+{
+    if (category == ErrorCategory::unit_attention)
+        return;
+    const unsigned delay_ms = std::min(1000U, 50U << std::min(attempt, 5U));
+    std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms));
+}
+
 int malformed(const Cdb &cdb, std::string &message)
 {
     message = command_name(cdb) + ": malformed reply from device";
@@ -54,19 +67,20 @@ int sg_ll_run(const SgFd &fd, const SgRequest &request, const CommandContext &co
             return rc;
         }
         const CommandOutcome &outcome = done.outcome;
+        if (context.stats != nullptr && outcome.category != ErrorCategory::ok)
+            context.stats->count_error(outcome.category);
         if (outcome.ok()) {
             if (context.stats != nullptr && request.length > 0)
                 context.stats->count_command(request.mode, done.done_mode, request.length);
             return 0;
         }
-        if (context.stats != nullptr)
-            context.stats->count_error(outcome.category);
         if (!outcome.retryable || attempt >= context.retries) {
             message = outcome.message;
             return -outcome.error;
         }
         if (context.stats != nullptr)
             context.stats->count_retry();
+        wait_before_retry(outcome.category, attempt);
     }
 }
 

@@ -79,7 +79,9 @@ Bytes descriptor_sense(std::uint8_t key, std::uint8_t asc, std::uint8_t ascq,
 {
     Bytes s{static_cast<std::uint8_t>(deferred ? 0x73 : 0x72), key, asc, ascq, 0, 0, 0, 0};
     if (info) {
-        s.insert(s.end(), {0x00, 0x0a, 0x80, 0x00});
+        // push_back, not insert({...}): GCC 12 -O2 reports a false -Warray-bounds on it.
+        for (std::uint8_t byte : {0x00, 0x0a, 0x80, 0x00})
+            s.push_back(byte);
         for (int i = 0; i < 8; ++i)
             s.push_back(static_cast<std::uint8_t>(*info >> (56 - 8 * i)));
     }

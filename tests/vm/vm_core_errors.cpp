@@ -1,0 +1,105 @@
+// Runs in the scsi_debug guest: errors a user can cause reach the caller with the right
+// errno and a message that names the problem.
+//
+//   vm_core_errors SG_PATH BLOCK_PATH [--medium-error-lba N]
+#include "aligned_buffer.hpp"
+#include "sg_ll.hpp"
+#include "sgfs/disk.hpp"
+#include "tap.hpp"
+
+#include <cerrno>
+#include <cstring>
+#include <string>
+
+using namespace sgfs;
+
+namespace {
+
+bool contains(const std::string &text, const std::string &part)
+{
+    return text.find(part) != std::string::npos;
+}
+
+void open_errors(const char *block_path)
+{
+    std::unique_ptr<Disk> disk;
+    std::string message;
+    int rc = Disk::open("/dev/sg99", {}, disk, message);
+    tap::check(rc == -ENOENT && contains(message, "/dev/sg99"),
+               "a missing device gives ENOENT naming it", std::to_string(rc) + " " + message);
+    rc = Disk::open(block_path, {}, disk, message);
+    tap::check(rc == -ENOTTY && contains(message, "not an sg device"),
+               "a block device is refused as not sg", std::to_string(rc) + " " + message);
+    rc = Disk::open("/dev/null", {}, disk, message);
+    tap::check(rc == -ENOTTY && contains(message, "not an sg device"),
+               "/dev/null is refused as not sg", std::to_string(rc) + " " + message);
+}
+
+void end_of_device(Disk &disk, const SgFd &fd)
+{
+    const DiskInfo &info = disk.info();
+    const std::size_t block = info.logical_block_size;
+    AlignedBuffer buffer(4 * block);
+    tap::check(disk.pread(buffer.data(), block, info.capacity_bytes) == 0,
+               "a read at the end returns 0 bytes (EOF)");
+    tap::check(disk.pread(buffer.data(), 4 * block, info.capacity_bytes - block) ==
+                   static_cast<ssize_t>(block),
+               "a read crossing the end is short");
+    tap::check(disk.pwrite(buffer.data(), block, info.capacity_bytes) == -ENOSPC,
+               "a write at the end gives ENOSPC");
+
+    // The raw command past the end: the device's own ILLEGAL REQUEST, LBA out of range.
+    CommandContext context;
+    BlockTransfer transfer;
+    transfer.lba = info.capacity_bytes / block;
+    transfer.blocks = 1;
+    transfer.block_size = static_cast<std::uint32_t>(block);
+    transfer.buffer = buffer.data();
+    std::string message;
+    const int rc = sg_ll_read_write(fd, context, transfer, message);
+    tap::check(rc < 0 && rc != -EIO && !message.empty(),
+               "READ past the end is refused by the device with a clear message",
+               std::to_string(rc) + " " + message);
+    tap::note("READ past the end: " + std::to_string(rc) + " (" + std::strerror(-rc) + "): " +
+              message);
+}
+
+void medium_error(Disk &disk, std::uint64_t lba)
+{
+    const std::size_t block = disk.info().logical_block_size;
+    AlignedBuffer buffer(8 * block);
+    const ssize_t rc = disk.pread(buffer.data(), 8 * block, (lba - 2) * block);
+    const std::string message = disk.last_error();
+    tap::check(rc == -EIO, "a read over the injected medium error gives EIO",
+               std::to_string(rc) + " " + message);
+    tap::check(contains(message, "medium error") && contains(message, std::to_string(lba)),
+               "the message names the failing LBA " + std::to_string(lba), message);
+    tap::note("medium error: " + message);
+    const DeviceStatsSnapshot stats = disk.stats();
+    tap::check(stats.errors[static_cast<int>(ErrorCategory::medium_error)] > 0,
+               "the medium error is counted");
+    tap::check(disk.pread(buffer.data(), block, (lba + 64) * block) == static_cast<ssize_t>(block),
+               "reads elsewhere still work");
+}
+
+} // namespace
+
+int main(int argc, char **argv)
+{
+    if (argc < 3) {
+        std::fprintf(stderr, "usage: %s SG_PATH BLOCK_PATH [--medium-error-lba N]\n", argv[0]);
+        return 2;
+    }
+    open_errors(argv[2]);
+    std::unique_ptr<Disk> disk;
+    std::string message;
+    if (!tap::check(Disk::open(argv[1], {}, disk, message) == 0, "open", message))
+        return tap::finish();
+    std::unique_ptr<SgFd> fd;
+    if (!tap::check(SgFd::open(argv[1], false, fd, message) == 0, "open a raw sg fd", message))
+        return tap::finish();
+    end_of_device(*disk, *fd);
+    if (argc > 4 && std::strcmp(argv[3], "--medium-error-lba") == 0)
+        medium_error(*disk, std::stoull(argv[4], nullptr, 0));
+    return tap::finish();
+}
