@@ -11,7 +11,8 @@
 #include <string>
 #include <vector>
 
-namespace sgfs {
+namespace sgfs
+{
 
 struct Cdb {
     std::array<std::uint8_t, 16> bytes{};
@@ -22,7 +23,8 @@ struct Cdb {
 
 enum class DataDirection { none, from_device, to_device };
 
-namespace opcode {
+namespace opcode
+{
 inline constexpr std::uint8_t test_unit_ready = 0x00;
 inline constexpr std::uint8_t inquiry = 0x12;
 inline constexpr std::uint8_t mode_sense_10 = 0x5a;
@@ -37,7 +39,8 @@ inline constexpr std::uint8_t synchronize_cache_16 = 0x91;
 inline constexpr std::uint8_t unmap = 0x42;
 } // namespace opcode
 
-namespace vpd {
+namespace vpd
+{
 inline constexpr std::uint8_t supported_pages = 0x00;
 inline constexpr std::uint8_t unit_serial_number = 0x80;
 inline constexpr std::uint8_t device_identification = 0x83;
@@ -49,7 +52,8 @@ Cdb cdb_test_unit_ready();
 Cdb cdb_inquiry(bool evpd, std::uint8_t page_code, std::uint16_t allocation_length);
 Cdb cdb_read_capacity_10();
 Cdb cdb_read_capacity_16(std::uint32_t allocation_length = 32);
-// READ/WRITE: picks (10) when lba fits 32 bits and blocks fits 16 bits, else (16).
+// READ/WRITE: picks (10) when blocks fits 16 bits and the whole range, lba to
+// lba + blocks - 1, fits 32 bits; else (16).
 // blocks == 0 is not allowed (a zero-length READ(10) means 0 blocks, READ(16) too, but we
 // never issue it); callers split first.
 Cdb cdb_read(std::uint64_t lba, std::uint32_t blocks, bool fua);
@@ -69,7 +73,9 @@ struct UnmapRange {
     std::uint64_t lba;
     std::uint32_t blocks;
 };
-// The UNMAP parameter list: 8-byte header plus one 16-byte descriptor per range.
+// The UNMAP parameter list: 8-byte header plus one 16-byte descriptor per range. The list
+// must fit UNMAP's 16-bit parameter list length, so at most 4095 ranges (callers split to
+// the device's maximum unmap block descriptor count anyway); more throws std::length_error.
 std::vector<std::uint8_t> unmap_parameter_list(std::span<const UnmapRange> ranges);
 
 // ---- decoders ----
@@ -84,6 +90,9 @@ struct StandardInquiry {
 };
 int decode_standard_inquiry(std::span<const std::uint8_t> data, StandardInquiry &out);
 
+// VPD decoders check the page code byte. 0x00, 0x80 and 0x83 need the whole page (PAGE
+// LENGTH + 4 bytes) in data, since a cut list would silently lose entries; 0xB0 decodes the
+// fields present, leaving the others 0 (not reported).
 int decode_vpd_supported_pages(std::span<const std::uint8_t> data,
                                std::vector<std::uint8_t> &pages);
 int decode_vpd_unit_serial(std::span<const std::uint8_t> data, std::string &serial);
@@ -114,7 +123,7 @@ struct Capacity {
     std::uint64_t last_lba = 0;
     std::uint32_t logical_block_size = 0;
     std::uint32_t physical_block_size = 0; // logical << exponent; == logical for (10)
-    bool thin_provisioned = false;          // LBPME, (16) only
+    bool thin_provisioned = false;         // LBPME, (16) only
     std::uint64_t blocks() const { return last_lba + 1; }
     std::uint64_t bytes() const { return blocks() * logical_block_size; }
 };
