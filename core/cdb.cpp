@@ -450,6 +450,13 @@ std::string stable_id_from_designators(std::span<const Designator> designators)
     return {};
 }
 
+std::string stable_id_from_serial(std::string_view serial)
+{
+    const auto *bytes = reinterpret_cast<const std::uint8_t *>(serial.data());
+    std::string body = sanitized_text({bytes, serial.size()}, true);
+    return body.empty() ? std::string() : "serial-" + body;
+}
+
 // SBC-2 devices return a shorter page than SBC-3's 0x3c bytes; fields they lack stay 0, which
 // means "not reported".
 int decode_vpd_block_limits(std::span<const std::uint8_t> data, BlockLimits &out)

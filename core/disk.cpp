@@ -176,8 +176,8 @@ int SgDisk::probe_identity(const SgFd &fd, std::string &message)
     if (info_.stable_id.empty() && has_page(vpd::unit_serial_number) &&
         sg_ll_inquiry_vpd(fd, ctx, vpd::unit_serial_number, page, ignored) == 0) {
         std::string serial;
-        if (decode_vpd_unit_serial(page, serial) == 0 && !serial.empty())
-            info_.stable_id = "serial-" + serial;
+        if (decode_vpd_unit_serial(page, serial) == 0)
+            info_.stable_id = stable_id_from_serial(serial);
     }
     std::uint64_t max_transfer = 1ULL << 30;
     BlockLimits limits;

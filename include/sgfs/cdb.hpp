@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace sgfs
@@ -109,6 +110,8 @@ int decode_vpd_device_identification(std::span<const std::uint8_t> data,
 // "wwn-0x..." / "scsi-..." names: prefers NAA, then EUI-64, then SCSI name string, then T10
 // vendor id, all with association 0 (logical unit). Empty when there is none.
 std::string stable_id_from_designators(std::span<const Designator> designators);
+// The fallback when a device has no usable 0x83 designator: "serial-<sanitized serial>".
+std::string stable_id_from_serial(std::string_view serial);
 
 struct BlockLimits {
     std::uint32_t maximum_transfer_length = 0; // blocks, 0 = not reported

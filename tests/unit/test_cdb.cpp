@@ -1046,3 +1046,9 @@ TEST_CASE("MODE SENSE(10) write protect")
         CHECK(write_protected);
     }
 }
+
+TEST_CASE("stable_id_from_serial sanitizes like the designator ids")
+{
+    CHECK(stable_id_from_serial("  AB12/34 x  ") == "serial-AB12_34_x");
+    CHECK(stable_id_from_serial("   ").empty());
+}
