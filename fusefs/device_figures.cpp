@@ -1,0 +1,68 @@
+#include "device_figures.hpp"
+
+#include "sgfs/io_mode.hpp"
+
+namespace sgfs::fusefs
+{
+namespace
+{
+
+const char *yes_no(bool value)
+{
+    return value ? "1" : "0";
+}
+
+} // namespace
+
+Figures device_figures(const DiskInfo &info, const DeviceStatsSnapshot &stats,
+                       const MountOptions &options)
+{
+    const DiskOptions &disk = options.disk;
+    Figures figures = {
+        {"path", info.sg_path},
+        {"block_device", info.block_device.empty() ? "" : "/dev/" + info.block_device},
+        {"hctl", info.hctl},
+        {"vendor", info.vendor},
+        {"model", info.model},
+        {"revision", info.revision},
+        {"stable_id", info.stable_id},
+        {"capacity_bytes", std::to_string(info.capacity_bytes)},
+        {"logical_block_size", std::to_string(info.logical_block_size)},
+        {"physical_block_size", std::to_string(info.physical_block_size)},
+        {"write_protected", yes_no(info.write_protected)},
+        {"read_only", yes_no(disk.read_only || info.write_protected)},
+        {"max_transfer_bytes", std::to_string(info.max_transfer_bytes)},
+        {"reserve_requested", std::to_string(disk.reserve)},
+        {"reserve_granted", std::to_string(info.reserve_granted)},
+        {"allow_dio", yes_no(info.allow_dio)},
+        {"io_mode", to_string(disk.io_mode)},
+        {"mmap_min", std::to_string(disk.mmap_min)},
+        {"queue_depth", std::to_string(disk.queue_depth)},
+        {"max_io", disk.max_io == 0 ? "device" : std::to_string(disk.max_io)},
+        {"timeout_seconds", std::to_string(disk.timeout_seconds)},
+        {"retries_allowed", std::to_string(disk.retries)},
+        {"fua", yes_no(disk.fua)},
+        {"cache", to_string(options.cache)},
+    };
+    for (auto &field : stats.fields())
+        figures.push_back(std::move(field));
+    // An empty value would make a "key value" line look like a bare key.
+    for (auto &[key, value] : figures)
+        if (value.empty())
+            value = "-";
+    return figures;
+}
+
+std::string render_stats_text(const std::vector<DeviceReport> &devices)
+{
+    std::string text;
+    for (const DeviceReport &device : devices) {
+        text += "device " + device.name + "\n";
+        for (const auto &[key, value] : device.figures)
+            text += "  " + key + " " + value + "\n";
+        text += "\n";
+    }
+    return text;
+}
+
+} // namespace sgfs::fusefs

@@ -1,0 +1,96 @@
+#include "device_list.hpp"
+
+#include "size_text.hpp"
+#include "source_spec.hpp"
+
+#include <algorithm>
+#include <array>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <memory>
+
+namespace sgfs::fusefs
+{
+namespace
+{
+
+// Pads to `width` columns, keeping at least one space after the text.
+std::string column(const std::string &text, std::size_t width)
+{
+    std::string out = text;
+    out.resize(std::max(width, text.size() + 1), ' ');
+    return out;
+}
+
+} // namespace
+
+std::string short_device_type(int peripheral_device_type)
+{
+    static constexpr std::array<const char *, 0x15> names = {
+        "disk",    "tape",    "printer", "process", "worm",  "cd/dvd",  "scanner",
+        "optical", "mediumx", "comms",   "(0xa)",   "(0xb)", "storage", "enclosu",
+        "sim dsk", "opti rd", "bridge",  "osd",     "adi",   "sec man", "zbc",
+    };
+    if (peripheral_device_type >= 0 &&
+        static_cast<std::size_t>(peripheral_device_type) < names.size())
+        return names[static_cast<std::size_t>(peripheral_device_type)];
+    if (peripheral_device_type == 0x1e)
+        return "wlun";
+    if (peripheral_device_type == 0x1f)
+        return "no dev";
+    return "type " + std::to_string(peripheral_device_type);
+}
+
+std::string format_device_line(const SgDeviceEntry &entry, const DiskInfo *info,
+                               const std::string &open_error)
+{
+    std::string line = column("[" + entry.hctl + "]", 13);
+    line += column(short_device_type(entry.device_type), 8);
+    line += column(entry.vendor, 9);
+    line += column(entry.model, 17);
+    line += column(entry.revision, 5);
+    line += column(entry.block_device.empty() ? "-" : "/dev/" + entry.block_device, 10);
+    line += entry.sg_path;
+    if (info) {
+        line += "  " + format_size_rounded(info->capacity_bytes);
+        line += "  " + std::to_string(info->logical_block_size) + "/" +
+                std::to_string(info->physical_block_size);
+        line += "  max_transfer=" + format_size_exact(info->max_transfer_bytes);
+        line += "  reserve=" + format_size_exact(info->reserve_granted);
+        if (info->write_protected)
+            line += "  write-protected";
+        line += "  " + (info->stable_id.empty() ? std::string("-") : info->stable_id);
+    } else if (!open_error.empty()) {
+        line += "  (cannot open: " + open_error + ")";
+    }
+    return line;
+}
+
+int list_devices(const MountOptions &options)
+{
+    DiskOptions disk_options = options.disk;
+    disk_options.read_only = true; // listing never writes
+    const std::vector<SgDeviceEntry> devices = enumerate_sg_devices();
+    if (devices.empty()) {
+        std::fprintf(stderr, "sgfs: no sg devices found (is the sg module loaded?)\n");
+        return 0;
+    }
+    for (const SgDeviceEntry &entry : devices) {
+        std::unique_ptr<Disk> disk;
+        std::string message;
+        if (is_disk_device_type(entry.device_type)) {
+            const int rc = Disk::open(entry.sg_path, disk_options, disk, message);
+            if (rc < 0 || !disk) {
+                disk.reset();
+                if (message.empty())
+                    message = std::strerror(rc < 0 ? -rc : EIO);
+            }
+        }
+        const std::string line = format_device_line(entry, disk ? &disk->info() : nullptr, message);
+        std::printf("%s\n", line.c_str());
+    }
+    return 0;
+}
+
+} // namespace sgfs::fusefs

@@ -1,0 +1,26 @@
+// `sgfs --list`: one line per sg device, like `lsscsi -g`, and for disks what opening them
+// found: capacity, logical/physical block size, max transfer, reserve granted, stable id.
+#pragma once
+
+#include "mount_options.hpp"
+#include "sgfs/discovery.hpp"
+#include "sgfs/disk.hpp"
+
+#include <string>
+
+namespace sgfs::fusefs
+{
+
+// lsscsi's short type names ("disk", "cd/dvd", "enclosu"), which keep the columns aligned.
+std::string short_device_type(int peripheral_device_type);
+
+// One line without the newline. `info` is null for non-disks and for disks that did not
+// open, in which case `open_error` says why.
+std::string format_device_line(const SgDeviceEntry &entry, const DiskInfo *info,
+                               const std::string &open_error);
+
+// Lists every sg device on stdout, opening the disks read-only with `options.disk` (so
+// `sgfs --list -o reserve=4m` shows what the driver would grant). Returns the exit status.
+int list_devices(const MountOptions &options);
+
+} // namespace sgfs::fusefs

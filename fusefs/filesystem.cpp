@@ -1,0 +1,629 @@
+#include "filesystem.hpp"
+
+#include "aligned_buffer.hpp"
+#include "device_figures.hpp"
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <fcntl.h>
+#include <string_view>
+#include <sys/statvfs.h>
+
+namespace sgfs::fusefs
+{
+
+// What fi->fh points at, from open() to release().
+struct Filesystem::OpenFile {
+    const Node &node;
+    bool writable;
+    std::string stats_text; // /.stats: generated at open, so one read sequence is consistent
+};
+
+namespace
+{
+
+// The tree never changes while mounted, so the kernel may keep names and attributes as
+// long as it likes; a day is "forever" without surprising anyone debugging a stale view.
+constexpr double cache_timeout_seconds = 24 * 60 * 60;
+constexpr unsigned metadata_threads = 4;
+constexpr unsigned default_max_background = 12; // the kernel's own default
+
+Filesystem &filesystem_of(fuse_req_t req)
+{
+    return *static_cast<Filesystem *>(fuse_req_userdata(req));
+}
+
+Filesystem::OpenFile &file_of(const fuse_file_info *fi)
+{
+    return *reinterpret_cast<Filesystem::OpenFile *>(fi->fh);
+}
+
+// Core promises -errno; anything else would reach the kernel as a bogus reply.
+int as_errno(long rc)
+{
+    return rc < 0 && rc > -4096 ? static_cast<int>(-rc) : EIO;
+}
+
+// One reply for getxattr/listxattr, whose protocol is: size 0 asks for the length, a too
+// small buffer is ERANGE, otherwise the data.
+void reply_sized(fuse_req_t req, int error, std::size_t size, const std::string &data)
+{
+    if (error == 0 && size != 0 && size < data.size())
+        error = ERANGE;
+    if (error != 0)
+        fuse_reply_err(req, error);
+    else if (size == 0)
+        fuse_reply_xattr(req, data.size());
+    else
+        fuse_reply_buf(req, data.data(), data.size());
+}
+
+// ---- handlers: each finds its arguments, calls the Filesystem, replies exactly once ----
+
+void op_init(void *userdata, fuse_conn_info *conn)
+{
+    static_cast<Filesystem *>(userdata)->init(*conn);
+}
+
+void op_destroy(void *userdata)
+{
+    static_cast<Filesystem *>(userdata)->destroy();
+}
+
+void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+    fuse_entry_param entry{};
+    const int rc = filesystem_of(req).lookup(parent, name, entry);
+    // A name that does not exist never will: answer ENOENT as a cacheable negative entry.
+    if (rc == 0 || rc == -ENOENT)
+        fuse_reply_entry(req, &entry);
+    else
+        fuse_reply_err(req, -rc);
+}
+
+void op_getattr(fuse_req_t req, fuse_ino_t inode, fuse_file_info *)
+{
+    struct stat attr {
+    };
+    const int rc = filesystem_of(req).getattr(inode, attr);
+    if (rc == 0)
+        fuse_reply_attr(req, &attr, cache_timeout_seconds);
+    else
+        fuse_reply_err(req, -rc);
+}
+
+void op_setattr(fuse_req_t req, fuse_ino_t inode, struct stat *, int to_set, fuse_file_info *)
+{
+    struct stat attr {
+    };
+    const int rc = filesystem_of(req).setattr(inode, to_set, attr);
+    if (rc == 0)
+        fuse_reply_attr(req, &attr, cache_timeout_seconds);
+    else
+        fuse_reply_err(req, -rc);
+}
+
+void op_readlink(fuse_req_t req, fuse_ino_t inode)
+{
+    const char *target = nullptr;
+    const int rc = filesystem_of(req).readlink(inode, target);
+    if (rc == 0)
+        fuse_reply_readlink(req, target);
+    else
+        fuse_reply_err(req, -rc);
+}
+
+// The tree is fixed: nothing can be created, removed or renamed.
+void op_mknod(fuse_req_t req, fuse_ino_t, const char *, mode_t, dev_t)
+{
+    fuse_reply_err(req, EPERM);
+}
+void op_mkdir(fuse_req_t req, fuse_ino_t, const char *, mode_t)
+{
+    fuse_reply_err(req, EPERM);
+}
+void op_unlink(fuse_req_t req, fuse_ino_t, const char *)
+{
+    fuse_reply_err(req, EPERM);
+}
+void op_rmdir(fuse_req_t req, fuse_ino_t, const char *)
+{
+    fuse_reply_err(req, EPERM);
+}
+void op_symlink(fuse_req_t req, const char *, fuse_ino_t, const char *)
+{
+    fuse_reply_err(req, EPERM);
+}
+void op_rename(fuse_req_t req, fuse_ino_t, const char *, fuse_ino_t, const char *, unsigned)
+{
+    fuse_reply_err(req, EPERM);
+}
+void op_link(fuse_req_t req, fuse_ino_t, fuse_ino_t, const char *)
+{
+    fuse_reply_err(req, EPERM);
+}
+void op_create(fuse_req_t req, fuse_ino_t, const char *, mode_t, fuse_file_info *)
+{
+    fuse_reply_err(req, EPERM);
+}
+
+void op_open(fuse_req_t req, fuse_ino_t inode, fuse_file_info *fi)
+{
+    const int rc = filesystem_of(req).open(inode, *fi);
+    if (rc == 0)
+        fuse_reply_open(req, fi);
+    else
+        fuse_reply_err(req, -rc);
+}
+
+void op_read(fuse_req_t req, fuse_ino_t, std::size_t size, off_t offset, fuse_file_info *fi)
+{
+    const char *data = nullptr;
+    std::size_t length = 0;
+    const int rc = filesystem_of(req).read(file_of(fi), size, offset, data, length);
+    if (rc == 0)
+        fuse_reply_buf(req, data, length);
+    else
+        fuse_reply_err(req, -rc);
+}
+
+// The plain write callback rather than write_buf: the data already sits in libfuse's
+// request buffer, and whatever copy a transfer mode needs (into the sg reserve, or a bounce
+// for unaligned direct IO) happens in core, where .stats counts it as user_copy_bytes.
+void op_write(fuse_req_t req, fuse_ino_t, const char *data, std::size_t size, off_t offset,
+              fuse_file_info *fi)
+{
+    std::size_t written = 0;
+    const int rc = filesystem_of(req).write(file_of(fi), data, size, offset, written);
+    if (rc == 0)
+        fuse_reply_write(req, written);
+    else
+        fuse_reply_err(req, -rc);
+}
+
+void op_flush(fuse_req_t req, fuse_ino_t, fuse_file_info *fi)
+{
+    fuse_reply_err(req, -filesystem_of(req).flush(file_of(fi)));
+}
+
+void op_release(fuse_req_t req, fuse_ino_t, fuse_file_info *fi)
+{
+    std::unique_ptr<Filesystem::OpenFile> file(&file_of(fi));
+    // close() has returned already, so an error here can only be logged (flush() did).
+    (void)filesystem_of(req).flush(*file);
+    fuse_reply_err(req, 0);
+}
+
+void op_fsync(fuse_req_t req, fuse_ino_t, int, fuse_file_info *fi)
+{
+    fuse_reply_err(req, -filesystem_of(req).fsync(file_of(fi)));
+}
+
+void op_readdir(fuse_req_t req, fuse_ino_t inode, std::size_t size, off_t offset, fuse_file_info *)
+{
+    std::vector<char> buffer;
+    const int rc = filesystem_of(req).readdir(req, inode, size, offset, buffer);
+    if (rc == 0)
+        fuse_reply_buf(req, buffer.data(), buffer.size());
+    else
+        fuse_reply_err(req, -rc);
+}
+
+void op_statfs(fuse_req_t req, fuse_ino_t)
+{
+    struct statvfs stat {
+    };
+    const int rc = filesystem_of(req).statfs(stat);
+    if (rc == 0)
+        fuse_reply_statfs(req, &stat);
+    else
+        fuse_reply_err(req, -rc);
+}
+
+void op_getxattr(fuse_req_t req, fuse_ino_t inode, const char *name, std::size_t size)
+{
+    std::string value;
+    const int rc = filesystem_of(req).getxattr(inode, name, value);
+    reply_sized(req, -rc, size, value);
+}
+
+void op_listxattr(fuse_req_t req, fuse_ino_t inode, std::size_t size)
+{
+    std::string names;
+    const int rc = filesystem_of(req).listxattr(inode, names);
+    reply_sized(req, -rc, size, names);
+}
+
+void op_setxattr(fuse_req_t req, fuse_ino_t inode, const char *name, const char *, std::size_t, int)
+{
+    fuse_reply_err(req, -filesystem_of(req).setxattr(inode, name));
+}
+
+void op_removexattr(fuse_req_t req, fuse_ino_t inode, const char *name)
+{
+    fuse_reply_err(req, -filesystem_of(req).setxattr(inode, name));
+}
+
+} // namespace
+
+const fuse_lowlevel_ops &Filesystem::operations()
+{
+    static const fuse_lowlevel_ops ops = [] {
+        fuse_lowlevel_ops o{};
+        o.init = op_init;
+        o.destroy = op_destroy;
+        o.lookup = op_lookup;
+        o.getattr = op_getattr;
+        o.setattr = op_setattr;
+        o.readlink = op_readlink;
+        o.mknod = op_mknod;
+        o.mkdir = op_mkdir;
+        o.unlink = op_unlink;
+        o.rmdir = op_rmdir;
+        o.symlink = op_symlink;
+        o.rename = op_rename;
+        o.link = op_link;
+        o.create = op_create;
+        o.open = op_open;
+        o.read = op_read;
+        o.write = op_write;
+        o.flush = op_flush;
+        o.release = op_release;
+        o.fsync = op_fsync;
+        o.readdir = op_readdir;
+        o.statfs = op_statfs;
+        o.getxattr = op_getxattr;
+        o.listxattr = op_listxattr;
+        o.setxattr = op_setxattr;
+        o.removexattr = op_removexattr;
+        return o;
+    }();
+    return ops;
+}
+
+Filesystem::Filesystem(std::vector<std::unique_ptr<Disk>> disks, Tree tree, MountOptions options)
+    : tree_(std::move(tree)), options_(std::move(options))
+{
+    for (auto &disk : disks) {
+        auto slot = std::make_unique<DiskSlot>();
+        slot->read_only = options_.disk.read_only || disk->info().write_protected;
+        slot->disk = std::move(disk);
+        slots_.push_back(std::move(slot));
+    }
+}
+
+unsigned Filesystem::max_threads() const
+{
+    return 2 * options_.disk.queue_depth * static_cast<unsigned>(slots_.size()) + metadata_threads;
+}
+
+std::string Filesystem::stats_text() const
+{
+    std::vector<DeviceReport> reports;
+    for (const auto &slot : slots_) {
+        const Disk &disk = *slot->disk;
+        reports.push_back({disk.info().name, device_figures(disk.info(), disk.stats(), options_)});
+    }
+    return render_stats_text(reports);
+}
+
+void Filesystem::init(fuse_conn_info &conn) const
+{
+    // libfuse 3.14 refuses the session unless max_read here equals the -o max_read the
+    // session was created with (see session.cpp).
+    conn.max_read = max_request_bytes;
+    conn.max_write = max_request_bytes;
+    // Splice would hand write_buf pipe-backed buffers and save nothing here: every byte
+    // goes through a user-space buffer on its way to the sg driver anyway.
+    conn.want &= ~(FUSE_CAP_SPLICE_READ | FUSE_CAP_SPLICE_WRITE | FUSE_CAP_SPLICE_MOVE);
+    // With atomic O_TRUNC the kernel sets the file size to 0 after open(O_TRUNC); a disk
+    // file has to keep its capacity, which the separate setattr(size) path lets us answer.
+    conn.want &= ~FUSE_CAP_ATOMIC_O_TRUNC;
+    conn.want &= ~FUSE_CAP_WRITEBACK_CACHE;
+    // Async direct IO lets the kernel split one large O_DIRECT or AIO request into
+    // max_write pieces and send them concurrently, which is what queue_depth is for.
+    if (conn.capable & FUSE_CAP_ASYNC_DIO)
+        conn.want |= FUSE_CAP_ASYNC_DIO;
+    // No file here is ever setuid or carries capabilities; saying we handle killpriv
+    // spares the kernel a security.capability getxattr round trip before writes.
+    if (conn.capable & FUSE_CAP_HANDLE_KILLPRIV)
+        conn.want |= FUSE_CAP_HANDLE_KILLPRIV;
+    // Background requests are readahead and async direct IO: let every queue be full.
+    const unsigned queue_slots = options_.disk.queue_depth * static_cast<unsigned>(slots_.size());
+    conn.max_background = std::max(default_max_background, 2 * queue_slots);
+    conn.congestion_threshold = conn.max_background * 3 / 4;
+}
+
+void Filesystem::destroy()
+{
+    for (auto &slot : slots_)
+        if (slot->unsynced_writes.exchange(false))
+            (void)sync_disk(*slot, "unmount");
+}
+
+int Filesystem::lookup(fuse_ino_t parent, const char *name, fuse_entry_param &entry) const
+{
+    entry.attr_timeout = cache_timeout_seconds;
+    entry.entry_timeout = cache_timeout_seconds;
+    const Node *node = tree_.lookup(parent, name);
+    if (!node)
+        return tree_.find(parent) ? -ENOENT : -ENOTDIR;
+    entry.ino = node->inode;
+    entry.attr = node->attr;
+    return 0;
+}
+
+int Filesystem::getattr(fuse_ino_t inode, struct stat &attr) const
+{
+    const Node *node = tree_.find(inode);
+    if (!node)
+        return -ENOENT;
+    attr = node->attr;
+    return 0;
+}
+
+int Filesystem::setattr(fuse_ino_t inode, int to_set, struct stat &attr) const
+{
+    const Node *node = tree_.find(inode);
+    if (!node)
+        return -ENOENT;
+    // Owner and mode come from the sg node or the mount options, not from chmod.
+    if (to_set & (FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID))
+        return -EPERM;
+    // A disk cannot change size. Like a block device, a disk file ignores truncation, so
+    // that `cp img sg0` and `dd of=sg0` (which open with O_TRUNC) work.
+    if ((to_set & FUSE_SET_ATTR_SIZE) && node->kind != NodeKind::disk_file)
+        return node->is_directory() ? -EISDIR : -EPERM;
+    // Times are accepted and forgotten, so that `touch` and `cp -p` do not fail.
+    attr = node->attr;
+    return 0;
+}
+
+int Filesystem::readlink(fuse_ino_t inode, const char *&target) const
+{
+    const Node *node = tree_.find(inode);
+    if (!node)
+        return -ENOENT;
+    if (node->kind != NodeKind::by_id_link)
+        return -EINVAL;
+    target = node->link_target.c_str();
+    return 0;
+}
+
+int Filesystem::open(fuse_ino_t inode, fuse_file_info &fi) const
+{
+    const Node *node = tree_.find(inode);
+    if (!node)
+        return -ENOENT;
+    const bool writable = (fi.flags & O_ACCMODE) != O_RDONLY;
+    switch (node->kind) {
+    case NodeKind::root_dir:
+    case NodeKind::by_id_dir:
+        return -EISDIR;
+    case NodeKind::by_id_link:
+        return -ELOOP;
+    case NodeKind::stats_file:
+        if (writable)
+            return -EACCES;
+        // The length of the text is unknown until it is generated; direct_io makes the
+        // kernel read until a short read instead of trusting st_size (0, like /proc).
+        fi.direct_io = 1;
+        fi.fh = reinterpret_cast<std::uint64_t>(new OpenFile{*node, false, stats_text()});
+        break;
+    case NodeKind::disk_file:
+        if (writable && slot_of(*node).read_only)
+            return -EROFS;
+        // cache=none: the caller's request size reaches the disk and nothing is cached
+        // twice. cache=page: ordinary page cache, dropped at each open (keep_cache off)
+        // because other hosts or the raw sg node may have changed the disk meanwhile.
+        fi.direct_io = options_.cache == CacheMode::none ? 1 : 0;
+        fi.keep_cache = 0;
+        fi.fh = reinterpret_cast<std::uint64_t>(new OpenFile{*node, writable, {}});
+        break;
+    }
+    // A handle that cannot have written has nothing to flush at close.
+    fi.noflush = writable ? 0 : 1;
+    return 0;
+}
+
+int Filesystem::read(const OpenFile &file, std::size_t size, off_t offset, const char *&data,
+                     std::size_t &length) const
+{
+    if (offset < 0)
+        return -EINVAL;
+    const auto start = static_cast<std::uint64_t>(offset);
+    if (file.node.kind == NodeKind::stats_file) {
+        const std::string &text = file.stats_text;
+        const std::uint64_t from = std::min<std::uint64_t>(start, text.size());
+        data = text.data() + from;
+        length = std::min<std::uint64_t>(size, text.size() - from);
+        return 0;
+    }
+
+    const DiskSlot &slot = slot_of(file.node);
+    const std::uint64_t capacity = slot.disk->info().capacity_bytes;
+    length = start >= capacity ? 0 : std::min<std::uint64_t>(size, capacity - start);
+    if (length == 0)
+        return 0; // end of the disk
+    // One buffer per worker thread, reused: the data only has to live until the reply.
+    thread_local PageAlignedBuffer buffer;
+    std::uint8_t *memory = buffer.get(length);
+    if (!memory)
+        return -ENOMEM;
+    const ssize_t rc = slot.disk->pread(memory, length, start);
+    if (rc < 0) {
+        log_io_error(slot, "read", length, start, rc);
+        return -as_errno(rc);
+    }
+    data = reinterpret_cast<const char *>(memory);
+    length = static_cast<std::size_t>(rc);
+    return 0;
+}
+
+int Filesystem::write(const OpenFile &file, const char *data, std::size_t size, off_t offset,
+                      std::size_t &written)
+{
+    if (offset < 0)
+        return -EINVAL;
+    if (file.node.kind != NodeKind::disk_file || !file.writable)
+        return -EBADF;
+    DiskSlot &slot = slot_of(file.node);
+    if (slot.read_only)
+        return -EROFS;
+    const auto start = static_cast<std::uint64_t>(offset);
+    const std::uint64_t capacity = slot.disk->info().capacity_bytes;
+    if (size == 0)
+        return 0;
+    // Like a block device: a write that starts at or past the end fails with ENOSPC, one
+    // that crosses the end writes what fits and reports the short count.
+    if (start >= capacity)
+        return -ENOSPC;
+    const std::size_t length = std::min<std::uint64_t>(size, capacity - start);
+    const ssize_t rc = slot.disk->pwrite(data, length, start);
+    if (rc < 0) {
+        log_io_error(slot, "write", length, start, rc);
+        return -as_errno(rc);
+    }
+    slot.unsynced_writes.store(true, std::memory_order_release);
+    written = static_cast<std::size_t>(rc);
+    return 0;
+}
+
+int Filesystem::sync_disk(DiskSlot &slot, const char *why)
+{
+    const int rc = slot.disk->flush();
+    if (rc < 0) {
+        // Keep the flag so that the next flush, fsync or close tries again.
+        slot.unsynced_writes.store(true, std::memory_order_release);
+        fuse_log(FUSE_LOG_ERR, "sgfs: %s: SYNCHRONIZE CACHE at %s failed: %s\n",
+                 slot.disk->info().name.c_str(), why, slot.disk->last_error().c_str());
+        return -as_errno(rc);
+    }
+    return 0;
+}
+
+int Filesystem::flush(const OpenFile &file)
+{
+    if (file.node.kind != NodeKind::disk_file || !file.writable)
+        return 0;
+    DiskSlot &slot = slot_of(file.node);
+    // Only when something was written since the last SYNCHRONIZE CACHE: a close after
+    // reading, or the release that follows a close's flush, costs no command.
+    if (!slot.unsynced_writes.exchange(false, std::memory_order_acq_rel))
+        return 0;
+    return sync_disk(slot, "close");
+}
+
+int Filesystem::fsync(const OpenFile &file)
+{
+    if (file.node.kind != NodeKind::disk_file)
+        return 0;
+    DiskSlot &slot = slot_of(file.node);
+    // Always sent: a cleared flag may only mean another thread's SYNCHRONIZE CACHE is
+    // still in flight, and fsync must not return before the data is durable.
+    slot.unsynced_writes.store(false, std::memory_order_release);
+    return sync_disk(slot, "fsync");
+}
+
+int Filesystem::readdir(fuse_req_t req, fuse_ino_t inode, std::size_t size, off_t offset,
+                        std::vector<char> &buffer) const
+{
+    const Node *dir = tree_.find(inode);
+    if (!dir)
+        return -ENOENT;
+    if (!dir->is_directory())
+        return -ENOTDIR;
+    // Entry i is ".", "..", then the children; an entry's offset is the index of the next.
+    const std::size_t count = 2 + dir->children.size();
+    buffer.resize(size);
+    std::size_t used = 0;
+    for (auto i = static_cast<std::size_t>(std::max<off_t>(offset, 0)); i < count; ++i) {
+        const Node *entry = i == 0   ? dir
+                            : i == 1 ? tree_.find(dir->parent)
+                                     : tree_.find(dir->children[i - 2]);
+        const char *name = i == 0 ? "." : i == 1 ? ".." : entry->name.c_str();
+        struct stat attr {
+        };
+        attr.st_ino = entry->attr.st_ino;
+        attr.st_mode = entry->attr.st_mode;
+        const std::size_t needed = fuse_add_direntry(req, buffer.data() + used, size - used, name,
+                                                     &attr, static_cast<off_t>(i + 1));
+        if (needed > size - used)
+            break;
+        used += needed;
+    }
+    buffer.resize(used);
+    return 0;
+}
+
+int Filesystem::statfs(struct statvfs &stat) const
+{
+    constexpr unsigned long block = 4096;
+    std::uint64_t bytes = 0;
+    for (const auto &slot : slots_)
+        bytes += slot->disk->info().capacity_bytes;
+    stat.f_bsize = block;
+    stat.f_frsize = block;
+    stat.f_blocks = (bytes + block - 1) / block;
+    stat.f_bfree = 0; // the disks are the files: there is no room to create anything
+    stat.f_bavail = 0;
+    stat.f_files = tree_.node_count();
+    stat.f_ffree = 0;
+    stat.f_favail = 0;
+    stat.f_namemax = 255;
+    return 0;
+}
+
+int Filesystem::getxattr(fuse_ino_t inode, const char *name, std::string &value) const
+{
+    const Node *node = tree_.find(inode);
+    if (!node)
+        return -ENOENT;
+    const std::string_view wanted(name);
+    if (node->kind != NodeKind::disk_file || !wanted.starts_with(xattr_prefix))
+        return -ENODATA;
+    const Disk &disk = *slot_of(*node).disk;
+    const std::string_view key = wanted.substr(std::strlen(xattr_prefix));
+    for (auto &[figure, text] : device_figures(disk.info(), disk.stats(), options_)) {
+        if (figure == key) {
+            value = std::move(text);
+            return 0;
+        }
+    }
+    return -ENODATA;
+}
+
+int Filesystem::listxattr(fuse_ino_t inode, std::string &names) const
+{
+    const Node *node = tree_.find(inode);
+    if (!node)
+        return -ENOENT;
+    if (node->kind != NodeKind::disk_file)
+        return 0;
+    const Disk &disk = *slot_of(*node).disk;
+    for (const auto &[figure, text] : device_figures(disk.info(), disk.stats(), options_)) {
+        names += xattr_prefix;
+        names += figure;
+        names += '\0';
+    }
+    return 0;
+}
+
+int Filesystem::setxattr(fuse_ino_t inode, const char *name) const
+{
+    if (!tree_.find(inode))
+        return -ENOENT;
+    // Our own attributes are figures, not storage; nothing else can be stored at all.
+    return std::string_view(name).starts_with(xattr_prefix) ? -EPERM : -ENOTSUP;
+}
+
+void Filesystem::log_io_error(const DiskSlot &slot, const char *what, std::size_t length,
+                              std::uint64_t offset, long rc) const
+{
+    fuse_log(FUSE_LOG_ERR, "sgfs: %s: %s of %zu bytes at offset %llu failed (%s): %s\n",
+             slot.disk->info().name.c_str(), what, length, static_cast<unsigned long long>(offset),
+             std::strerror(as_errno(rc)), slot.disk->last_error().c_str());
+}
+
+} // namespace sgfs::fusefs

@@ -1,0 +1,79 @@
+// The FUSE low-level operations over the Tree and the opened Disks.
+//
+// Locking: fusefs itself takes no lock. The tree is immutable after mount, a handle
+// (OpenFile) is immutable after open(), and the only per-disk mutable state here is one
+// atomic flag. All locks live inside core's Disk, and we never hold anything of ours
+// while calling into it, so there is no lock order to get wrong on this side.
+#pragma once
+
+#include "fuse_api.hpp"
+#include "mount_options.hpp"
+#include "sgfs/disk.hpp"
+#include "tree.hpp"
+
+#include <atomic>
+#include <memory>
+#include <vector>
+
+namespace sgfs::fusefs
+{
+
+class Filesystem
+{
+  public:
+    // disks[i] is the disk of tree.disk_inode(i).
+    Filesystem(std::vector<std::unique_ptr<Disk>> disks, Tree tree, MountOptions options);
+    Filesystem(const Filesystem &) = delete;
+    Filesystem &operator=(const Filesystem &) = delete;
+
+    static const fuse_lowlevel_ops &operations();
+
+    // Worker threads the session loop may run: enough for every disk's queue to be full
+    // twice over (one batch in the driver, one being answered), plus a few for metadata.
+    unsigned max_threads() const;
+    // Generates /.stats: every disk's figures as of now.
+    std::string stats_text() const;
+
+    // ---- the operations, returning 0 or -errno; handlers in filesystem.cpp reply ----
+    struct OpenFile;
+    void init(fuse_conn_info &conn) const;
+    void destroy();
+    int lookup(fuse_ino_t parent, const char *name, fuse_entry_param &entry) const;
+    int getattr(fuse_ino_t inode, struct stat &attr) const;
+    int setattr(fuse_ino_t inode, int to_set, struct stat &attr) const;
+    int readlink(fuse_ino_t inode, const char *&target) const;
+    int open(fuse_ino_t inode, fuse_file_info &fi) const;
+    int read(const OpenFile &file, std::size_t size, off_t offset, const char *&data,
+             std::size_t &length) const;
+    int write(const OpenFile &file, const char *data, std::size_t size, off_t offset,
+              std::size_t &written);
+    int flush(const OpenFile &file);
+    int fsync(const OpenFile &file);
+    int readdir(fuse_req_t req, fuse_ino_t inode, std::size_t size, off_t offset,
+                std::vector<char> &buffer) const;
+    int statfs(struct statvfs &stat) const;
+    int getxattr(fuse_ino_t inode, const char *name, std::string &value) const;
+    int listxattr(fuse_ino_t inode, std::string &names) const;
+    int setxattr(fuse_ino_t inode, const char *name) const;
+
+  private:
+    struct DiskSlot {
+        std::unique_ptr<Disk> disk;
+        bool read_only = false; // -o ro or the disk's write-protect switch
+        // True once a write completed that no SYNCHRONIZE CACHE was sent after. Lets
+        // close() skip the flush when the handle wrote nothing since the last one.
+        std::atomic<bool> unsynced_writes{false};
+    };
+
+    const DiskSlot &slot_of(const Node &node) const { return *slots_[node.disk_index]; }
+    DiskSlot &slot_of(const Node &node) { return *slots_[node.disk_index]; }
+    int sync_disk(DiskSlot &slot, const char *why);
+    void log_io_error(const DiskSlot &slot, const char *what, std::size_t length,
+                      std::uint64_t offset, long rc) const;
+
+    std::vector<std::unique_ptr<DiskSlot>> slots_;
+    Tree tree_;
+    MountOptions options_;
+};
+
+} // namespace sgfs::fusefs

@@ -1,0 +1,122 @@
+#include "help_text.hpp"
+
+#include "fuse_api.hpp"
+#include "mount_options.hpp"
+#include "sgfs/io_mode.hpp"
+#include "size_text.hpp"
+
+#ifndef SGFS_VERSION
+#define SGFS_VERSION "unknown"
+#endif
+
+namespace sgfs::fusefs
+{
+
+std::string help_text()
+{
+    const MountOptions defaults;
+    const DiskOptions &disk = defaults.disk;
+    const std::string io = to_string(disk.io_mode);
+    const std::string mmap_min = format_size_exact(disk.mmap_min);
+    const std::string reserve = format_size_exact(disk.reserve);
+    const std::string queue_depth = std::to_string(disk.queue_depth);
+    const std::string timeout = std::to_string(disk.timeout_seconds);
+    const std::string retries = std::to_string(disk.retries);
+
+    return R"(Usage: sgfs SOURCE MOUNTPOINT [-o OPTION[,OPTION...]] [-f] [-d] [-s]
+       sgfs --list [-o OPTION[,OPTION...]]
+       sgfs --help | --version
+
+Shows SCSI disks as files: reading and writing MOUNTPOINT/sgN sends SCSI READ and
+WRITE commands to the disk through the Linux sg driver (/dev/sgN).
+
+SOURCE
+  all                   every SCSI disk (peripheral type 0x00, or 0x0e RBC); disks
+                        that cannot be opened are skipped with a warning
+  DISK[,DISK...]        /dev/sgN, sgN, or a stable id as --list shows it
+                        (wwn-0x..., scsi-...); each must be a disk that opens,
+                        or nothing is mounted
+
+Files
+  MOUNTPOINT/sgN        the disk; size = capacity, st_blksize = preferred transfer
+  MOUNTPOINT/by-id/ID   symlink to ../sgN, like /dev/disk/by-id
+  MOUNTPOINT/.stats     per disk: geometry, settings, and per transfer mode the
+                        commands and bytes requested and really done, fallbacks,
+                        retries, user-space copies, errors by category
+  user.sgfs.KEY         the same figures as extended attributes of each disk file
+
+Program options
+  -f, --foreground      stay in the foreground
+  -d, --debug           trace every FUSE request; implies -f
+  -s, --single-threaded serve one request at a time
+  -l, --list            list the sg devices like lsscsi -g, plus capacity, block
+                        sizes, max transfer, reserve granted and stable id of disks
+  -h, --help            show this text
+  -V, --version         show the program and libfuse versions
+
+Mount options (-o). SIZE is a number with an optional k, m or g suffix (powers of
+1024) and must be positive.
+  io=MODE               how data moves through the sg driver (default )" +
+           io + R"():
+                          indirect  copied through the driver's kernel buffer
+                          direct    DMA into sgfs's buffers (needs the sg module's
+                                    allow_dio=1; falls back to indirect otherwise)
+                          mmap      the driver's reserve buffer mapped into sgfs
+                          auto      transfers of at least mmap_min go direct when
+                                    the driver allows it and the buffer is aligned,
+                                    else mmap; smaller ones go indirect
+  mmap_min=SIZE         the io=auto threshold (default )" +
+           mmap_min + R"()
+  reserve=SIZE          reserve buffer asked for per sg file descriptor; the driver
+                        may grant less: see reserve_granted (default )" +
+           reserve + R"()
+  queue_depth=N         SCSI commands in flight per disk, 1 to 64 (default )" +
+           queue_depth + R"()
+  max_io=SIZE           largest transfer of one SCSI command (default: what the
+                        device, the driver and the reserve buffer allow)
+  timeout=SEC           per-command timeout, 1 to 86400 seconds (default )" +
+           timeout + R"()
+  retries=N             retries after unit attention, aborted command or busy,
+                        0 to 100 (default )" +
+           retries + R"()
+  fua, nofua            set Force Unit Access on every WRITE (default nofua)
+  cache=none|page       none: direct_io, each read and write reaches the disk with
+                        its own size and nothing is cached (default); page: the
+                        kernel page cache with readahead (needed for mmap(2))
+  ro, rw                read-only, or read-write (default rw); a write-protected
+                        disk is always read-only
+  uid=N, gid=N          numeric owner and group of the disk files (default: those
+                        of the /dev/sgN node)
+  umask=OCTAL           disk files get mode 0666 & ~umask, directories 0555 & ~umask,
+                        .stats 0444 & ~umask (default: the /dev/sgN node's mode)
+  debug                 same as -d
+
+FUSE and VFS options, passed on to libfuse and the kernel
+  allow_other, allow_root, auto_unmount, dev, nodev, suid, nosuid, exec, noexec,
+  atime, noatime, sync, async, dirsync, context=, fscontext=, defcontext=,
+  rootcontext=, fsname= (default: SOURCE), subtype= (default: sgfs).
+  default_permissions is always on: the kernel enforces the owner and mode shown,
+  so allow_other does not open the disks to everybody.
+
+Accepted and ignored (fstab bookkeeping, or meaningless for fixed timestamps)
+  defaults, auto, noauto, user, nouser, users, owner, group, _netdev, nofail,
+  comment=, x-*, relatime, norelatime, strictatime, nostrictatime, nodiratime,
+  lazytime, nolazytime
+
+Examples
+  sgfs --list
+  sgfs all /mnt/sg -o allow_other
+  sgfs sg1,wwn-0x5000c500a1b2c3d4 /mnt/sg -o io=mmap,reserve=4m,queue_depth=8
+  dd if=/mnt/sg/sg1 of=/dev/null bs=1M
+  cat /mnt/sg/.stats; getfattr -d /mnt/sg/sg1
+  fstab: all /mnt/sg fuse.sgfs io=auto,allow_other,_netdev,nofail 0 0
+  umount /mnt/sg    (or: fusermount3 -u /mnt/sg)
+)";
+}
+
+std::string version_text()
+{
+    return std::string("sgfs ") + SGFS_VERSION + " (libfuse " + fuse_pkgversion() + ")\n";
+}
+
+} // namespace sgfs::fusefs

@@ -1,0 +1,112 @@
+#include "mount_command.hpp"
+
+#include "filesystem.hpp"
+#include "session.hpp"
+#include "source_spec.hpp"
+#include "tree.hpp"
+
+#include <cerrno>
+#include <climits>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <ctime>
+#include <sys/stat.h>
+#include <unistd.h>
+
+namespace sgfs::fusefs
+{
+namespace
+{
+
+// The mount point as an absolute path: fuse_daemonize() changes to "/", and unmounting at
+// exit must still find it. "/dev/fd/N" is mount.fuse3's drop_privileges hand-over of an
+// already opened /dev/fuse and is passed on untouched.
+std::string resolve_mountpoint(const std::string &mountpoint, std::string &error)
+{
+    if (mountpoint.starts_with("/dev/fd/"))
+        return mountpoint;
+    char resolved[PATH_MAX];
+    if (!realpath(mountpoint.c_str(), resolved)) {
+        error = "sgfs: bad mount point '" + mountpoint + "': " + std::strerror(errno);
+        return {};
+    }
+    struct stat st {
+    };
+    if (stat(resolved, &st) != 0 || !S_ISDIR(st.st_mode)) {
+        error = "sgfs: bad mount point '" + mountpoint + "': " + std::strerror(ENOTDIR);
+        return {};
+    }
+    return resolved;
+}
+
+std::vector<DiskNodeSource> describe_disks(const std::vector<std::unique_ptr<Disk>> &disks)
+{
+    std::vector<DiskNodeSource> sources;
+    for (const auto &disk : disks) {
+        DiskNodeSource source;
+        source.info = disk->info();
+        // The node was just opened, so stat() only fails in a race with udev; then the
+        // file is root's alone, the safe side.
+        struct stat node {
+        };
+        if (stat(source.info.sg_path.c_str(), &node) == 0) {
+            source.uid = node.st_uid;
+            source.gid = node.st_gid;
+            source.mode = node.st_mode & 07777;
+        }
+        sources.push_back(std::move(source));
+    }
+    return sources;
+}
+
+} // namespace
+
+int mount_command(const CommandLine &command)
+{
+    std::string error;
+    const std::string mountpoint = resolve_mountpoint(command.mountpoint, error);
+    if (!error.empty()) {
+        std::fprintf(stderr, "%s\n", error.c_str());
+        return 1;
+    }
+
+    SourceSpec spec;
+    if (error = parse_source(command.source, spec); !error.empty()) {
+        std::fprintf(stderr, "%s\n", error.c_str());
+        return 1;
+    }
+    const DiskOptions &disk_options = command.options.disk;
+    OpenedDisks opened =
+        open_source_disks(spec, enumerate_sg_devices(),
+                          [&disk_options](const std::string &path, std::unique_ptr<Disk> &disk,
+                                          std::string &message) {
+                              return Disk::open(path, disk_options, disk, message);
+                          });
+    for (const std::string &warning : opened.warnings)
+        std::fprintf(stderr, "%s\n", warning.c_str());
+    if (!opened.error.empty()) {
+        std::fprintf(stderr, "%s\n", opened.error.c_str());
+        return 1;
+    }
+
+    TreeOptions tree_options;
+    tree_options.uid = command.options.uid;
+    tree_options.gid = command.options.gid;
+    tree_options.umask = command.options.umask;
+    tree_options.mounter_uid = getuid();
+    tree_options.mounter_gid = getgid();
+    tree_options.mount_time = std::time(nullptr);
+    Tree tree(describe_disks(opened.disks), tree_options);
+    Filesystem filesystem(std::move(opened.disks), std::move(tree), command.options);
+
+    SessionSettings settings;
+    settings.mountpoint = mountpoint;
+    settings.fsname = command.options.fsname.value_or(command.source);
+    settings.subtype = command.options.subtype.value_or("sgfs");
+    settings.foreground = command.foreground;
+    settings.single_threaded = command.single_threaded;
+    return serve(filesystem, command.options, settings);
+}
+
+} // namespace sgfs::fusefs

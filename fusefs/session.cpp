@@ -1,0 +1,178 @@
+#include "session.hpp"
+
+#include <cerrno>
+#include <cstdarg>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <syslog.h>
+
+namespace sgfs::fusefs
+{
+namespace
+{
+
+// Owns a fuse_args vector built one argument at a time.
+class FuseArgs
+{
+  public:
+    FuseArgs() = default;
+    FuseArgs(const FuseArgs &) = delete;
+    FuseArgs &operator=(const FuseArgs &) = delete;
+    ~FuseArgs() { fuse_opt_free_args(&args_); }
+
+    int add(const std::string &arg) { return fuse_opt_add_arg(&args_, arg.c_str()); }
+    fuse_args *get() { return &args_; }
+
+  private:
+    fuse_args args_ = FUSE_ARGS_INIT(0, nullptr);
+};
+
+// A comma-separated -o string whose pieces keep their commas ("fsname=sg0,sg1").
+class OptionString
+{
+  public:
+    OptionString() = default;
+    OptionString(const OptionString &) = delete;
+    OptionString &operator=(const OptionString &) = delete;
+    ~OptionString() { std::free(text_); }
+
+    int add(const std::string &option) { return fuse_opt_add_opt_escaped(&text_, option.c_str()); }
+    std::string str() const { return text_ ? text_ : ""; }
+
+  private:
+    char *text_ = nullptr;
+};
+
+struct SessionDeleter {
+    void operator()(fuse_session *session) const { fuse_session_destroy(session); }
+};
+using SessionPtr = std::unique_ptr<fuse_session, SessionDeleter>;
+
+class SignalHandlers
+{
+  public:
+    explicit SignalHandlers(fuse_session *session) : session_(session)
+    {
+        installed_ = fuse_set_signal_handlers(session) == 0;
+    }
+    SignalHandlers(const SignalHandlers &) = delete;
+    SignalHandlers &operator=(const SignalHandlers &) = delete;
+    ~SignalHandlers()
+    {
+        if (installed_)
+            fuse_remove_signal_handlers(session_);
+    }
+    bool installed() const { return installed_; }
+
+  private:
+    fuse_session *session_;
+    bool installed_ = false;
+};
+
+class Mount
+{
+  public:
+    Mount(fuse_session *session, const std::string &mountpoint) : session_(session)
+    {
+        mounted_ = fuse_session_mount(session, mountpoint.c_str()) == 0;
+    }
+    Mount(const Mount &) = delete;
+    Mount &operator=(const Mount &) = delete;
+    ~Mount()
+    {
+        if (mounted_)
+            fuse_session_unmount(session_);
+    }
+    bool mounted() const { return mounted_; }
+
+  private:
+    fuse_session *session_;
+    bool mounted_ = false;
+};
+
+struct LoopConfigDeleter {
+    void operator()(fuse_loop_config *config) const { fuse_loop_cfg_destroy(config); }
+};
+using LoopConfigPtr = std::unique_ptr<fuse_loop_config, LoopConfigDeleter>;
+
+// Once daemonized, stderr is /dev/null: libfuse's messages and ours go to syslog instead.
+void log_to_syslog(enum fuse_log_level level, const char *format, va_list args)
+{
+    vsyslog(static_cast<int>(level), format, args);
+}
+
+int run_loop(fuse_session *session, unsigned max_threads, bool single_threaded)
+{
+    if (single_threaded)
+        return fuse_session_loop(session);
+    LoopConfigPtr config(fuse_loop_cfg_create());
+    if (!config)
+        return -ENOMEM;
+    // One /dev/fuse fd per worker thread: requests do not queue behind one fd's lock.
+    fuse_loop_cfg_set_clone_fd(config.get(), 1);
+    fuse_loop_cfg_set_max_threads(config.get(), max_threads);
+    return fuse_session_loop_mt(session, config.get());
+}
+
+} // namespace
+
+int serve(Filesystem &filesystem, const MountOptions &options, const SessionSettings &settings)
+{
+    OptionString fuse_options;
+    fuse_options.add("fsname=" + settings.fsname);
+    fuse_options.add("subtype=" + settings.subtype);
+    // libfuse 3.14 wants max_read both here and in init() (see Filesystem::init).
+    fuse_options.add("max_read=" + std::to_string(max_request_bytes));
+    // The kernel checks the owner and mode we report (those of the sg nodes). Without this,
+    // allow_other would let every user write to every disk.
+    fuse_options.add("default_permissions");
+    if (options.disk.read_only)
+        fuse_options.add("ro");
+    for (const std::string &option : options.fuse_options)
+        fuse_options.add(option);
+
+    FuseArgs args;
+    args.add("sgfs");
+    if (options.debug)
+        args.add("-d");
+    args.add("-o");
+    args.add(fuse_options.str());
+
+    SessionPtr session(fuse_session_new(args.get(), &Filesystem::operations(),
+                                        sizeof(fuse_lowlevel_ops), &filesystem));
+    if (!session) {
+        std::fprintf(stderr, "sgfs: libfuse refused the options '%s'\n",
+                     fuse_options.str().c_str());
+        return 1;
+    }
+    SignalHandlers signal_handlers(session.get());
+    if (!signal_handlers.installed()) {
+        std::fprintf(stderr, "sgfs: cannot install signal handlers\n");
+        return 1;
+    }
+    Mount mount(session.get(), settings.mountpoint);
+    if (!mount.mounted()) {
+        std::fprintf(stderr, "sgfs: cannot mount on '%s'\n", settings.mountpoint.c_str());
+        return 1;
+    }
+    // Only now: a failure above still reaches the terminal or mount(8), and the parent's
+    // exit status tells whether the mount exists.
+    if (fuse_daemonize(settings.foreground ? 1 : 0) != 0)
+        return 1;
+    if (!settings.foreground) {
+        openlog("sgfs", LOG_PID, LOG_DAEMON);
+        fuse_set_log_func(log_to_syslog);
+    }
+    const int rc = run_loop(session.get(), filesystem.max_threads(), settings.single_threaded);
+    // A positive rc is the signal that ended the loop: a normal way to stop.
+    if (rc < 0) {
+        fuse_log(FUSE_LOG_ERR, "sgfs: session loop failed: %s\n", std::strerror(-rc));
+        return 1;
+    }
+    return 0;
+}
+
+} // namespace sgfs::fusefs

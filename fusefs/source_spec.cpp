@@ -1,0 +1,254 @@
+#include "source_spec.hpp"
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <set>
+
+namespace sgfs::fusefs
+{
+namespace
+{
+
+constexpr std::string_view dev_prefix = "/dev/";
+
+bool is_sg_name(std::string_view text)
+{
+    return text.size() > 2 && text.starts_with("sg") &&
+           text.find_first_not_of("0123456789", 2) == std::string_view::npos;
+}
+
+unsigned long sg_number(std::string_view sg_name)
+{
+    unsigned long number = 0;
+    for (char c : sg_name.substr(2))
+        number = number * 10 + static_cast<unsigned long>(c - '0');
+    return number;
+}
+
+std::string hex_byte(int value)
+{
+    static constexpr char digits[] = "0123456789abcdef";
+    const auto byte = static_cast<unsigned>(value) & 0xffU;
+    return std::string("0x") + digits[byte >> 4U] + digits[byte & 0xfU];
+}
+
+std::string not_a_disk(const std::string &what, int device_type)
+{
+    return "sgfs: " + what + " is not a disk but a " + device_type_name(device_type) + " (type " +
+           hex_byte(device_type) + ")";
+}
+
+struct OpenedDisk {
+    unsigned long number;
+    std::unique_ptr<Disk> disk;
+};
+
+// Opening, with what the user typed kept for the messages.
+class DiskCollector
+{
+  public:
+    DiskCollector(const std::vector<SgDeviceEntry> &devices, const DiskOpener &open_disk)
+        : devices_(devices), open_disk_(open_disk)
+    {
+    }
+
+    const SgDeviceEntry *find(std::string_view sg_name) const
+    {
+        const auto it =
+            std::find_if(devices_.begin(), devices_.end(),
+                         [sg_name](const SgDeviceEntry &e) { return e.name == sg_name; });
+        return it == devices_.end() ? nullptr : &*it;
+    }
+
+    bool has(std::string_view sg_name) const
+    {
+        return std::any_of(opened_.begin(), opened_.end(),
+                           [&](const OpenedDisk &d) { return d.number == sg_number(sg_name); });
+    }
+
+    // Opens /dev/<sg_name>: 0, or -errno with `message` saying why.
+    int open(std::string_view sg_name, std::unique_ptr<Disk> &disk, std::string &message) const
+    {
+        const std::string path = std::string(dev_prefix) + std::string(sg_name);
+        message.clear();
+        const int rc = open_disk_(path, disk, message);
+        if (rc < 0 && message.empty())
+            message = std::strerror(-rc);
+        if (rc >= 0 && !disk) {
+            message = "opened without a disk";
+            return -EIO;
+        }
+        return rc < 0 ? rc : 0;
+    }
+
+    void keep(std::string_view sg_name, std::unique_ptr<Disk> disk)
+    {
+        opened_.push_back({sg_number(sg_name), std::move(disk)});
+    }
+
+    const std::vector<OpenedDisk> &opened() const { return opened_; }
+
+    std::vector<std::unique_ptr<Disk>> take_sorted()
+    {
+        std::sort(opened_.begin(), opened_.end(),
+                  [](const OpenedDisk &a, const OpenedDisk &b) { return a.number < b.number; });
+        std::vector<std::unique_ptr<Disk>> disks;
+        for (OpenedDisk &d : opened_)
+            disks.push_back(std::move(d.disk));
+        return disks;
+    }
+
+  private:
+    const std::vector<SgDeviceEntry> &devices_;
+    const DiskOpener &open_disk_;
+    std::vector<OpenedDisk> opened_;
+};
+
+std::string open_named(const std::string &sg_name, const std::string &spelled,
+                       DiskCollector &collector)
+{
+    const SgDeviceEntry *entry = collector.find(sg_name);
+    // sysfs is the quick way to reject a tape or a CD before sending it anything. A node
+    // missing from sysfs (an odd container) still gets its chance: INQUIRY will tell.
+    if (entry && !is_disk_device_type(entry->device_type))
+        return not_a_disk(entry->sg_path, entry->device_type);
+    std::unique_ptr<Disk> disk;
+    std::string message;
+    if (const int rc = collector.open(sg_name, disk, message); rc < 0) {
+        if (!entry && rc == -ENOENT)
+            return "sgfs: no such sg device '" + spelled + "'";
+        return "sgfs: cannot open /dev/" + sg_name + ": " + message;
+    }
+    if (!is_disk_device_type(disk->info().device_type))
+        return not_a_disk("/dev/" + sg_name, disk->info().device_type);
+    collector.keep(sg_name, std::move(disk));
+    return {};
+}
+
+std::string open_all(const std::vector<SgDeviceEntry> &devices, DiskCollector &collector,
+                     std::vector<std::string> &warnings)
+{
+    std::size_t candidates = 0;
+    for (const SgDeviceEntry &entry : devices) {
+        if (!is_disk_device_type(entry.device_type))
+            continue;
+        ++candidates;
+        std::unique_ptr<Disk> disk;
+        std::string message;
+        if (collector.open(entry.name, disk, message) < 0) {
+            warnings.push_back("sgfs: skipping " + entry.sg_path + ": " + message);
+            continue;
+        }
+        collector.keep(entry.name, std::move(disk));
+    }
+    if (candidates == 0)
+        return "sgfs: no SCSI disks found (sgfs --list shows every sg device)";
+    if (collector.opened().empty())
+        return "sgfs: none of the " + std::to_string(candidates) + " SCSI disks could be opened";
+    return {};
+}
+
+std::string open_by_stable_id(const std::vector<std::string> &ids,
+                              const std::vector<SgDeviceEntry> &devices, DiskCollector &collector)
+{
+    std::set<std::string> missing(ids.begin(), ids.end());
+    for (const OpenedDisk &d : collector.opened())
+        missing.erase(d.disk->info().stable_id);
+
+    std::string first_failure;
+    for (const SgDeviceEntry &entry : devices) {
+        if (missing.empty())
+            break;
+        if (!is_disk_device_type(entry.device_type) || collector.has(entry.name))
+            continue;
+        std::unique_ptr<Disk> disk;
+        std::string message;
+        if (collector.open(entry.name, disk, message) < 0) {
+            if (first_failure.empty())
+                first_failure = entry.sg_path + ": " + message;
+            continue;
+        }
+        // The first match wins: two sg nodes of one logical unit (multipath) share the id.
+        if (missing.erase(disk->info().stable_id) == 1)
+            collector.keep(entry.name, std::move(disk));
+    }
+    if (missing.empty())
+        return {};
+    // Report in the order given, not the set's.
+    const auto id = std::find_if(ids.begin(), ids.end(),
+                                 [&](const std::string &i) { return missing.count(i) != 0; });
+    std::string error = "sgfs: no disk with stable id '" + *id + "'";
+    if (!first_failure.empty())
+        error += " (could not probe " + first_failure + ")";
+    return error;
+}
+
+} // namespace
+
+bool is_disk_device_type(int peripheral_device_type)
+{
+    return peripheral_device_type == 0x00 || peripheral_device_type == 0x0e;
+}
+
+std::string parse_source(std::string_view source, SourceSpec &out)
+{
+    out = SourceSpec{};
+    // A plain split: mount.fuse3 has already split the options, and a SOURCE with an
+    // escaped comma could not name anything anyway.
+    std::vector<std::string> items;
+    std::size_t start = 0;
+    while (true) {
+        const std::size_t comma = source.find(',', start);
+        items.emplace_back(source.substr(start, comma - start));
+        if (comma == std::string_view::npos)
+            break;
+        start = comma + 1;
+    }
+    for (const std::string &item : items) {
+        if (item.empty())
+            return "sgfs: empty device name in SOURCE '" + std::string(source) + "'";
+        if (item == "all") {
+            if (items.size() != 1)
+                return "sgfs: SOURCE 'all' cannot be combined with other devices";
+            out.all = true;
+            return {};
+        }
+        std::string_view name = item;
+        if (name.starts_with(dev_prefix) && is_sg_name(name.substr(dev_prefix.size())))
+            name.remove_prefix(dev_prefix.size());
+        if (is_sg_name(name)) {
+            if (std::find(out.sg_names.begin(), out.sg_names.end(), name) == out.sg_names.end()) {
+                out.sg_names.emplace_back(name);
+                out.spelled.push_back(item);
+            }
+        } else if (item.find('/') != std::string::npos) {
+            return "sgfs: '" + item +
+                   "' is not an sg device (use /dev/sgN, sgN, a stable id or all)";
+        } else if (std::find(out.stable_ids.begin(), out.stable_ids.end(), item) ==
+                   out.stable_ids.end()) {
+            out.stable_ids.push_back(item);
+        }
+    }
+    return {};
+}
+
+OpenedDisks open_source_disks(const SourceSpec &spec, const std::vector<SgDeviceEntry> &devices,
+                              const DiskOpener &open_disk)
+{
+    OpenedDisks result;
+    DiskCollector collector(devices, open_disk);
+    if (spec.all) {
+        result.error = open_all(devices, collector, result.warnings);
+    } else {
+        for (std::size_t i = 0; i < spec.sg_names.size() && result.error.empty(); ++i)
+            result.error = open_named(spec.sg_names[i], spec.spelled[i], collector);
+        if (result.error.empty() && !spec.stable_ids.empty())
+            result.error = open_by_stable_id(spec.stable_ids, devices, collector);
+    }
+    if (result.error.empty())
+        result.disks = collector.take_sorted();
+    return result;
+}
+
+} // namespace sgfs::fusefs
