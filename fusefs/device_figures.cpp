@@ -57,10 +57,10 @@ std::string render_stats_text(const std::vector<DeviceReport> &devices)
 {
     std::string text;
     for (const DeviceReport &device : devices) {
-        text += "device " + device.name + "\n";
+        text.append("device ").append(device.name).append("\n");
         for (const auto &[key, value] : device.figures)
-            text += "  " + key + " " + value + "\n";
-        text += "\n";
+            text.append("  ").append(key).append(" ").append(value).append("\n");
+        text.append("\n");
     }
     return text;
 }

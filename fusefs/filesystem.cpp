@@ -36,7 +36,8 @@ Filesystem &filesystem_of(fuse_req_t req)
 
 Filesystem::OpenFile &file_of(const fuse_file_info *fi)
 {
-    return *reinterpret_cast<Filesystem::OpenFile *>(fi->fh);
+    // fh is FUSE's 64-bit cookie; it holds the pointer open() stored in it.
+    return *reinterpret_cast<Filesystem::OpenFile *>(fi->fh); // NOLINT(performance-no-int-to-ptr)
 }
 
 // Core promises -errno; anything else would reach the kernel as a bogus reply.

@@ -19,7 +19,7 @@ namespace
 // readable way. Sizes above 1 GiB make no sense for one SCSI command or one sg buffer.
 constexpr std::uint64_t max_option_size = std::uint64_t{1} << 30;
 constexpr std::uint64_t max_queue_depth = 64;
-constexpr std::uint64_t max_timeout_seconds = 24 * 60 * 60;
+constexpr std::uint64_t max_timeout_seconds = std::uint64_t{24} * 60 * 60;
 constexpr std::uint64_t max_retries = 100;
 // (uid_t)-1 means "no change" to chown(2), so it is not a usable owner.
 constexpr std::uint64_t max_id = std::numeric_limits<std::uint32_t>::max() - 1;

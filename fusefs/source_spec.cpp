@@ -35,8 +35,8 @@ std::string hex_byte(int value)
 
 std::string not_a_disk(const std::string &what, int device_type)
 {
-    return "sgfs: " + what + " is not a disk but a " + device_type_name(device_type) + " (type " +
-           hex_byte(device_type) + ")";
+    return "sgfs: " + what + " is not a disk (type " + hex_byte(device_type) + ", " +
+           device_type_name(device_type) + ")";
 }
 
 struct OpenedDisk {
