@@ -17,8 +17,8 @@ run() {
 
 for sector in 512 4096; do
 	sdebug_reload add_host=2 dev_size_mb=64 delay=0 per_host_store=1 sector_size=$sector
-	read -r sg _ < <(sdebug_sg_nodes)
-	read -r sd _ < <(sdebug_block_nodes)
+	sg=$(sdebug_sg_nodes | head -n 1)
+	sd=$(sdebug_block_nodes | head -n 1)
 	echo "# sector size $sector: $sg $sd"
 	set_allow_dio 1
 	for mode in indirect direct mmap auto; do
@@ -31,8 +31,8 @@ done
 
 # opts=2: scsi_debug fails reads of LBA 0x1234 onwards with MEDIUM ERROR.
 sdebug_reload add_host=1 dev_size_mb=64 delay=0 opts=2
-read -r sg _ < <(sdebug_sg_nodes)
-read -r sd _ < <(sdebug_block_nodes)
+sg=$(sdebug_sg_nodes | head -n 1)
+sd=$(sdebug_block_nodes | head -n 1)
 run "$build/tests/vm/vm_core_errors" "$sg" "$sd" --medium-error-lba 0x1234
 
 echo "# core suite: $failed program(s) failed"
