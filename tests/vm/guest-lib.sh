@@ -1,0 +1,259 @@
+# shellcheck shell=bash
+# Helpers for guest test suites (scripts run inside the VM by tests/vm/vm-run).
+#
+#   #!/bin/bash
+#   . "$(dirname "$0")/../guest-lib.sh"     # from tests/vm/suites/
+#   check "sg0 exists" test -c /dev/sg0
+#   ...                                    # the summary is printed on exit
+#
+# Devices:
+#   sdebug_reload [PARAMS...]   reload scsi_debug with PARAMS (none: module defaults) and
+#                               wait for its /dev nodes; silent on success. File systems
+#                               on its disks are unmounted first; if a process still
+#                               holds a node open after SDEBUG_RELOAD_WAIT seconds
+#                               (default 5), it returns 1 naming the holders on stderr
+#   sdebug_devices              "H:C:T:L /dev/sgN /dev/sdX" per scsi_debug device, in
+#                               H:C:T:L order ("-" when the device has no block node)
+#   sdebug_sg_nodes             the /dev/sgN of the scsi_debug devices, one per line
+#   sdebug_block_nodes          their /dev/sdX, same order ("-" when none)
+#   set_allow_dio 0|1           set the sg driver's allow_dio parameter
+#
+# TAP-like checks (numbered "ok N - NAME" / "not ok N - NAME" lines on stdout):
+#   check NAME COMMAND [ARGS...]  run COMMAND (may be a shell function; it runs in a
+#                                 subshell, output captured); pass if it succeeds,
+#                                 else fail and show its output as "#" comments
+#   pass NAME | fail NAME [WHY]   record a result directly
+#   skip_check NAME WHY           "ok N - NAME # SKIP WHY"
+#   skip_all WHY                  print "1..0 # SKIP WHY" and exit 77
+#   diag TEXT...                  "# TEXT" comment line
+# On exit the plan ("1..N") and a summary are printed, and the script's exit status is
+# 1 if any check failed (a non-zero status the script chose itself is kept).
+#
+# Safety: these helpers rewrite disks. They refuse to run outside the VM (vm-run sets
+# SGFS_IN_VM=1), and the device lists only ever contain scsi_debug devices.
+
+if [[ ${SGFS_IN_VM:-} != 1 ]]; then
+	echo "guest-lib.sh: not inside the sgfs test VM (run this through tests/vm/vm-run)" >&2
+	exit 2
+fi
+
+# --- scsi_debug devices -------------------------------------------------------------
+#
+# Every exec costs tens of milliseconds in the emulated guest, so these helpers use bash
+# builtins only (except modprobe/rmmod/umount where needed).
+
+# A pipe nobody writes to: "read -t" on it is a sleep without forking sleep(1).
+exec {_GL_SLEEP_FD}<> <(:)
+_gl_sleep() { read -rt "$1" -u "$_GL_SLEEP_FD" _ || :; }
+
+# _sdebug_sysfs_devices ARRAY: store the sysfs directories of the scsi_debug devices
+# (/sys/bus/scsi/devices/H:C:T:L) in ARRAY, in numeric H:C:T:L order.
+_sdebug_sysfs_devices() {
+	local -n _out=$1
+	local dev model hctl h c t l
+	local -a by_key=()
+	for dev in /sys/bus/scsi/devices/*:*:*:*; do
+		[[ -r $dev/model ]] || continue
+		read -r model <"$dev/model"
+		[[ $model == scsi_debug ]] || continue
+		hctl=${dev##*/}
+		IFS=: read -r h c t l <<<"$hctl"
+		# Sparse indexed arrays iterate in index order: that is the sort.
+		by_key[h * 10000000000000 + c * 10000000000 + t * 1000000 + l]=$dev
+	done
+	_out=("${by_key[@]}")
+}
+
+sdebug_devices() {
+	local -a devs=() sgs blks
+	local dev sg blk
+	_sdebug_sysfs_devices devs
+	for dev in "${devs[@]}"; do
+		sgs=("$dev"/scsi_generic/*)
+		blks=("$dev"/block/*)
+		sg=${sgs[0]##*/} blk=${blks[0]##*/}
+		if [[ $sg == '*' ]]; then sg=-; else sg=/dev/$sg; fi
+		if [[ $blk == '*' ]]; then blk=-; else blk=/dev/$blk; fi
+		echo "${dev##*/} $sg $blk"
+	done
+}
+
+sdebug_sg_nodes() {
+	local _hctl sg _blk
+	while read -r _hctl sg _blk; do echo "$sg"; done < <(sdebug_devices)
+}
+
+sdebug_block_nodes() {
+	local _hctl _sg blk
+	while read -r _hctl _sg blk; do echo "$blk"; done < <(sdebug_devices)
+}
+
+# What is still missing: sysfs entries or /dev nodes of the scsi_debug devices.
+_sdebug_missing() {
+	local -a devs=() node subs
+	local dev type sub
+	_sdebug_sysfs_devices devs
+	for dev in "${devs[@]}"; do
+		read -r type <"$dev/type"
+		subs=(scsi_generic)
+		# sd_mod drives disks, optical memory, RBC and zoned block devices.
+		case $type in 0 | 7 | 14 | 20) subs+=(block) ;; esac
+		for sub in "${subs[@]}"; do
+			node=("$dev/$sub"/*)
+			if [[ ! -e ${node[0]} ]]; then
+				echo "${dev##*/}/$sub"
+			elif [[ ! -e /dev/${node[0]##*/} ]]; then
+				echo "/dev/${node[0]##*/}"
+			fi
+		done
+	done
+}
+
+# Processes holding a scsi_debug /dev node open, as "PID COMMAND NODE" lines.
+_sdebug_holders() {
+	local -a nodes=()
+	local hctl sg blk fd pid n cmd
+	while read -r hctl sg blk; do
+		[[ $sg != - ]] && nodes+=("$sg")
+		[[ $blk != - ]] && nodes+=("$blk")
+	done < <(sdebug_devices)
+	for fd in /proc/[0-9]*/fd/*; do
+		for n in "${nodes[@]}"; do
+			# -ef compares what the fd refers to with the node (device and inode).
+			if [[ $fd -ef $n ]]; then
+				pid=${fd#/proc/}
+				pid=${pid%%/*}
+				cmd=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null)
+				echo "$pid ${cmd:-?} ($n)"
+			fi
+		done
+	done
+}
+
+sdebug_reload() {
+	local refcnt blk i src mnt
+	local -a mounts=()
+	if [[ -d /sys/module/scsi_debug ]]; then
+		# Unmount file systems on its disks first (a test may have left one mounted),
+		# most recent mount first.
+		mapfile -t mounts </proc/mounts
+		for blk in $(sdebug_block_nodes); do
+			[[ $blk == - ]] && continue
+			for ((i = ${#mounts[@]} - 1; i >= 0; i--)); do
+				read -r src mnt _ <<<"${mounts[i]}"
+				if [[ $src == "$blk" || $src == "$blk"[0-9]* ]]; then umount "$mnt" || return 1; fi
+			done
+		done
+		# Let closing file descriptors drain before giving up.
+		for ((i = 0; ; i++)); do
+			read -r refcnt </sys/module/scsi_debug/refcnt
+			[[ $refcnt == 0 || $i -ge $((${SDEBUG_RELOAD_WAIT:-5} * 10)) ]] && break
+			_gl_sleep 0.1
+		done
+		if [[ $refcnt != 0 ]]; then
+			echo "sdebug_reload: scsi_debug is in use (refcnt $refcnt)" >&2
+			while IFS= read -r i; do echo "sdebug_reload:   held open by pid $i" >&2; done < <(_sdebug_holders)
+			return 1
+		fi
+		for ((i = 0; ; i++)); do
+			rmmod scsi_debug 2>/dev/null && break
+			if ((i >= 20)); then
+				rmmod scsi_debug # once more, with its error message
+				return 1
+			fi
+			_gl_sleep 0.1
+		done
+	fi
+	modprobe scsi_debug "$@" || return 1
+	# scsi_mod scan=sync: the hosts are scanned when modprobe returns; the sd disks are
+	# probed asynchronously, so their nodes can come a little later.
+	for ((i = 0; i < 3000; i++)); do
+		[[ -z $(_sdebug_missing) ]] && return 0
+		_gl_sleep 0.01
+	done
+	echo "sdebug_reload: device nodes missing after 30 s: $(_sdebug_missing)" >&2
+	return 1
+}
+
+set_allow_dio() {
+	case $1 in
+	0 | 1) ;;
+	*)
+		echo "set_allow_dio: expected 0 or 1, got '$1'" >&2
+		return 1
+		;;
+	esac
+	echo "$1" >/sys/module/sg/parameters/allow_dio || return 1
+	local now
+	read -r now </sys/module/sg/parameters/allow_dio
+	[[ $now == "$1" ]] || {
+		echo "set_allow_dio: allow_dio is $now after writing $1" >&2
+		return 1
+	}
+}
+
+# --- TAP-like reporting -------------------------------------------------------------
+
+_TAP_N=0 _TAP_FAILED=0 _TAP_SKIPPED=0 _TAP_FAILED_NAMES=()
+
+diag() { printf '# %s\n' "$*"; }
+
+pass() {
+	_TAP_N=$((_TAP_N + 1))
+	echo "ok $_TAP_N - $1"
+}
+
+fail() {
+	_TAP_N=$((_TAP_N + 1))
+	_TAP_FAILED=$((_TAP_FAILED + 1))
+	_TAP_FAILED_NAMES+=("$_TAP_N - $1")
+	echo "not ok $_TAP_N - $1"
+	if [[ -n ${2:-} ]]; then diag "$2"; fi
+}
+
+skip_check() {
+	_TAP_N=$((_TAP_N + 1))
+	_TAP_SKIPPED=$((_TAP_SKIPPED + 1))
+	echo "ok $_TAP_N - $1 # SKIP ${2:-}"
+}
+
+# The output goes to a file, not a pipe: a command that leaves a daemon behind (a FUSE
+# mount) must not make check wait for the daemon's end.
+_GL_OUT=${TMPDIR:-/tmp}/guest-lib.$$.check
+check() {
+	local name=$1 rc line
+	local -a lines=()
+	shift
+	if ("$@") >"$_GL_OUT" 2>&1 </dev/null; then
+		pass "$name"
+	else
+		rc=$?
+		fail "$name" "command failed with status $rc: $*"
+		mapfile -t lines <"$_GL_OUT"
+		for line in "${lines[@]}"; do echo "#   $line"; done
+	fi
+	return 0
+}
+
+skip_all() {
+	echo "1..0 # SKIP $*"
+	_TAP_DONE=1
+	exit 77
+}
+
+_tap_finish() {
+	local rc=$?
+	[[ -e $_GL_OUT ]] && rm -f "$_GL_OUT"
+	[[ -n ${_TAP_DONE:-} ]] && return
+	((_TAP_N)) || exit "$rc" # no checks used: nothing to report
+	echo "1..$_TAP_N"
+	if ((_TAP_FAILED)); then
+		diag "FAILED $_TAP_FAILED of $_TAP_N checks:"
+		printf '#   %s\n' "${_TAP_FAILED_NAMES[@]}"
+		((rc == 0)) && exit 1
+	else
+		diag "passed $((_TAP_N - _TAP_SKIPPED)) of $_TAP_N checks ($_TAP_SKIPPED skipped)"
+	fi
+	exit "$rc"
+}
+trap _tap_finish EXIT
