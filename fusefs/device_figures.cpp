@@ -49,7 +49,7 @@ Figures device_figures(const DiskInfo &info, const DeviceStatsSnapshot &stats,
     // An empty value would make a "key value" line look like a bare key.
     for (auto &[key, value] : figures)
         if (value.empty())
-            value = "-";
+            value.assign(1, '-'); // not `= "-"`: GCC 12 -O2 warns falsely (-Wrestrict, PR105329)
     return figures;
 }
 
