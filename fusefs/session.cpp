@@ -1,6 +1,7 @@
 #include "session.hpp"
 
 #include <cerrno>
+#include <csignal>
 #include <cstdarg>
 #include <cstdio>
 #include <cstdlib>
@@ -56,6 +57,15 @@ class SignalHandlers
   public:
     explicit SignalHandlers(fuse_session *session) : session_(session)
     {
+        // libfuse leaves alone a signal that is ignored when it starts, and a shell ignores
+        // SIGINT for the jobs it starts with '&'. SIGHUP, SIGINT and SIGTERM must unmount
+        // however sgfs was started, so they get their default back first.
+        for (const int signal : {SIGHUP, SIGINT, SIGTERM}) {
+            struct sigaction current {
+            };
+            if (sigaction(signal, nullptr, &current) == 0 && current.sa_handler == SIG_IGN)
+                std::signal(signal, SIG_DFL);
+        }
         installed_ = fuse_set_signal_handlers(session) == 0;
     }
     SignalHandlers(const SignalHandlers &) = delete;
