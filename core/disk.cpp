@@ -115,7 +115,7 @@ int SgDisk::open_slot(Pool<Slot> &pool, bool mmap, std::string &message)
         return static_cast<int>(granted);
     }
     if (mmap) {
-        if (int rc = slot->fd->map_reserve(); rc != 0) {
+        if (int rc = slot->fd->map_reserve(options_.read_only); rc != 0) {
             message = info_.sg_path + ": mmap of the " + std::to_string(granted) +
                       "-byte reserve buffer failed: " + std::strerror(-rc);
             return rc;

@@ -112,11 +112,12 @@ long SgFd::set_reserve(std::size_t bytes)
     return granted;
 }
 
-int SgFd::map_reserve()
+int SgFd::map_reserve(bool read_only)
 {
     if (reserve_ == 0)
         return -EINVAL;
-    void *area = mmap(nullptr, reserve_, PROT_READ | PROT_WRITE, MAP_SHARED, fd_, 0);
+    const int protection = read_only ? PROT_READ : PROT_READ | PROT_WRITE;
+    void *area = mmap(nullptr, reserve_, protection, MAP_SHARED, fd_, 0);
     if (area == MAP_FAILED)
         return -errno;
     mapping_ = static_cast<std::uint8_t *>(area);

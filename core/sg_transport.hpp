@@ -52,8 +52,9 @@ class SgFd : public PoolHook
     // the queue's max_sectors), or -errno.
     long set_reserve(std::size_t bytes);
     std::size_t reserve() const { return reserve_; }
-    // Maps the reserve buffer for SG_FLAG_MMAP_IO; call after set_reserve.
-    int map_reserve();
+    // Maps the reserve buffer for SG_FLAG_MMAP_IO; call after set_reserve. A read-only fd
+    // can only be mapped read-only, which is all reads need.
+    int map_reserve(bool read_only);
     std::span<std::uint8_t> mmap_area() const { return {mapping_, mapping_size_}; }
     // BLKSECTGET: on sg it returns the maximum transfer in bytes, not sectors.
     long max_transfer_bytes() const;
