@@ -1,0 +1,482 @@
+#!/usr/bin/env python3
+"""Turn the output of bench/guest-bench.sh into the benchmark report (see bench/run).
+
+Writes OUT_DIR/STEM.csv (every run), OUT_DIR/STEM.md (tables), OUT_DIR/STEM-{read,write,
+copy}.svg (throughput by transfer size, when gnuplot is available and there is more than
+one size) and copies them to latest.{csv,md} and latest-*.svg.
+
+Exit status: 0 every workload ran (failures listed as expected do not count), 1 a run or
+a data check failed unexpectedly, or the guest did not finish, 2 usage or no data.
+"""
+
+import argparse
+import csv
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+
+SEQ = ["read", "write", "copy"]
+RAND = ["randread", "randwrite"]
+
+# Failures known and documented, reported but not counted against the run.
+EXPECTED_FAILURES = {
+    ("copy", "sgm_dd.odio"): "expected: sgm_dd oflag=dio fails with EFAULT (Bad address) on this kernel",
+}
+
+TITLES = {
+    "read": "Sequential read",
+    "write": "Sequential write",
+    "copy": "Disk-to-disk copy (sg0 to sg1)",
+    "randread": "4 KiB random read",
+    "randwrite": "4 KiB random write",
+}
+
+DESCRIPTIONS = {
+    "read": "Reads the whole first disk ({mb} MiB) into /dev/null, one command or read() "
+    "per transfer size. sg tools: `if=/dev/sg0 of=/dev/null bs=512 bpt=SIZE/512`; dd: "
+    "`dd if=/dev/sda of=/dev/null bs=SIZE` (page cache dropped before each run, so "
+    "buffered dd reads through readahead); qemu-storage-daemon: host_device "
+    "cache.direct=on exported over FUSE, read with `dd iflag=direct`; sgfs: plain `dd "
+    "if=MNT/sg0 bs=SIZE` (sgfs files are FUSE direct_io, no page cache).",
+    "write": "Writes {mb} MiB of random data from a tmpfs file over the first disk. "
+    "sg tools: `if=/tmp/src of=/dev/sg0`; dd page cache: `conv=fsync` (the flush is "
+    "timed); dd, qemu-storage-daemon: `oflag=direct`; sgfs: plain `dd conv=notrunc`.",
+    "copy": "Copies the first disk onto the second ({mb} MiB). sg tools: `if=/dev/sg0 "
+    "of=/dev/sg1` (dio rows: iflag=dio oflag=dio; sgm_dd maps the input's reserve "
+    "buffer); dd page cache: `conv=fsync`; dd, qemu-storage-daemon: iflag=direct "
+    "oflag=direct; cp: `cp SRC DST`, which picks its own buffer size (column cp); sgfs: "
+    "dd and cp between MNT/sg0 and MNT/sg1.",
+    "randread": "fio, 4 KiB random reads over the whole disk, time based ({rt} s per "
+    "run), numjobs = the column, each job synchronous (queue depth 1 per job): "
+    "`--ioengine=sg` on /dev/sg0, `--ioengine=psync --direct=1` on /dev/sda, on the "
+    "qemu-storage-daemon FUSE file and on MNT/sg0.",
+    "randwrite": "As random read, with 4 KiB random writes.",
+}
+
+
+def label(tool):
+    fixed = {
+        "sg_dd": "sg_dd (indirect)",
+        "sg_dd.dio": "sg_dd dio",
+        "sgm_dd": "sgm_dd (mmap)",
+        "sgm_dd.odio": "sgm_dd oflag=dio",
+        "sgp_dd": "sgp_dd thr=4",
+        "dd.buf": "dd sdX, page cache",
+        "dd.direct": "dd sdX, O_DIRECT",
+        "cp.dev": "cp /dev/sda /dev/sdb",
+        "qsd.dd": "qemu-storage-daemon FUSE, dd O_DIRECT",
+        "fio.sg": "fio sg engine, /dev/sg0",
+        "fio.sd": "fio /dev/sda O_DIRECT",
+        "fio.qsd": "fio qemu-storage-daemon FUSE",
+    }
+    if tool in fixed:
+        return fixed[tool]
+    m = re.fullmatch(r"sgfs\.(\w+)\.(dd|cp)", tool)
+    if m:
+        return f"**sgfs io={m.group(1)}**, {m.group(2)}"
+    m = re.fullmatch(r"fio\.sgfs\.(\w+)", tool)
+    if m:
+        return f"**fio sgfs io={m.group(1)}**"
+    return tool
+
+
+def is_sgfs(tool):
+    return tool.startswith("sgfs.") or tool.startswith("fio.sgfs.")
+
+
+def reference(workload):
+    return "fio.sg" if workload in RAND else "sgm_dd"
+
+
+def param_title(p):
+    m = re.fullmatch(r"j(\d+)", p)
+    if m:
+        n = int(m.group(1))
+        return f"{n} job" + ("s" if n != 1 else "")
+    if p == "cp":
+        return "cp (own size)"
+    m = re.fullmatch(r"(\d+)([kKmMgG]?)", p)
+    if m:
+        unit = {"": "B", "k": "KiB", "m": "MiB", "g": "GiB"}[m.group(2).lower()]
+        return f"{m.group(1)} {unit}"
+    return p
+
+
+def size_bytes(p):
+    m = re.fullmatch(r"(\d+)([kKmMgG]?)", p)
+    if not m:
+        return None
+    return int(m.group(1)) * {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}[m.group(2).lower()]
+
+
+def fnum(x):
+    """Three significant digits, no exponent."""
+    if x is None:
+        return "–"
+    if x == 0:
+        return "0"
+    a = abs(x)
+    if a >= 100:
+        return f"{x:.0f}"
+    if a >= 10:
+        return f"{x:.1f}"
+    if a >= 1:
+        return f"{x:.2f}"
+    return f"{x:.3f}"
+
+
+def parse_log(path):
+    meta, runs, checks, stats = {}, [], [], {}
+    complete = False
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for line in f:
+            line = line.rstrip("\n")
+            if line == "@@END":
+                complete = True
+            elif line.startswith("@@META|"):
+                _, k, v = (line.split("|", 2) + [""])[:3]
+                meta[k] = v
+            elif line.startswith("@@RUN|"):
+                f_ = line.split("|")
+                if len(f_) < 14:
+                    continue
+                (_, w, tool, p, run, st, b, sec, us, sy, du, ds, ios) = f_[:13]
+                note = "|".join(f_[13:])
+                runs.append(dict(workload=w, tool=tool, param=p, run=int(run), status=st,
+                                 bytes=int(b), seconds=float(sec), user=float(us),
+                                 sys=float(sy), duser=float(du), dsys=float(ds),
+                                 ios=int(ios), note=note))
+            elif line.startswith("@@CHECK|"):
+                f_ = line.split("|", 5)
+                if len(f_) == 6:
+                    checks.append(dict(workload=f_[1], tool=f_[2], param=f_[3], result=f_[4],
+                                       note=f_[5]))
+            elif line.startswith("@@S|"):
+                f_ = line.split("|", 2)
+                if len(f_) == 3:
+                    stats.setdefault(f_[1], []).append(f_[2])
+    return meta, runs, checks, stats, complete
+
+
+def derive(r):
+    """Per-run figures: MB/s, IOPS, CPU seconds (tool + daemon)."""
+    ok = r["status"] == "ok" and r["seconds"] > 0
+    cpu = r["user"] + r["sys"] + r["duser"] + r["dsys"]
+    r["cpu"] = cpu
+    r["mbps"] = r["bytes"] / r["seconds"] / 1e6 if ok else None
+    r["iops"] = r["ios"] / r["seconds"] if ok and r["ios"] else None
+    r["cpu_per_gib"] = cpu / (r["bytes"] / (1 << 30)) if ok and r["bytes"] else None
+    r["cpu_us_per_io"] = cpu / r["ios"] * 1e6 if ok and r["ios"] else None
+    return r
+
+
+def write_csv(path, runs):
+    cols = ["workload", "tool", "label", "param", "run", "status", "bytes", "seconds",
+            "mb_per_s", "iops", "cpu_user_s", "cpu_sys_s", "daemon_user_s", "daemon_sys_s",
+            "cpu_s_per_gib", "cpu_us_per_io", "note"]
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(cols)
+        for r in runs:
+            w.writerow([r["workload"], r["tool"], label(r["tool"]).replace("*", ""), r["param"],
+                        r["run"], r["status"], r["bytes"], f"{r['seconds']:.3f}",
+                        "" if r["mbps"] is None else f"{r['mbps']:.2f}",
+                        "" if r["iops"] is None else f"{r['iops']:.0f}",
+                        r["user"], r["sys"], r["duser"], r["dsys"],
+                        "" if r["cpu_per_gib"] is None else f"{r['cpu_per_gib']:.3f}",
+                        "" if r["cpu_us_per_io"] is None else f"{r['cpu_us_per_io']:.1f}",
+                        r["note"]])
+
+
+class Cell:
+    def __init__(self, runs, rand):
+        self.runs = runs
+        self.ok = [r for r in runs if r["status"] == "ok"]
+        self.failed = [r for r in runs if r["status"] != "ok"]
+        key = "iops" if rand else "mbps"
+        vals = [r[key] for r in self.ok]
+        cpu = [r["cpu_us_per_io" if rand else "cpu_per_gib"] for r in self.ok]
+        self.median = statistics.median(vals) if vals else None
+        self.lo = min(vals) if vals else None
+        self.hi = max(vals) if vals else None
+        self.cpu = statistics.median(cpu) if cpu else None
+
+
+def build_tables(runs, workloads_present):
+    """{workload: (params, [(tool, {param: Cell})])} in the order tools first appear."""
+    tables = {}
+    for w in workloads_present:
+        rand = w in RAND
+        wr = [r for r in runs if r["workload"] == w]
+        params, tools = [], []
+        for r in wr:
+            if r["param"] not in params:
+                params.append(r["param"])
+            if r["tool"] not in tools:
+                tools.append(r["tool"])
+        # transfer sizes in size order, then cp; job counts in numeric order
+        params.sort(key=lambda p: (p == "cp", size_bytes(p) or 0,
+                                   int(p[1:]) if re.fullmatch(r"j\d+", p) else 0))
+        rows = []
+        for t in tools:
+            cells = {}
+            for p in params:
+                rr = [r for r in wr if r["tool"] == t and r["param"] == p]
+                if rr:
+                    cells[p] = Cell(rr, rand)
+            rows.append((t, cells))
+        tables[w] = (params, rows)
+    return tables
+
+
+class Notes:
+    def __init__(self):
+        self.items = []
+
+    def add(self, text):
+        if text not in self.items:
+            self.items.append(text)
+        return self.items.index(text) + 1
+
+
+def render_table(w, params, rows, checks, notes, failures):
+    rand = w in RAND
+    ref = reference(w)
+    unit = "IOPS" if rand else "MB/s"
+    cpu_unit = "CPU µs/IO" if rand else "CPU s/GiB"
+    ref_label = "fio sg" if rand else "sgm_dd"
+    head = ["tool"]
+    for p in params:
+        t = param_title(p)
+        head += [f"{t}: {unit} (min–max)", f"{t}: {cpu_unit}", f"{t}: ×{ref_label} / ×best"]
+    out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    best = {}
+    refmed = {}
+    for p in params:
+        peers = [c[p].median for t, c in rows
+                 if p in c and not is_sgfs(t) and c[p].median is not None]
+        best[p] = max(peers) if peers else None
+        for t, c in rows:
+            if t == ref and p in c:
+                refmed[p] = c[p].median
+    for t, cells in rows:
+        line = [label(t)]
+        for p in params:
+            c = cells.get(p)
+            if c is None:
+                line += ["", "", ""]
+                continue
+            expected = EXPECTED_FAILURES.get((w, t))
+            bad_checks = [k for k in checks if k["workload"] == w and k["tool"] == t
+                          and k["param"] == p and k["result"] != "ok"]
+            mark = ""
+            if c.failed:
+                note = c.failed[0]["note"] or "failed"
+                text = f"{label(t).replace('*', '')}, {w}, {param_title(p)}: {note}"
+                if expected:
+                    text += f" ({expected})"
+                else:
+                    failures.append(text)
+                mark = f" [{notes.add(text)}]"
+            for k in bad_checks:
+                text = (f"{label(t).replace('*', '')}, {w}, {param_title(p)}: data check "
+                        f"failed: {k['note']}")
+                failures.append(text)
+                mark += f" **data check failed** [{notes.add(text)}]"
+            if c.median is None:
+                line += [f"**failed**{mark}", "", ""]
+                continue
+            val = f"{fnum(c.median)} ({fnum(c.lo)}–{fnum(c.hi)})"
+            if c.failed:
+                val += f", {len(c.ok)}/{len(c.runs)} ok"
+            val += mark
+            r1 = fnum(c.median / refmed[p]) if refmed.get(p) else "–"
+            r2 = fnum(c.median / best[p]) if best.get(p) else "–"
+            line += [val, fnum(c.cpu), f"{r1} / {r2}"]
+        out.append("| " + " | ".join(line) + " |")
+    return out
+
+
+GNUPLOT_COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b",
+                  "#e377c2", "#7f7f7f", "#bcbd22", "#17becf", "#000000", "#aa3377",
+                  "#4477aa", "#228833", "#ccbb44", "#66ccee", "#ee6677", "#bbbbbb"]
+
+
+def plot(gnuplot, w, params, rows, svg_path, title):
+    sizes = [p for p in params if size_bytes(p)]
+    if len(sizes) < 2:
+        return "one transfer size only"
+    blocks, plots = [], []
+    for i, (t, cells) in enumerate(rows):
+        pts = [(size_bytes(p), cells[p]) for p in sizes
+               if p in cells and cells[p].median is not None]
+        if not pts:
+            continue
+        name = f"$d{i}"
+        blocks.append(f"{name} << EOD")
+        blocks += [f"{x} {c.median:.3f} {c.lo:.3f} {c.hi:.3f}" for x, c in pts]
+        blocks.append("EOD")
+        color = GNUPLOT_COLORS[len(plots) % len(GNUPLOT_COLORS)]
+        dt = 1 if is_sgfs(t) else 2
+        lw = 2.5 if is_sgfs(t) else 1.5
+        title_t = label(t).replace("*", "").replace("_", "\\_")
+        plots.append(f"{name} using 1:2:3:4 with yerrorlines lw {lw} dt {dt} pt {7 + len(plots) % 6}"
+                     f" ps 0.7 lc rgb '{color}' title '{title_t}'")
+    if not plots:
+        return "no successful runs"
+    xt = ", ".join(f'"{param_title(p)}" {size_bytes(p)}' for p in sizes)
+    script = "\n".join([
+        "set terminal svg size 960,560 dynamic font 'sans,11'",
+        f"set output '{svg_path}'",
+        f"set title '{title}'",
+        "set logscale x 2",
+        f"set xtics ({xt})",
+        f"set xrange [{size_bytes(sizes[0]) / 1.5}:{size_bytes(sizes[-1]) * 1.5}]",
+        "set xlabel 'transfer size per command / read() / write()'",
+        "set ylabel 'MB/s (median; bars: min-max)'",
+        "set yrange [0:*]",
+        "set grid ytics",
+        "set key outside right top spacing 1.1 font ',9'",
+        *blocks,
+        "plot " + ", \\\n  ".join(plots),
+    ])
+    try:
+        res = subprocess.run([gnuplot], input=script, text=True, capture_output=True, timeout=60)
+    except OSError as e:
+        return f"gnuplot failed: {e}"
+    if res.returncode != 0:
+        return f"gnuplot failed: {res.stderr.strip()[:200]}"
+    return None
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--log", required=True)
+    ap.add_argument("--out-dir", required=True)
+    ap.add_argument("--stem", required=True)
+    ap.add_argument("--host-info", help="file of KEY=VALUE lines from bench/run")
+    ap.add_argument("--gnuplot", default="", help="gnuplot binary; empty: no plots")
+    ap.add_argument("--plot-note", default="", help="why there is no plot")
+    args = ap.parse_args()
+
+    meta, runs, checks, stats, complete = parse_log(args.log)
+    host = {}
+    if args.host_info and os.path.exists(args.host_info):
+        with open(args.host_info, encoding="utf-8") as f:
+            for line in f:
+                if "=" in line:
+                    k, v = line.rstrip("\n").split("=", 1)
+                    host[k] = v
+    if not runs:
+        print("report.py: no measurements in the guest output", file=sys.stderr)
+        return 2
+    for r in runs:
+        derive(r)
+    os.makedirs(args.out_dir, exist_ok=True)
+    stem = os.path.join(args.out_dir, args.stem)
+    write_csv(stem + ".csv", runs)
+
+    present = [w for w in SEQ + RAND if any(r["workload"] == w for r in runs)]
+    tables = build_tables(runs, present)
+    params = dict(kv.split("=", 1) for kv in meta.get("params", "").split() if "=" in kv)
+    mb = params.get("size_mb", "?")
+    rt = params.get("fio_runtime", "?")
+
+    # plots
+    plot_files, plot_notes = {}, {}
+    for w in SEQ:
+        if w not in tables:
+            continue
+        svg = f"{stem}-{w}.svg"
+        if not args.gnuplot:
+            plot_notes[w] = args.plot_note or "no gnuplot"
+            continue
+        why = plot(args.gnuplot, w, *tables[w], svg,
+                   f"{TITLES[w]}, {mb} MiB per run (sgfs: solid lines)")
+        if why:
+            plot_notes[w] = why
+        else:
+            plot_files[w] = svg
+
+    notes, failures = Notes(), []
+    md = [f"# sgfs benchmark, {host.get('date', '?')}, commit {host.get('commit', '?')}", ""]
+    md += [f"Command: `{host.get('command', '?')}`", ""]
+    kv = [
+        ("commit", host.get("commit_info", host.get("commit", "?"))),
+        ("sgfs", f"{meta.get('sgfs', '?')} ({host.get('sgfs_binary', '?')})"),
+        ("host", host.get("host", "?")),
+        ("VM", f"{host.get('qemu', '?')}, accelerator {host.get('accel', '?')}, "
+               f"{meta.get('guest_cpus', '?')} vCPUs, {meta.get('guest_mem_mb', '?')} MiB; "
+               f"guest kernel {meta.get('kernel', '?')}"),
+        ("disks", f"scsi_debug {meta.get('scsi_debug', '?')} (RAM disks), "
+                  f"{meta.get('disks', '?')}, sector {meta.get('sector', '?')} B, "
+                  f"max_sectors_kb {meta.get('max_sectors_kb', '?')}; sg driver "
+                  f"{meta.get('sg_version', '?')}, allow_dio={meta.get('allow_dio', '?')}"),
+        ("tools", "; ".join(meta.get(k, "?") for k in ("sg3_utils", "fio", "qsd", "coreutils"))),
+        ("parameters", meta.get("params", "?")),
+        ("duration", f"{host.get('duration', '?')} in all (boot included); "
+                     f"{meta.get('guest_seconds', '?')} s of measuring in the guest"),
+        ("host load", host.get("load", "?")),
+    ]
+    md += ["| | |", "|---|---|"] + [f"| {k} | {v} |" for k, v in kv] + [""]
+    md += [
+        "How to read: MB/s is 10^6 bytes per second; each cell is the median of the runs "
+        "with (min–max). CPU is user+sys seconds per GiB moved (random IO: µs per IO) of "
+        "the tool process and its children, plus, for FUSE rows, the daemon (sgfs, "
+        "qemu-storage-daemon) from /proc/PID/stat; kernel work done in other contexts "
+        "(kworkers, interrupts) is not counted. fio rows use fio's own runtime and per-job "
+        "CPU. ×sgm_dd (×fio sg for random IO) is the median over that row's, ×best over the "
+        "best median of the rows that are not sgfs at the same size. Every run starts with "
+        "the page cache dropped. The guest is emulated (QEMU TCG when the accelerator says "
+        "tcg): absolute numbers are far below real hardware and the host's other load "
+        "shows up as spread; compare rows within one report.", ""]
+    if not complete:
+        failures.append("the guest did not finish the benchmark (no @@END): the tables are incomplete")
+        md += ["**The guest did not finish: the tables below are incomplete.**", ""]
+    for w in present:
+        md += [f"## {TITLES[w]}", "", DESCRIPTIONS[w].format(mb=mb, rt=rt), ""]
+        md += render_table(w, *tables[w], checks, notes, failures)
+        md.append("")
+        if w in plot_files:
+            md += [f"![{TITLES[w]}]({os.path.basename(plot_files[w])})", ""]
+    ok_checks = [k for k in checks if k["result"] == "ok"]
+    md += ["## Data checks", "",
+           f"{len(ok_checks)} of {len(checks)} untimed checks passed (first run only: after "
+           "every sgfs and qemu-storage-daemon run and after the first size of each native "
+           "writer or copier, the target is compared with its source; sgfs and "
+           "qemu-storage-daemon reads are read again and compared with /dev/sda; before "
+           "a checked write, 64 KiB every 16 MiB of the target are zeroed).", ""]
+    if notes.items:
+        md += ["## Notes and failures", ""]
+        md += [f"{i}. {t}" for i, t in enumerate(notes.items, 1)] + [""]
+    if plot_notes:
+        md += ["Plots not drawn: " + "; ".join(f"{w}: {n}" for w, n in plot_notes.items()), ""]
+    if stats:
+        md += ["## sgfs .stats after the first run of each mode", ""]
+        for name, lines in stats.items():
+            keep = [ln for ln in lines if re.match(
+                r"\s*(device|io_mode|max_transfer_bytes|reserve_granted|queue_depth|"
+                r"(indirect|direct|mmap)\.(done|fallback)_commands|retries|user_copy_bytes)\b", ln)]
+            keep = [ln for ln in keep if not re.search(r"\s0$", ln) or "fallback" not in ln]
+            md += [f"<details><summary>{name}</summary>", "", "```"] + keep + ["```", "</details>", ""]
+    with open(stem + ".md", "w", encoding="utf-8") as f:
+        f.write("\n".join(md))
+
+    for ext in (".md", ".csv"):
+        shutil.copyfile(stem + ext, os.path.join(args.out_dir, "latest" + ext))
+    for w, svg in plot_files.items():
+        shutil.copyfile(svg, os.path.join(args.out_dir, f"latest-{w}.svg"))
+
+    if failures:
+        print("report.py: FAILED (workloads that could not run or gave wrong data):", file=sys.stderr)
+        for t in failures:
+            print(f"  - {t}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
