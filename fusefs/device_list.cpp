@@ -15,7 +15,8 @@ namespace sgfs::fusefs
 namespace
 {
 
-// Pads to `width` columns, keeping at least one space after the text.
+// Pads to `width` columns, keeping at least one space after the text. The widths are
+// lsscsi -g's, so the two listings line up.
 std::string column(const std::string &text, std::size_t width)
 {
     std::string out = text;
@@ -49,8 +50,8 @@ std::string format_device_line(const SgDeviceEntry &entry, const DiskInfo *info,
     line += column(short_device_type(entry.device_type), 8);
     line += column(entry.vendor, 9);
     line += column(entry.model, 17);
-    line += column(entry.revision, 5);
-    line += column(entry.block_device.empty() ? "-" : "/dev/" + entry.block_device, 10);
+    line += column(entry.revision, 6);
+    line += column(entry.block_device.empty() ? "-" : "/dev/" + entry.block_device, 11);
     line += entry.sg_path;
     if (info) {
         line += "  " + format_size_rounded(info->capacity_bytes);

@@ -365,14 +365,14 @@ TEST_CASE("--list lines look like lsscsi -g, plus what the disk said")
 {
     const SgDeviceEntry cd = entry(2, 5);
     CHECK(format_device_line(cd, nullptr, "") ==
-          "[0:0:2:0]    cd/dvd  Linux    scsi_debug       0191 -         /dev/sg2");
+          "[0:0:2:0]    cd/dvd  Linux    scsi_debug       0191  -          /dev/sg2");
 
     const SgDeviceEntry disk = entry(0, 0);
     DiskInfo info = disk_info("sg0", "wwn-0x5000000000000000");
     info.physical_block_size = 4096;
     info.reserve_granted = 1024 * 1024;
     CHECK(format_device_line(disk, &info, "") ==
-          "[0:0:0:0]    disk    Linux    scsi_debug       0191 /dev/sda  /dev/sg0  8.00MiB  "
+          "[0:0:0:0]    disk    Linux    scsi_debug       0191  /dev/sda   /dev/sg0  8.00MiB  "
           "512/4096  max_transfer=512KiB  reserve=1MiB  wwn-0x5000000000000000");
     CHECK(format_device_line(disk, nullptr, "Permission denied")
               .ends_with("/dev/sg0  (cannot open: Permission denied)"));
