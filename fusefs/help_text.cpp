@@ -17,8 +17,8 @@ std::string help_text()
     const MountOptions defaults;
     const DiskOptions &disk = defaults.disk;
     const std::string io = to_string(disk.io_mode);
-    const std::string mmap_min = format_size_exact(disk.mmap_min);
-    const std::string reserve = format_size_exact(disk.reserve);
+    const std::string mmap_min = format_size_option(disk.mmap_min);
+    const std::string reserve = format_size_option(disk.reserve);
     const std::string queue_depth = std::to_string(disk.queue_depth);
     const std::string timeout = std::to_string(disk.timeout_seconds);
     const std::string retries = std::to_string(disk.retries);

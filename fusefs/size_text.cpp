@@ -4,6 +4,7 @@
 #include <charconv>
 #include <cstdio>
 #include <limits>
+#include <utility>
 
 namespace sgfs::fusefs
 {
@@ -70,6 +71,20 @@ std::string format_size_exact(std::uint64_t bytes)
         for (const Unit &unit : binary_units)
             if (bytes % unit.bytes == 0)
                 return std::to_string(bytes / unit.bytes) + unit.name;
+    return std::to_string(bytes);
+}
+
+std::string format_size_option(std::uint64_t bytes)
+{
+    constexpr std::array<std::pair<char, std::uint64_t>, 3> units{{
+        {'g', std::uint64_t{1} << 30},
+        {'m', std::uint64_t{1} << 20},
+        {'k', std::uint64_t{1} << 10},
+    }};
+    if (bytes != 0)
+        for (const auto &[suffix, size] : units)
+            if (bytes % size == 0)
+                return std::to_string(bytes / size) + suffix;
     return std::to_string(bytes);
 }
 

@@ -17,6 +17,9 @@ std::optional<std::uint64_t> parse_size(std::string_view text);
 // people configure (reserve, max_io), where rounding would hide what the driver granted.
 std::string format_size_exact(std::uint64_t bytes);
 
+// Exact, in the syntax parse_size reads back: "64k", "1m", "4100". For --help defaults.
+std::string format_size_option(std::uint64_t bytes);
+
 // Rounded to two decimals in the largest unit not above it: "931.51GiB", "512B". For
 // capacities, where the exact figure is in the byte count next to it.
 std::string format_size_rounded(std::uint64_t bytes);

@@ -33,6 +33,11 @@ TEST_CASE("sizes print in the largest exact unit, or rounded")
     CHECK(format_size_exact(std::uint64_t{1536} * 1024) == "1536KiB");
     CHECK(format_size_exact(4100) == "4100");
     CHECK(format_size_exact(0) == "0");
+    CHECK(format_size_option(64 * 1024) == "64k");
+    CHECK(format_size_option(std::uint64_t{1} << 20) == "1m");
+    CHECK(format_size_option(std::uint64_t{3} << 30) == "3g");
+    CHECK(format_size_option(1000) == "1000");
+    CHECK(parse_size(format_size_option(std::uint64_t{1536} * 1024)) == 1536U * 1024);
     CHECK(format_size_rounded(512) == "512B");
     CHECK(format_size_rounded(std::uint64_t{1536} * 1024) == "1.50MiB");
     CHECK(format_size_rounded(std::uint64_t{1} << 40) == "1.00TiB");
