@@ -118,13 +118,15 @@ _sdebug_holders() {
 		[[ $blk != - ]] && nodes+=("$blk")
 	done < <(sdebug_devices)
 	for fd in /proc/[0-9]*/fd/*; do
+		# Not this very subshell (it inherited the caller's descriptors).
+		[[ $fd == /proc/$BASHPID/* ]] && continue
 		for n in "${nodes[@]}"; do
 			# -ef compares what the fd refers to with the node (device and inode).
 			if [[ $fd -ef $n ]]; then
 				pid=${fd#/proc/}
 				pid=${pid%%/*}
 				cmd=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null)
-				echo "$pid ${cmd:-?} ($n)"
+				echo "$pid ${cmd% } ($n)"
 			fi
 		done
 	done
