@@ -19,7 +19,7 @@ set -u
 
 SIZES=8k,64k,1m RUNS=3 SIZE_MB=256 FIO_RUNTIME=5 FIO_JOBS=1,4
 WORKLOADS=read,write,copy,rand SGFS_MODES=indirect,direct,mmap,auto SGFS_OPTIONS=''
-BUILD='' CMD_TIMEOUT=900
+BUILD='' CMD_TIMEOUT=900 CHECKS=1
 while [ $# -gt 0 ]; do
 	case $1 in
 	--build-dir) BUILD=$2 ;;
@@ -32,6 +32,7 @@ while [ $# -gt 0 ]; do
 	--sgfs-modes) SGFS_MODES=$2 ;;
 	--sgfs-options) SGFS_OPTIONS=$2 ;;
 	--cmd-timeout) CMD_TIMEOUT=$2 ;;
+	--checks) CHECKS=$2 ;;
 	*)
 		echo "guest-bench.sh: unknown argument $1" >&2
 		exit 2
@@ -72,7 +73,30 @@ CLK_TCK=$(getconf CLK_TCK)
 SGFS_PID='' QSD_PID='' START_ERR=''
 
 # One line, no '|': safe inside a machine line.
-clean() { printf '%s' "$*" | tr '\n|' ' /' | tr -s ' ' | cut -c1-300; }
+# Pure bash: in this emulated guest every exec costs about 0.1 s.
+clean() {
+	local s="$*"
+	s=${s//$'\n'/ }
+	s=${s//|//}
+	s=${s//  / }
+	printf '%s' "${s:0:300}"
+}
+# mounted PATH: a FUSE file system is mounted at PATH.
+mounted() {
+	local dev mnt type rest
+	while read -r dev mnt type rest; do
+		[ "$mnt" = "$1" ] && [[ $type == fuse* ]] && return 0
+	done </proc/mounts
+	return 1
+}
+# last_line REGEX FILE: the last line of FILE matching REGEX (bash regex), into LAST.
+last_line() {
+	local l
+	LAST=''
+	while IFS= read -r l || [ -n "$l" ]; do
+		[[ $l =~ $1 ]] && LAST=$l
+	done <"$2"
+}
 meta() { echo "@@META|$1|$(clean "$2")"; }
 say() { echo "# [$(cut -d' ' -f1 /proc/uptime)s] $*"; }
 
@@ -143,7 +167,7 @@ meta guest_cpus "$(nproc)"
 meta guest_mem_mb "$(($(awk '/MemTotal/ {print $2}' /proc/meminfo) / 1024))"
 meta disks "/dev/$SG0=/dev/$BLK0 /dev/$SG1=/dev/$BLK1"
 meta sector "$SECTOR"
-meta sg_version "$(head -n1 /proc/scsi/sg/version 2>/dev/null)"
+meta sg_version "$(cat /sys/module/sg/version 2>/dev/null || head -n1 /proc/scsi/sg/version 2>/dev/null)"
 meta allow_dio "$(cat /sys/module/sg/parameters/allow_dio)"
 meta max_sectors_kb "$(cat "/sys/block/$BLK0/queue/max_sectors_kb")"
 p=/sys/bus/pseudo/drivers/scsi_debug
@@ -157,32 +181,37 @@ if [ -x "$SGFS" ]; then
 else
 	meta sgfs "not built: ${SGFS:-no build dir} missing"
 fi
-meta params "sizes=$SIZES runs=$RUNS size_mb=$SIZE_MB fio_runtime=$FIO_RUNTIME fio_jobs=$FIO_JOBS workloads=$WORKLOADS sgfs_modes=$SGFS_MODES sgfs_options=$SGFS_OPTIONS"
+meta params "sizes=$SIZES runs=$RUNS size_mb=$SIZE_MB fio_runtime=$FIO_RUNTIME fio_jobs=$FIO_JOBS workloads=$WORKLOADS sgfs_modes=$SGFS_MODES sgfs_options=$SGFS_OPTIONS checks=$CHECKS"
 
 say "disks /dev/$SG0 (/dev/$BLK0), /dev/$SG1 (/dev/$BLK1); $SIZE_MB MiB per run; sector $SECTOR"
 head -c "$TOTAL" /dev/urandom >"$SRC" || exit 1
 for b in $BLK0 $BLK1; do
 	dd if="$SRC" of="/dev/$b" bs=1M oflag=direct status=none || exit 1
 done
-# Programs come from the host over 9p: load each once so that no timed run pays for it.
-for prog in sg_dd sgm_dd sgp_dd dd cp cmp fio qemu-storage-daemon fusermount3 timeout /usr/bin/time; do
+# Programs come from the host over 9p: load each timed one once so that no timed run
+# pays for that (fio's start-up is outside its own runtime anyway).
+for prog in sg_dd sgm_dd sgp_dd dd cp timeout /usr/bin/time; do
 	"$prog" --version >/dev/null 2>&1
 done
-[ -x "$SGFS" ] && "$SGFS" --version >/dev/null 2>&1
 say "setup done"
 
 # --- measuring ----------------------------------------------------------------------
 
+# stat_ticks "CONTENTS OF /proc/PID/stat": utime and stime in TICKS_U, TICKS_S. After
+# "pid (comm) " come the fields from 3 (state) on: utime is field 14 and stime field 15,
+# so indexes 11 and 12 here. The process's dead threads are included.
+stat_ticks() {
+	local f
+	read -r -a f <<<"${1##*) }"
+	TICKS_U=${f[11]:-0} TICKS_S=${f[12]:-0}
+}
 # utime+stime of the processes, in clock ticks: "user sys".
 proc_ticks() {
-	local u=0 s=0 pid rest f
+	local u=0 s=0 pid
 	for pid in "$@"; do
 		[ -r "/proc/$pid/stat" ] || continue
-		rest=$(<"/proc/$pid/stat")
-		# After "pid (comm) " come the fields from 3 (state) on: utime is field 14 and
-		# stime field 15, so indexes 11 and 12 here. Dead threads are included.
-		read -r -a f <<<"${rest##*) }"
-		u=$((u + f[11])) s=$((s + f[12]))
+		stat_ticks "$(<"/proc/$pid/stat")"
+		u=$((u + TICKS_U)) s=$((s + TICKS_S))
 	done
 	echo "$u $s"
 }
@@ -199,8 +228,9 @@ measure() {
 		"$@" >"$TMPD/out" 2>&1
 	M_RC=$?
 	d1=$(proc_ticks $pid)
-	line=$(grep '^@@TIME ' "$TMPD/time" 2>/dev/null | tail -n1)
-	read -r _ e M_USER M_SYS <<<"$line"
+	LAST=''
+	[ -r "$TMPD/time" ] && last_line '^@@TIME ' "$TMPD/time"
+	read -r _ e M_USER M_SYS <<<"$LAST"
 	M_USER=${M_USER:-0} M_SYS=${M_SYS:-0}
 	M_USEC=$(sec_to_usec "${e:-0}")
 	M_SEC=$(fmt_usec "$M_USEC")
@@ -256,9 +286,13 @@ mover() {
 		return 1
 	fi
 	case $kind in
-	dd) done_bytes=$(sed -n 's/^\([0-9]*\) bytes.*copied.*/\1/p' "$TMPD/out" | tail -n1) ;;
+	dd)
+		last_line '^[0-9]+ bytes .*copied' "$TMPD/out"
+		done_bytes=${LAST%% *}
+		;;
 	sg)
-		done_bytes=$(sed -n 's/^\([0-9]*\)+[0-9]* records out.*/\1/p' "$TMPD/out" | tail -n1)
+		last_line '^[0-9]+\+[0-9]+ records out' "$TMPD/out"
+		done_bytes=${LAST%%+*}
 		done_bytes=$((${done_bytes:-0} * SECTOR))
 		;;
 	plain) done_bytes=$TOTAL ;;
@@ -347,21 +381,22 @@ qsd_start() {
 	echo "  qemu-storage-daemon ${args[*]}"
 }
 qsd_stop() {
+	local i f
 	[ -n "$QSD_PID" ] || return 0
 	kill "$QSD_PID" 2>/dev/null
-	for _ in $(seq 100); do
+	for ((i = 0; i < 100; i++)); do
 		kill -0 "$QSD_PID" 2>/dev/null || break
 		sleep 0.1
 	done
 	kill -KILL "$QSD_PID" 2>/dev/null
 	for f in /tmp/qsd-0 /tmp/qsd-1; do
-		grep -q " $f fuse" /proc/mounts && umount -l "$f"
+		mounted "$f" && umount -l "$f"
 	done
 	QSD_PID=''
 }
 
 sgfs_start() { # mode
-	local opts="io=$1${SGFS_OPTIONS:+,$SGFS_OPTIONS}" rc
+	local opts="io=$1${SGFS_OPTIONS:+,$SGFS_OPTIONS}" rc i
 	if [ ! -x "$SGFS" ]; then
 		START_ERR="sgfs not built (${SGFS:-no build dir} missing)"
 		return 1
@@ -370,8 +405,8 @@ sgfs_start() { # mode
 	echo "  $SGFS /dev/$SG0,/dev/$SG1 $MNT -o $opts -f"
 	"$SGFS" "/dev/$SG0,/dev/$SG1" "$MNT" -o "$opts" -f >"$TMPD/sgfs.err" 2>&1 &
 	SGFS_PID=$!
-	for _ in $(seq 300); do
-		if grep -q " $MNT fuse" /proc/mounts && [ -e "$MNT/$SG0" ] && [ -e "$MNT/$SG1" ]; then
+	for ((i = 0; i < 300; i++)); do
+		if mounted "$MNT" && [ -e "$MNT/$SG0" ] && [ -e "$MNT/$SG1" ]; then
 			return 0
 		fi
 		if ! kill -0 "$SGFS_PID" 2>/dev/null; then
@@ -388,10 +423,10 @@ sgfs_start() { # mode
 	return 1
 }
 sgfs_stop() {
-	local rc
+	local rc i
 	[ -n "$SGFS_PID" ] || return 0
 	fusermount3 -u "$MNT" 2>/dev/null || umount "$MNT" 2>/dev/null || umount -l "$MNT" 2>/dev/null
-	for _ in $(seq 100); do
+	for ((i = 0; i < 100; i++)); do
 		kill -0 "$SGFS_PID" 2>/dev/null || break
 		sleep 0.1
 	done
@@ -405,7 +440,7 @@ sgfs_stop() {
 	rc=$?
 	[ "$rc" -ne 0 ] && echo "  sgfs exited with status $rc: $(clean "$(tail -n3 "$TMPD/sgfs.err")")"
 	SGFS_PID=''
-	grep -q " $MNT fuse" /proc/mounts && umount -l "$MNT"
+	mounted "$MNT" && umount -l "$MNT"
 	return 0
 }
 
@@ -423,7 +458,7 @@ trap cleanup EXIT
 seq_run() {
 	local tool=$1 run=$2 pid=$3 w=$4 p=$5 in=$6 out=$7 bytes n flags=() checking=0 ok=0
 	local sgargs=()
-	if [ "$run" -eq 1 ] && { [ "$p" = "${SIZE_LIST[0]}" ] || [ "$p" = cp ] || [ -n "$pid" ]; }; then
+	if [ "$CHECKS" = 1 ] && [ "$run" -eq 1 ] && { [ "$p" = "${SIZE_LIST[0]}" ] || [ "$p" = cp ] || [ -n "$pid" ]; }; then
 		checking=1
 		[ "$w" = read ] && [ -z "$pid" ] && checking=0 # native reads: trusted, not checked
 	fi
@@ -478,39 +513,91 @@ seq_sizes() {
 	for p in "${SIZE_LIST[@]}"; do seq_run "$1" "$2" "$3" "$4" "$p" "$5" "$6"; done
 }
 
-# rand TOOL RUN PID FILE ENGINE-ARGS...: 4 KiB random reads, then writes, with fio, at
-# every job count.
+# rand_runs TOOL RUN PID FILE ENGINE-OPTION...: 4 KiB random reads, then writes, with fio,
+# at every job count. One fio process runs them all, one stonewalled group each: fio
+# takes seconds to start in this guest. Between the groups, marker jobs (null engine)
+# snapshot the daemon's /proc/PID/stat through exec_prerun, which splits its CPU time
+# between the groups.
 rand_runs() {
-	local tool=$1 run=$2 pid=$3 file=$4 w j line f err kib ios ms cpu_u cpu_s
+	local tool=$1 run=$2 pid=$3 file=$4 w j k=0 f err kib ios ms cpu_u cpu_s l
+	local job=$TMPD/rand.fio groups=()
 	shift 4
-	for w in randread randwrite; do
-		for j in "${JOB_LIST[@]}"; do
-			measure "$pid" fio --name=bench --filename="$file" "$@" --rw="$w" --bs=4k \
-				--size="$TOTAL" --numjobs="$j" --runtime="$FIO_RUNTIME" --time_based \
-				--group_reporting --minimal
-			line=$(grep '^3;' "$TMPD/out" | tail -n1)
-			if [ "$M_RC" -ne 0 ] || [ -z "$line" ]; then
-				emit "$w" "$tool" "j$j" "$run" failed 0 0 "$(failure_note)"
-				continue
-			fi
-			# terse v3 (fio 3.x): 5 error, 6 read KiB, 9 read ms, 47 write KiB, 50 write ms,
-			# 88 usr_cpu %, 89 sys_cpu % (of the summed job runtimes)
-			IFS=';' read -r -a f <<<"$line"
-			err=${f[4]} kib=$((f[5] + f[46])) ms=${f[8]}
-			[ "${f[49]}" -gt "$ms" ] && ms=${f[49]}
-			ios=$((kib / 4))
-			if [ "$err" != 0 ] || [ "$ios" -eq 0 ] || [ "$ms" -eq 0 ]; then
-				emit "$w" "$tool" "j$j" "$run" failed 0 0 "fio error $err after $ios IOs: $(failure_note)"
-				continue
-			fi
-			# fio's own runtime and per-job CPU: its start-up (seconds in this guest) excluded.
-			M_USEC=$((ms * 1000)) M_SEC=$(fmt_usec $((ms * 1000)))
-			cpu_u=${f[87]%\%} cpu_s=${f[88]%\%}
-			M_USER=$(fmt_usec $(($(sec_to_usec "$cpu_u") * ms * j / 100000)))
-			M_SYS=$(fmt_usec $(($(sec_to_usec "$cpu_s") * ms * j / 100000)))
-			emit "$w" "$tool" "j$j" "$run" ok $((kib * 1024)) "$ios" ""
+	rm -f "$TMPD"/m*.prerun.txt
+	{
+		echo "[global]"
+		echo "filename=$file"
+		printf '%s\n' "$@"
+		echo "bs=4k"
+		echo "size=$TOTAL"
+		echo "runtime=$FIO_RUNTIME"
+		echo "time_based"
+		echo "group_reporting"
+		rand_marker 0 "$pid"
+		for w in randread randwrite; do
+			for j in "${JOB_LIST[@]}"; do
+				k=$((k + 1))
+				groups+=("$w $j")
+				printf '[g%d]\nstonewall\nrw=%s\nnumjobs=%d\n' "$k" "$w" "$j"
+				rand_marker "$k" "$pid"
+			done
 		done
+	} >"$job"
+	measure "" env -C "$TMPD" fio --minimal "$job"
+	local fio_rc=$M_RC
+	declare -A lines=()
+	while IFS= read -r l; do
+		[[ $l == 3\;* ]] || continue
+		IFS=';' read -r -a f <<<"$l"
+		lines[${f[2]}]=$l
+	done <"$TMPD/out"
+	for ((k = 1; k <= ${#groups[@]}; k++)); do
+		read -r w j <<<"${groups[k - 1]}"
+		l=${lines[g$k]:-}
+		M_SEC=0 M_USEC=0 M_USER=0 M_SYS=0 M_DUSER=0 M_DSYS=0
+		if [ -z "$l" ]; then
+			M_RC=$fio_rc
+			emit "$w" "$tool" "j$j" "$run" failed 0 0 "no result from fio: $(failure_note)"
+			continue
+		fi
+		# terse v3 (fio 3.x): 3 job name, 5 error, 6 read KiB, 9 read ms, 47 write KiB,
+		# 50 write ms, 88 usr_cpu %, 89 sys_cpu % (of the summed job runtimes)
+		IFS=';' read -r -a f <<<"$l"
+		err=${f[4]} kib=$((f[5] + f[46])) ms=${f[8]}
+		[ "${f[49]}" -gt "$ms" ] && ms=${f[49]}
+		ios=$((kib / 4))
+		if [ "$err" != 0 ] || [ "$ios" -eq 0 ] || [ "$ms" -eq 0 ]; then
+			M_RC=$fio_rc
+			emit "$w" "$tool" "j$j" "$run" failed 0 0 "fio error $err after $ios IOs: $(failure_note)"
+			continue
+		fi
+		# fio's own runtime and per-job CPU: its start-up (seconds in this guest) excluded.
+		M_USEC=$((ms * 1000))
+		M_SEC=$(fmt_usec $M_USEC)
+		cpu_u=${f[87]%\%} cpu_s=${f[88]%\%}
+		M_USER=$(fmt_usec $(($(sec_to_usec "$cpu_u") * ms * j / 100000)))
+		M_SYS=$(fmt_usec $(($(sec_to_usec "$cpu_s") * ms * j / 100000)))
+		if [ -n "$pid" ]; then
+			if [ -s "$TMPD/m$((k - 1)).prerun.txt" ] && [ -s "$TMPD/m$k.prerun.txt" ]; then
+				stat_ticks "$(<"$TMPD/m$((k - 1)).prerun.txt")"
+				local u0=$TICKS_U s0=$TICKS_S
+				stat_ticks "$(<"$TMPD/m$k.prerun.txt")"
+				M_DUSER=$(fmt_ticks $((TICKS_U - u0)))
+				M_DSYS=$(fmt_ticks $((TICKS_S - s0)))
+			else
+				M_RC=$fio_rc
+				emit "$w" "$tool" "j$j" "$run" failed 0 0 "no daemon CPU snapshot around the fio job (daemon gone?): $(failure_note)"
+				continue
+			fi
+		fi
+		emit "$w" "$tool" "j$j" "$run" ok $((kib * 1024)) "$ios" ""
 	done
+}
+# A fio job that does nothing but snapshot the daemon's CPU times into $TMPD/mN.prerun.txt.
+rand_marker() { # N PID
+	[ -n "$2" ] || return 0
+	printf '[m%d]\nstonewall\nioengine=null\nrw=read\nsize=4k\ntime_based=0\nruntime=0\nnumjobs=1\n' "$1"
+	# fio saves the command's output as mN.prerun.txt in its working directory
+	printf 'exec_prerun=cat /proc/%d/stat\n' "$2"
 }
 
 # The native tools: sequential, then random.
@@ -536,8 +623,8 @@ native_tools() {
 	fi
 	if [ "$DO_RAND" = 1 ]; then
 		say "run $run/$RUNS: random, native tools"
-		rand_runs fio.sg "$run" "" "/dev/$SG0" --ioengine=sg
-		rand_runs fio.sd "$run" "" "/dev/$BLK0" --ioengine=psync --direct=1
+		rand_runs fio.sg "$run" "" "/dev/$SG0" ioengine=sg
+		rand_runs fio.sd "$run" "" "/dev/$BLK0" ioengine=psync direct=1
 	fi
 }
 
@@ -570,7 +657,7 @@ fuse_tools() {
 		seq_sizes "$name.dd" "$run" "$pid" copy "$f0" "$f1"
 		[ "$name" != qsd ] && seq_run "$name.cp" "$run" "$pid" copy cp "$f0" "$f1"
 	fi
-	[ "$DO_RAND" = 1 ] && rand_runs "fio.$name" "$run" "$pid" "$f0" --ioengine=psync --direct=1
+	[ "$DO_RAND" = 1 ] && rand_runs "fio.$name" "$run" "$pid" "$f0" ioengine=psync direct=1
 	if [ "$run" -eq 1 ] && [ -r "$MNT/.stats" ] && [ "$start" = sgfs_start ]; then
 		sed "s/|/\//g; s/^/@@S|$name|/" "$MNT/.stats" | head -n 400
 	fi

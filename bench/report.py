@@ -233,13 +233,22 @@ def build_tables(runs, workloads_present):
 
 
 class Notes:
-    def __init__(self):
-        self.items = []
+    """Numbered footnotes; the same text from several cells becomes one note."""
 
-    def add(self, text):
-        if text not in self.items:
-            self.items.append(text)
-        return self.items.index(text) + 1
+    def __init__(self):
+        self.items = []  # [text, [where...]]
+
+    def add(self, text, where):
+        for i, (t, places) in enumerate(self.items):
+            if t == text:
+                if where not in places:
+                    places.append(where)
+                return i + 1
+        self.items.append([text, [where]])
+        return len(self.items)
+
+    def lines(self):
+        return [f"{i}. {t} ({', '.join(places)})" for i, (t, places) in enumerate(self.items, 1)]
 
 
 def render_table(w, params, rows, checks, notes, failures):
@@ -273,23 +282,26 @@ def render_table(w, params, rows, checks, notes, failures):
             bad_checks = [k for k in checks if k["workload"] == w and k["tool"] == t
                           and k["param"] == p and k["result"] != "ok"]
             mark = ""
+            where = f"{w} {param_title(p)}"
+            name = label(t).replace("*", "")
             if c.failed:
                 note = c.failed[0]["note"] or "failed"
-                text = f"{label(t).replace('*', '')}, {w}, {param_title(p)}: {note}"
+                text = f"{name}: {note}"
                 if expected:
                     text += f" ({expected})"
                 else:
-                    failures.append(text)
-                mark = f" [{notes.add(text)}]"
+                    failures.append(f"{name}, {where}: {note}")
+                mark = f" [{notes.add(text, where)}]"
             for k in bad_checks:
-                text = (f"{label(t).replace('*', '')}, {w}, {param_title(p)}: data check "
-                        f"failed: {k['note']}")
-                failures.append(text)
-                mark += f" **data check failed** [{notes.add(text)}]"
+                text = f"{name}: data check failed: {k['note']}"
+                failures.append(f"{name}, {where}: data check failed: {k['note']}")
+                mark += f" **data check failed** [{notes.add(text, where)}]"
             if c.median is None:
                 line += [f"**failed**{mark}", "", ""]
                 continue
-            val = f"{fnum(c.median)} ({fnum(c.lo)}–{fnum(c.hi)})"
+            val = fnum(c.median)
+            if len(c.ok) > 1:
+                val += f" ({fnum(c.lo)}–{fnum(c.hi)})"
             if c.failed:
                 val += f", {len(c.ok)}/{len(c.runs)} ok"
             val += mark
@@ -443,15 +455,18 @@ def main():
         if w in plot_files:
             md += [f"![{TITLES[w]}]({os.path.basename(plot_files[w])})", ""]
     ok_checks = [k for k in checks if k["result"] == "ok"]
-    md += ["## Data checks", "",
-           f"{len(ok_checks)} of {len(checks)} untimed checks passed (first run only: after "
-           "every sgfs and qemu-storage-daemon run and after the first size of each native "
-           "writer or copier, the target is compared with its source; sgfs and "
-           "qemu-storage-daemon reads are read again and compared with /dev/sda; before "
-           "a checked write, 64 KiB every 16 MiB of the target are zeroed).", ""]
+    if "checks=0" in meta.get("params", ""):
+        md += ["## Data checks", "", "Off for this run (--no-check, or --quick).", ""]
+    else:
+        md += ["## Data checks", "",
+               f"{len(ok_checks)} of {len(checks)} untimed checks passed (first run only: "
+               "after every sgfs and qemu-storage-daemon run and after the first size of "
+               "each native writer or copier, the target is compared with its source; sgfs "
+               "and qemu-storage-daemon reads are read again and compared with /dev/sda; "
+               "before a checked write, 64 KiB every 16 MiB of the target are zeroed).", ""]
     if notes.items:
         md += ["## Notes and failures", ""]
-        md += [f"{i}. {t}" for i, t in enumerate(notes.items, 1)] + [""]
+        md += notes.lines() + [""]
     if plot_notes:
         md += ["Plots not drawn: " + "; ".join(f"{w}: {n}" for w, n in plot_notes.items()), ""]
     if stats:
