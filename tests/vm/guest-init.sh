@@ -198,6 +198,34 @@ missing_sdebug_nodes() {
 	done
 }
 
+# Shortly before vm-run's timeout kills the VM, record what every process is doing
+# (state, wait channel, kernel stack) and the kernel log in /run/sgfs-vm/hang.log, which
+# vm-run shows on a timeout. A read() on an sg fd with nothing queued sleeps
+# interruptibly, so the per-process stacks tell more than sysrq-w (blocked tasks only).
+start_hang_watchdog() {
+	read -r _up _ </proc/uptime
+	_left=$((VM_TIMEOUT - ${_up%.*} - 8))
+	[ "$_left" -ge 5 ] || return 0
+	(
+		$BB sleep "$_left"
+		exec >/run/sgfs-vm/hang.log 2>&1
+		read -r _self _ </proc/self/stat # this subshell (read is a builtin)
+		echo "--- processes $((VM_TIMEOUT - 8)) s after the VM started (pid state wchan: cmdline)"
+		for _p in /proc/[0-9]*; do
+			[ "${_p#/proc/}" = "$_self" ] && continue
+			_cmd=$($BB tr '\0' ' ' <"$_p/cmdline" 2>/dev/null)
+			[ -n "$_cmd" ] || continue # kernel thread
+			read -r _ _ _state _ <"$_p/stat" 2>/dev/null
+			read -r _wchan <"$_p/wchan" 2>/dev/null
+			echo "${_p#/proc/} $_state ${_wchan:--}: $_cmd"
+			[ "$_state" = R ] || $BB sed 's/^/    /' "$_p/stack" 2>/dev/null
+		done
+		echo w >/proc/sysrq-trigger
+		echo "--- kernel log (last 40 lines)"
+		$BB dmesg | $BB tail -n 40
+	) &
+}
+
 stage2() {
 	BB=/run/sgfs-vm-init/busybox
 	export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
@@ -223,6 +251,7 @@ stage2() {
 	[ -n "$port" ] || die "virtio-serial port sgfs.out not found"
 	wait_for 30 '[ -c "$port" ]' || die "$port did not appear"
 
+	start_hang_watchdog
 	mark "command start"
 	/bin/bash /run/sgfs-vm/cmd.sh </dev/null >"$port" 2>&1
 	echo "$?" >/run/sgfs-vm/rc.tmp
