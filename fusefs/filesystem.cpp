@@ -190,9 +190,7 @@ void op_flush(fuse_req_t req, fuse_ino_t, fuse_file_info *fi)
 
 void op_release(fuse_req_t req, fuse_ino_t, fuse_file_info *fi)
 {
-    std::unique_ptr<Filesystem::OpenFile> file(&file_of(fi));
-    // close() has returned already, so an error here can only be logged (flush() did).
-    (void)filesystem_of(req).flush(*file);
+    filesystem_of(req).release(&file_of(fi));
     fuse_reply_err(req, 0);
 }
 
@@ -297,6 +295,29 @@ Filesystem::Filesystem(std::vector<std::unique_ptr<Disk>> disks, Tree tree, Moun
 unsigned Filesystem::max_threads() const
 {
     return 2 * options_.disk.queue_depth * static_cast<unsigned>(slots_.size()) + metadata_threads;
+}
+
+int Filesystem::reopen_disks(const DiskOpener &open_disk, std::string &message)
+{
+    for (auto &slot : slots_) {
+        const DiskInfo before = slot->disk->info();
+        // Closed first: the old descriptors' reserve buffers would otherwise be held twice.
+        slot->disk.reset();
+        std::string why;
+        if (const int rc = open_disk(before.sg_path, slot->disk, why); rc < 0 || !slot->disk) {
+            message = "sgfs: cannot reopen " + before.sg_path + ": " +
+                      (why.empty() ? std::strerror(rc < 0 ? -rc : EIO) : why);
+            return rc < 0 ? rc : -EIO;
+        }
+        // The tree shows the size and block size found at mount; the disk must still match.
+        const DiskInfo &after = slot->disk->info();
+        if (after.capacity_bytes != before.capacity_bytes ||
+            after.logical_block_size != before.logical_block_size) {
+            message = "sgfs: " + before.sg_path + " changed while mounting";
+            return -ENODEV;
+        }
+    }
+    return 0;
 }
 
 std::string Filesystem::stats_text() const
@@ -465,6 +486,7 @@ int Filesystem::read(const OpenFile &file, std::size_t size, off_t offset, const
 int Filesystem::write(const OpenFile &file, const char *data, std::size_t size, off_t offset,
                       std::size_t &written)
 {
+    written = 0;
     if (offset < 0)
         return -EINVAL;
     if (file.node.kind != NodeKind::disk_file || !file.writable)
@@ -514,6 +536,13 @@ int Filesystem::flush(const OpenFile &file)
     if (!slot.unsynced_writes.exchange(false, std::memory_order_acq_rel))
         return 0;
     return sync_disk(slot, "close");
+}
+
+void Filesystem::release(OpenFile *file)
+{
+    const std::unique_ptr<OpenFile> owned(file);
+    // close() has returned already, so an error here can only be logged (sync_disk did).
+    (void)flush(*owned);
 }
 
 int Filesystem::fsync(const OpenFile &file)

@@ -9,10 +9,12 @@
 #include "fuse_api.hpp"
 #include "mount_options.hpp"
 #include "sgfs/disk.hpp"
+#include "source_spec.hpp"
 #include "tree.hpp"
 
 #include <atomic>
 #include <memory>
+#include <string>
 #include <vector>
 
 namespace sgfs::fusefs
@@ -31,6 +33,11 @@ class Filesystem
     // Worker threads the session loop may run: enough for every disk's queue to be full
     // twice over (one batch in the driver, one being answered), plus a few for metadata.
     unsigned max_threads() const;
+    // Closes every disk and opens it again with `open_disk`. For the daemon after
+    // fuse_daemonize(): the sg driver refuses write() and read() on a file descriptor from
+    // a process whose credentials changed after it was opened, and the forked child's are
+    // a copy. Returns 0, or -errno with `message` naming the disk.
+    int reopen_disks(const DiskOpener &open_disk, std::string &message);
     // Generates /.stats: every disk's figures as of now.
     std::string stats_text() const;
 
@@ -48,6 +55,8 @@ class Filesystem
     int write(const OpenFile &file, const char *data, std::size_t size, off_t offset,
               std::size_t &written);
     int flush(const OpenFile &file);
+    // Ends a handle open() made (fi.fh): flushes like close() would, then frees it.
+    void release(OpenFile *file);
     int fsync(const OpenFile &file);
     int readdir(fuse_req_t req, fuse_ino_t inode, std::size_t size, off_t offset,
                 std::vector<char> &buffer) const;

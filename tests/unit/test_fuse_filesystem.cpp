@@ -1,0 +1,296 @@
+// The FUSE operations' own logic, called directly (no kernel, no session): open modes,
+// writes clamped at the end of the disk, when SYNCHRONIZE CACHE is sent, re-opening the
+// disks after daemonizing, the .stats text and the xattrs.
+#include "filesystem.hpp"
+
+#include <cerrno>
+#include <doctest/doctest.h>
+#include <fcntl.h>
+#include <vector>
+
+using namespace sgfs;
+using namespace sgfs::fusefs;
+
+namespace
+{
+
+// What the fake disks were asked to do, shared with the test.
+struct Journal {
+    std::vector<std::pair<std::uint64_t, std::size_t>> writes; // offset, length
+    int flushes = 0;
+    int flush_result = 0;
+};
+
+class FakeDisk final : public Disk
+{
+  public:
+    FakeDisk(DiskInfo info, Journal &journal) : info_(std::move(info)), journal_(journal) {}
+    const DiskInfo &info() const override { return info_; }
+    ssize_t pread(void *, std::size_t length, std::uint64_t) override
+    {
+        return static_cast<ssize_t>(length);
+    }
+    ssize_t pwrite(const void *, std::size_t length, std::uint64_t offset) override
+    {
+        journal_.writes.emplace_back(offset, length);
+        return static_cast<ssize_t>(length);
+    }
+    int flush() override
+    {
+        ++journal_.flushes;
+        return journal_.flush_result;
+    }
+    DeviceStatsSnapshot stats() const override
+    {
+        DeviceStatsSnapshot snapshot;
+        snapshot.retries = 7;
+        return snapshot;
+    }
+    std::string last_error() const override { return "fake"; }
+
+  private:
+    DiskInfo info_;
+    Journal &journal_;
+};
+
+constexpr std::uint64_t capacity = 1024 * 1024;
+
+DiskInfo disk_info(bool write_protected = false)
+{
+    DiskInfo info;
+    info.name = "sg0";
+    info.sg_path = "/dev/sg0";
+    info.stable_id = "wwn-0x5000000000000000";
+    info.capacity_bytes = capacity;
+    info.max_transfer_bytes = 512 * 1024;
+    info.write_protected = write_protected;
+    return info;
+}
+
+struct Fixture {
+    Journal journal;
+    std::unique_ptr<Filesystem> fs;
+
+    explicit Fixture(MountOptions options = {}, bool write_protected = false)
+    {
+        std::vector<std::unique_ptr<Disk>> disks;
+        disks.push_back(std::make_unique<FakeDisk>(disk_info(write_protected), journal));
+        DiskNodeSource source;
+        source.info = disk_info(write_protected);
+        Tree tree({source}, TreeOptions{});
+        fs = std::make_unique<Filesystem>(std::move(disks), std::move(tree), options);
+    }
+
+    fuse_ino_t disk_inode() const { return 4; }
+
+    // open() as the kernel would; returns -errno or 0 with the handle in `fi`.
+    int open(fuse_ino_t inode, int flags, fuse_file_info &fi) const
+    {
+        fi = {};
+        fi.flags = flags;
+        return fs->open(inode, fi);
+    }
+    static Filesystem::OpenFile &handle(const fuse_file_info &fi)
+    {
+        return *reinterpret_cast<Filesystem::OpenFile *>(
+            fi.fh); // NOLINT(performance-no-int-to-ptr)
+    }
+};
+
+} // namespace
+
+TEST_CASE("disk files open with direct_io unless cache=page; .stats only for reading")
+{
+    Fixture f;
+    fuse_file_info fi{};
+    REQUIRE(f.open(f.disk_inode(), O_RDWR, fi) == 0);
+    CHECK(unsigned{fi.direct_io} == 1U);
+    CHECK(unsigned{fi.keep_cache} == 0U);
+    CHECK(unsigned{fi.noflush} == 0U);
+    f.fs->release(&Fixture::handle(fi));
+
+    REQUIRE(f.open(f.disk_inode(), O_RDONLY, fi) == 0);
+    CHECK(unsigned{fi.noflush} == 1U); // nothing to flush after reading
+    f.fs->release(&Fixture::handle(fi));
+
+    REQUIRE(f.open(stats_inode, O_RDONLY, fi) == 0);
+    CHECK(unsigned{fi.direct_io} == 1U);
+    f.fs->release(&Fixture::handle(fi));
+    CHECK(f.open(stats_inode, O_WRONLY, fi) == -EACCES);
+    CHECK(f.open(root_inode, O_RDONLY, fi) == -EISDIR);
+    CHECK(f.open(99, O_RDONLY, fi) == -ENOENT);
+
+    MountOptions page;
+    page.cache = CacheMode::page;
+    Fixture g(page);
+    REQUIRE(g.open(g.disk_inode(), O_RDONLY, fi) == 0);
+    CHECK(unsigned{fi.direct_io} == 0U);
+    CHECK(unsigned{fi.keep_cache} == 0U);
+    g.fs->release(&Fixture::handle(fi));
+}
+
+TEST_CASE("read-only mounts and write-protected disks refuse writers with EROFS")
+{
+    MountOptions ro;
+    ro.disk.read_only = true;
+    Fixture f(ro);
+    fuse_file_info fi{};
+    CHECK(f.open(f.disk_inode(), O_WRONLY, fi) == -EROFS);
+    CHECK(f.open(f.disk_inode(), O_RDWR, fi) == -EROFS);
+    REQUIRE(f.open(f.disk_inode(), O_RDONLY, fi) == 0);
+    f.fs->release(&Fixture::handle(fi));
+
+    Fixture wp({}, true);
+    CHECK(wp.open(wp.disk_inode(), O_WRONLY, fi) == -EROFS);
+}
+
+TEST_CASE("writes stop at the end of the disk like a block device's")
+{
+    Fixture f;
+    fuse_file_info fi{};
+    REQUIRE(f.open(f.disk_inode(), O_WRONLY, fi) == 0);
+    auto &file = Fixture::handle(fi);
+    const std::vector<char> data(8192, 'x');
+    std::size_t written = 0;
+
+    CHECK(f.fs->write(file, data.data(), 4096, 0, written) == 0);
+    CHECK(written == 4096);
+    // Crossing the end: what fits is written, the count is short.
+    CHECK(f.fs->write(file, data.data(), 8192, capacity - 1000, written) == 0);
+    CHECK(written == 1000);
+    // At or past the end: ENOSPC, nothing sent to the disk.
+    CHECK(f.fs->write(file, data.data(), 1, capacity, written) == -ENOSPC);
+    CHECK(f.fs->write(file, data.data(), 1, capacity + 4096, written) == -ENOSPC);
+    CHECK(f.fs->write(file, data.data(), 1, -1, written) == -EINVAL);
+    // Zero bytes: nothing to do, even at the end.
+    written = 99;
+    CHECK(f.fs->write(file, data.data(), 0, capacity, written) == 0);
+    CHECK(written == 0);
+
+    const std::vector<std::pair<std::uint64_t, std::size_t>> expected = {{0, 4096},
+                                                                         {capacity - 1000, 1000}};
+    CHECK(f.journal.writes == expected);
+    f.fs->release(&file);
+}
+
+TEST_CASE("SYNCHRONIZE CACHE: at close after writes, always at fsync, once at release")
+{
+    Fixture f;
+    fuse_file_info fi{};
+    REQUIRE(f.open(f.disk_inode(), O_RDWR, fi) == 0);
+    auto &file = Fixture::handle(fi);
+    std::size_t written = 0;
+
+    CHECK(f.fs->flush(file) == 0);
+    CHECK(f.journal.flushes == 0); // nothing written yet
+
+    REQUIRE(f.fs->write(file, "abc", 3, 0, written) == 0);
+    CHECK(f.fs->flush(file) == 0);
+    CHECK(f.journal.flushes == 1);
+    CHECK(f.fs->flush(file) == 0); // a second close of a dup: nothing new
+    CHECK(f.journal.flushes == 1);
+
+    CHECK(f.fs->fsync(file) == 0); // fsync never skips
+    CHECK(f.journal.flushes == 2);
+
+    // A failed SYNCHRONIZE CACHE is returned, and tried again at the next close.
+    REQUIRE(f.fs->write(file, "abc", 3, 0, written) == 0);
+    f.journal.flush_result = -EIO;
+    CHECK(f.fs->flush(file) == -EIO);
+    f.journal.flush_result = 0;
+    CHECK(f.fs->flush(file) == 0);
+    CHECK(f.journal.flushes == 4);
+
+    REQUIRE(f.fs->write(file, "abc", 3, 0, written) == 0);
+    f.fs->release(&file); // released without a flush first: release sends it
+    CHECK(f.journal.flushes == 5);
+
+    // A read-only handle never sends one at close.
+    REQUIRE(f.open(f.disk_inode(), O_RDONLY, fi) == 0);
+    f.journal.writes.clear();
+    f.fs->release(&Fixture::handle(fi));
+    CHECK(f.journal.flushes == 5);
+}
+
+TEST_CASE("setattr: truncation of a disk is ignored, chmod and chown are refused")
+{
+    Fixture f;
+    struct stat attr {
+    };
+    CHECK(f.fs->setattr(f.disk_inode(), FUSE_SET_ATTR_SIZE, attr) == 0);
+    CHECK(attr.st_size == static_cast<off_t>(capacity));
+    CHECK(f.fs->setattr(f.disk_inode(), FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_ATIME, attr) == 0);
+    CHECK(f.fs->setattr(f.disk_inode(), FUSE_SET_ATTR_MODE, attr) == -EPERM);
+    CHECK(f.fs->setattr(f.disk_inode(), FUSE_SET_ATTR_UID, attr) == -EPERM);
+    CHECK(f.fs->setattr(stats_inode, FUSE_SET_ATTR_SIZE, attr) == -EPERM);
+    CHECK(f.fs->setattr(root_inode, FUSE_SET_ATTR_SIZE, attr) == -EISDIR);
+}
+
+TEST_CASE("xattrs carry the .stats figures")
+{
+    Fixture f;
+    std::string value;
+    REQUIRE(f.fs->getxattr(f.disk_inode(), "user.sgfs.capacity_bytes", value) == 0);
+    CHECK(value == std::to_string(capacity));
+    REQUIRE(f.fs->getxattr(f.disk_inode(), "user.sgfs.retries", value) == 0);
+    CHECK(value == "7");
+    CHECK(f.fs->getxattr(f.disk_inode(), "user.sgfs.nope", value) == -ENODATA);
+    CHECK(f.fs->getxattr(f.disk_inode(), "security.capability", value) == -ENODATA);
+    CHECK(f.fs->getxattr(stats_inode, "user.sgfs.retries", value) == -ENODATA);
+
+    std::string names;
+    REQUIRE(f.fs->listxattr(f.disk_inode(), names) == 0);
+    CHECK(names.starts_with(std::string("user.sgfs.path\0", 15)));
+    CHECK(names.find(std::string("user.sgfs.retries\0", 18)) != std::string::npos);
+    names.clear();
+    REQUIRE(f.fs->listxattr(root_inode, names) == 0);
+    CHECK(names.empty());
+
+    CHECK(f.fs->setxattr(f.disk_inode(), "user.sgfs.fua") == -EPERM);
+    CHECK(f.fs->setxattr(f.disk_inode(), "user.comment") == -ENOTSUP);
+
+    const std::string text = f.fs->stats_text();
+    CHECK(text.starts_with("device sg0\n  path /dev/sg0\n"));
+    CHECK(text.find("\n  retries 7\n") != std::string::npos);
+}
+
+TEST_CASE("the disks can be opened again, and must not have changed")
+{
+    Fixture f;
+    Journal fresh;
+    std::vector<std::string> opened;
+    std::string message;
+    const DiskOpener same = [&](const std::string &path, std::unique_ptr<Disk> &out,
+                                std::string &) {
+        opened.push_back(path);
+        out = std::make_unique<FakeDisk>(disk_info(), fresh);
+        return 0;
+    };
+    REQUIRE(f.fs->reopen_disks(same, message) == 0);
+    CHECK(opened == std::vector<std::string>{"/dev/sg0"});
+    // IO now reaches the new disk.
+    fuse_file_info fi{};
+    REQUIRE(f.open(f.disk_inode(), O_WRONLY, fi) == 0);
+    std::size_t written = 0;
+    REQUIRE(f.fs->write(Fixture::handle(fi), "x", 1, 0, written) == 0);
+    f.fs->release(&Fixture::handle(fi));
+    CHECK(fresh.writes.size() == 1);
+    CHECK(f.journal.writes.empty());
+
+    const DiskOpener failing = [](const std::string &, std::unique_ptr<Disk> &, std::string &why) {
+        why = "not ready";
+        return -EIO;
+    };
+    CHECK(f.fs->reopen_disks(failing, message) == -EIO);
+    CHECK(message == "sgfs: cannot reopen /dev/sg0: not ready");
+
+    Fixture g;
+    const DiskOpener grown = [&](const std::string &, std::unique_ptr<Disk> &out, std::string &) {
+        DiskInfo info = disk_info();
+        info.capacity_bytes *= 2;
+        out = std::make_unique<FakeDisk>(info, fresh);
+        return 0;
+    };
+    CHECK(g.fs->reopen_disks(grown, message) == -ENODEV);
+    CHECK(message == "sgfs: /dev/sg0 changed while mounting");
+}
