@@ -53,7 +53,7 @@ class FakeDisk final : public Disk
     Journal &journal_;
 };
 
-constexpr std::uint64_t capacity = 1024 * 1024;
+constexpr std::uint64_t capacity = std::uint64_t{1024} * 1024;
 
 DiskInfo disk_info(bool write_protected = false)
 {
@@ -71,7 +71,7 @@ struct Fixture {
     Journal journal;
     std::unique_ptr<Filesystem> fs;
 
-    explicit Fixture(MountOptions options = {}, bool write_protected = false)
+    explicit Fixture(const MountOptions &options = {}, bool write_protected = false)
     {
         std::vector<std::unique_ptr<Disk>> disks;
         disks.push_back(std::make_unique<FakeDisk>(disk_info(write_protected), journal));
@@ -92,8 +92,8 @@ struct Fixture {
     }
     static Filesystem::OpenFile &handle(const fuse_file_info &fi)
     {
-        return *reinterpret_cast<Filesystem::OpenFile *>(
-            fi.fh); // NOLINT(performance-no-int-to-ptr)
+        // NOLINTNEXTLINE(performance-no-int-to-ptr): fh holds the pointer open() stored
+        return *reinterpret_cast<Filesystem::OpenFile *>(fi.fh);
     }
 };
 

@@ -33,7 +33,7 @@ TEST_CASE("sizes print in the largest exact unit, or rounded")
     CHECK(format_size_exact(std::uint64_t{1536} * 1024) == "1536KiB");
     CHECK(format_size_exact(4100) == "4100");
     CHECK(format_size_exact(0) == "0");
-    CHECK(format_size_option(64 * 1024) == "64k");
+    CHECK(format_size_option(std::uint64_t{64} * 1024) == "64k");
     CHECK(format_size_option(std::uint64_t{1} << 20) == "1m");
     CHECK(format_size_option(std::uint64_t{3} << 30) == "3g");
     CHECK(format_size_option(1000) == "1000");
