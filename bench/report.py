@@ -341,7 +341,7 @@ def plot(gnuplot, w, params, rows, svg_path, title):
         return "no successful runs"
     xt = ", ".join(f'"{param_title(p)}" {size_bytes(p)}' for p in sizes)
     script = "\n".join([
-        "set terminal svg size 960,560 dynamic font 'sans,11'",
+        "set terminal svg size 900,700 dynamic font 'sans,11'",
         f"set output '{svg_path}'",
         f"set title '{title}'",
         "set logscale x 2",
@@ -351,7 +351,7 @@ def plot(gnuplot, w, params, rows, svg_path, title):
         "set ylabel 'MB/s (median; bars: min-max)'",
         "set yrange [0:*]",
         "set grid ytics",
-        "set key outside right top spacing 1.1 font ',9'",
+        "set key outside below center horizontal maxcols 2 Left reverse spacing 1.1 font ',10'",
         *blocks,
         "plot " + ", \\\n  ".join(plots),
     ])
@@ -361,6 +361,8 @@ def plot(gnuplot, w, params, rows, svg_path, title):
         return f"gnuplot failed: {e}"
     if res.returncode != 0:
         return f"gnuplot failed: {res.stderr.strip()[:200]}"
+    if not os.path.exists(svg_path):
+        return "gnuplot wrote no file"
     return None
 
 
