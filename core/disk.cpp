@@ -6,6 +6,7 @@
 #include "aligned_buffer.hpp"
 #include "io_policy.hpp"
 #include "range_lock.hpp"
+#include "reattach.hpp"
 #include "sg_ll.hpp"
 #include "sg_transport.hpp"
 #include "sgfs/discovery.hpp"
@@ -355,10 +356,20 @@ int SgDisk::flush()
 int Disk::open(const std::string &sg_path, const DiskOptions &options, std::unique_ptr<Disk> &out,
                std::string &message)
 {
-    auto disk = std::make_unique<SgDisk>(options);
-    if (int rc = disk->probe(sg_path, message); rc != 0)
+    // The SgDisk of one node, wrapped so that when the device goes away (a SAN path lost,
+    // an iSCSI logout) the same LUN is picked up again by its stable id (reattach.hpp).
+    const auto open_node = [options](const std::string &path, std::unique_ptr<Disk> &disk,
+                                     std::string &why) {
+        auto node = std::make_unique<SgDisk>(options);
+        if (int rc = node->probe(path, why); rc != 0)
+            return rc;
+        disk = std::move(node);
+        return 0;
+    };
+    std::unique_ptr<Disk> disk;
+    if (int rc = open_node(sg_path, disk, message); rc != 0)
         return rc;
-    out = std::move(disk);
+    out = make_reattaching_disk(std::move(disk), system_reattach_environment(open_node));
     return 0;
 }
 

@@ -44,9 +44,31 @@ DeviceStatsSnapshot DeviceStats::snapshot() const
     return snap;
 }
 
+void DeviceStatsSnapshot::add_counters(const DeviceStatsSnapshot &other)
+{
+    for (int i = 0; i < transfer_mode_count; ++i) {
+        auto &to = modes[i];
+        const auto &from = other.modes[i];
+        to.requested_commands += from.requested_commands;
+        to.requested_bytes += from.requested_bytes;
+        to.done_commands += from.done_commands;
+        to.done_bytes += from.done_bytes;
+        to.fallback_commands += from.fallback_commands;
+        to.fallback_bytes += from.fallback_bytes;
+    }
+    retries += other.retries;
+    user_copy_bytes += other.user_copy_bytes;
+    for (int i = 0; i < error_category_count; ++i)
+        errors[i] += other.errors[i];
+}
+
 std::vector<std::pair<std::string, std::string>> DeviceStatsSnapshot::fields() const
 {
     std::vector<std::pair<std::string, std::string>> out;
+    out.emplace_back("state", state);
+    out.emplace_back("device_state", device_state);
+    out.emplace_back("path_losses", std::to_string(path_losses));
+    out.emplace_back("reattaches", std::to_string(reattaches));
     for (int i = 0; i < transfer_mode_count; ++i) {
         const std::string mode = to_string(static_cast<TransferMode>(i));
         const auto &m = modes[i];

@@ -26,11 +26,23 @@ struct ModeCountersSnapshot {
 };
 
 struct DeviceStatsSnapshot {
+    // The path, as the reattaching wrapper (core/reattach.hpp) sees it. state: "online", or
+    // "gone" once the device went away (IO fails with ENODEV until a disk with the same
+    // stable id is found again). device_state: the SCSI device's sysfs state ("running",
+    // "blocked" while the transport recovers, "transport-offline", ...; "missing" when the
+    // node is gone; "" when not known).
+    std::string state = "online";
+    std::string device_state;
+    std::uint64_t path_losses = 0; // times the device went away
+    std::uint64_t reattaches = 0;  // times it was found again and swapped in
     std::array<ModeCountersSnapshot, transfer_mode_count> modes{};
     std::uint64_t retries = 0;
     std::uint64_t user_copy_bytes = 0; // bytes copied in user space by us
     std::array<std::uint64_t, error_category_count> errors{};
 
+    // Adds other's counters to these (a disk's history across reattaches); the path fields
+    // (state, device_state, path_losses, reattaches) are left as they are.
+    void add_counters(const DeviceStatsSnapshot &other);
     // "key value" pairs, keys like "mmap.requested_commands", "errors.medium_error".
     std::vector<std::pair<std::string, std::string>> fields() const;
 };

@@ -1,0 +1,66 @@
+// Path loss and return. A Disk that wraps the Disk of one sg node: when that device goes
+// away (an IO fails with ENODEV or ENXIO, or fails while sysfs shows the SCSI device
+// offline, transport-offline or removed) it marks the disk gone and fails IO with ENODEV;
+// on later IO, at most once per retry_interval, it looks in sysfs for a disk with the same
+// stable id (VPD 0x83, else 0x80) — the same sg node once the transport recovers, or a new
+// one after a re-login — opens it afresh with the same options and swaps it in. IO in
+// flight on the old disk completes or fails on it; the swap waits until none is left.
+#pragma once
+
+#include "sgfs/discovery.hpp"
+#include "sgfs/disk.hpp"
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+namespace sgfs
+{
+
+using DiskOpenFunction = std::function<int(const std::string &sg_path, std::unique_ptr<Disk> &out,
+                                           std::string &message)>;
+
+// What the wrapper needs from the system. system_reattach_environment() gives the real
+// one; unit tests stand in fakes.
+struct ReattachEnvironment {
+    // Opens an unwrapped disk with the options the first one was opened with.
+    DiskOpenFunction open;
+    std::function<std::vector<SgDeviceEntry>()> list_devices;
+    // The stable id sysfs cached for sg_name at scan time; "" when it does not know.
+    // Lets the search skip other disks without sending them a command.
+    std::function<std::string(const std::string &sg_name)> cached_stable_id;
+    // The SCSI device state of sg_name ("running", "blocked", "offline",
+    // "transport-offline", ...) if sg_name is still the device at hctl; else "missing".
+    std::function<std::string(const std::string &sg_name, const std::string &hctl)> device_state;
+    std::function<std::chrono::steady_clock::time_point()> now;
+    std::chrono::milliseconds retry_interval{1000};
+    // One line per path event (lost, back); no newline.
+    std::function<void(const std::string &line)> log;
+};
+
+// sysfs under sysfs_root, the steady clock, a one-second retry interval, and log lines
+// to stderr and syslog (LOG_WARNING).
+ReattachEnvironment system_reattach_environment(DiskOpenFunction open,
+                                                const std::string &sysfs_root = "/sys");
+
+// Takes over `first` (already opened and probed). info().name stays the name of the first
+// sg node (the file name in the mount); sg_path, hctl and block_device follow the node
+// currently in use.
+std::unique_ptr<Disk> make_reattaching_disk(std::unique_ptr<Disk> first,
+                                            ReattachEnvironment environment);
+
+// ---- pieces, exposed for the unit tests ----
+
+// A stable id from the raw VPD pages as sysfs keeps them (vpd_pg83, vpd_pg80), by the same
+// rules the probe uses; either may be empty. "" when neither gives one.
+std::string stable_id_from_vpd_pages(std::span<const std::uint8_t> page83,
+                                     std::span<const std::uint8_t> page80);
+// States in which the device will not answer again without the transport or an
+// administrator bringing it back: missing, offline, transport-offline, cancel, deleted.
+bool is_lost_device_state(const std::string &state);
+
+} // namespace sgfs

@@ -1,0 +1,305 @@
+// The reattaching Disk (core/reattach.hpp) over fake disks and a fake sysfs: when a device
+// counts as lost, what IO sees while it is gone, how it is found again, what .stats says.
+#include "reattach.hpp"
+
+#include <cerrno>
+#include <doctest/doctest.h>
+#include <map>
+
+using namespace sgfs;
+
+namespace
+{
+
+// A disk whose next results the test sets.
+struct FakeState {
+    ssize_t result = 0; // 0: succeed (length bytes); < 0: fail with it
+    std::string message;
+    std::uint64_t reads = 0;
+};
+
+class FakeDisk final : public Disk
+{
+  public:
+    FakeDisk(DiskInfo info, std::shared_ptr<FakeState> state)
+        : info_(std::move(info)), state_(std::move(state))
+    {
+    }
+    const DiskInfo &info() const override { return info_; }
+    ssize_t pread(void *, std::size_t length, std::uint64_t) override
+    {
+        ++state_->reads;
+        ++reads_;
+        return state_->result < 0 ? state_->result : static_cast<ssize_t>(length);
+    }
+    ssize_t pwrite(const void *, std::size_t length, std::uint64_t) override
+    {
+        return state_->result < 0 ? state_->result : static_cast<ssize_t>(length);
+    }
+    int flush() override { return static_cast<int>(state_->result < 0 ? state_->result : 0); }
+    DeviceStatsSnapshot stats() const override
+    {
+        DeviceStatsSnapshot s;
+        s.retries = reads_;
+        return s;
+    }
+    std::string last_error() const override { return state_->message; }
+
+  private:
+    DiskInfo info_;
+    std::shared_ptr<FakeState> state_;
+    std::uint64_t reads_ = 0;
+};
+
+DiskInfo info_of(int number, const std::string &id, std::uint32_t block = 512)
+{
+    DiskInfo info;
+    info.name = "sg" + std::to_string(number);
+    info.sg_path = "/dev/" + info.name;
+    info.hctl = "2:0:0:" + std::to_string(number);
+    info.stable_id = id;
+    info.logical_block_size = block;
+    info.capacity_bytes = 1 << 20;
+    return info;
+}
+
+SgDeviceEntry entry_of(int number, int type = 0)
+{
+    SgDeviceEntry e;
+    e.name = "sg" + std::to_string(number);
+    e.sg_path = "/dev/" + e.name;
+    e.hctl = "2:0:0:" + std::to_string(number);
+    e.device_type = type;
+    return e;
+}
+
+// sysfs, the clock and the log, all in the test's hands.
+struct FakeSystem {
+    std::vector<SgDeviceEntry> devices;
+    std::map<std::string, std::string> states; // sg name -> state ("missing" if absent)
+    std::map<std::string, std::string> cached; // sg name -> cached stable id
+    std::map<std::string, DiskInfo> openable;  // sg path -> what opening it finds
+    std::shared_ptr<FakeState> fresh = std::make_shared<FakeState>();
+    std::vector<std::string> opened, log;
+    std::chrono::steady_clock::time_point clock{};
+    int listings = 0;
+
+    ReattachEnvironment environment()
+    {
+        ReattachEnvironment env;
+        env.open = [this](const std::string &path, std::unique_ptr<Disk> &out,
+                          std::string &message) {
+            opened.push_back(path);
+            const auto it = openable.find(path);
+            if (it == openable.end()) {
+                message = path + ": No such device or address";
+                return -ENXIO;
+            }
+            out = std::make_unique<FakeDisk>(it->second, fresh);
+            return 0;
+        };
+        env.list_devices = [this] {
+            ++listings;
+            return devices;
+        };
+        env.cached_stable_id = [this](const std::string &name) {
+            const auto it = cached.find(name);
+            return it == cached.end() ? std::string() : it->second;
+        };
+        env.device_state = [this](const std::string &name, const std::string &) {
+            const auto it = states.find(name);
+            return it == states.end() ? std::string("missing") : it->second;
+        };
+        env.now = [this] { return clock; };
+        env.retry_interval = std::chrono::milliseconds(1000);
+        env.log = [this](const std::string &line) { log.push_back(line); };
+        return env;
+    }
+    void advance(int ms) { clock += std::chrono::milliseconds(ms); }
+};
+
+const std::string id = "wwn-0x3000000100000001";
+
+struct Setup {
+    FakeSystem system;
+    std::shared_ptr<FakeState> first = std::make_shared<FakeState>();
+    std::unique_ptr<Disk> disk;
+    char buffer[512] = {};
+
+    Setup()
+    {
+        system.devices = {entry_of(2, 0x0c), entry_of(3)};
+        system.states = {{"sg2", "running"}, {"sg3", "running"}};
+        disk = make_reattaching_disk(std::make_unique<FakeDisk>(info_of(3, id), first),
+                                     system.environment());
+    }
+    ssize_t read() { return disk->pread(buffer, sizeof(buffer), 0); }
+    std::map<std::string, std::string> figures() const
+    {
+        auto fields = disk->stats().fields();
+        return {fields.begin(), fields.end()};
+    }
+};
+
+} // namespace
+
+TEST_CASE("IO passes through while the device answers")
+{
+    Setup s;
+    CHECK(s.read() == 512);
+    CHECK(s.disk->pwrite(s.buffer, 100, 7) == 100);
+    CHECK(s.disk->flush() == 0);
+    CHECK(s.disk->info().name == "sg3");
+    auto f = s.figures();
+    CHECK(f["state"] == "online");
+    CHECK(f["device_state"] == "running");
+    CHECK(f["path_losses"] == "0");
+    CHECK(f["reattaches"] == "0");
+}
+
+TEST_CASE("errors of the request itself, or with the device running, pass through")
+{
+    Setup s;
+    s.first->result = -EIO;
+    s.first->message = "sg3: READ(10): medium error at LBA 7";
+    CHECK(s.read() == -EIO);
+    CHECK(s.disk->last_error() == s.first->message);
+    s.first->result = -EROFS;
+    s.system.states["sg3"] = "offline"; // even then: EROFS is about the request
+    CHECK(s.disk->pwrite(s.buffer, 1, 0) == -EROFS);
+    CHECK(s.figures()["state"] == "online");
+}
+
+TEST_CASE("ENODEV marks the device gone; IO then fails with ENODEV without touching it")
+{
+    Setup s;
+    s.first->result = -ENODEV;
+    s.first->message = "sg3: READ(10): SG_IO failed: No such device";
+    s.system.states.erase("sg3");
+    CHECK(s.read() == -ENODEV);
+    CHECK(s.disk->last_error().find("device lost") != std::string::npos);
+    REQUIRE(s.system.log.size() == 1);
+    CHECK(s.system.log[0].find("sg3 (" + id + "): device lost") != std::string::npos);
+
+    const auto reads = s.first->reads;
+    CHECK(s.read() == -ENODEV);
+    CHECK(s.disk->pwrite(s.buffer, 1, 0) == -ENODEV);
+    CHECK(s.disk->flush() == -ENODEV);
+    CHECK(s.first->reads == reads);
+    CHECK(s.disk->last_error().find("looking for " + id) != std::string::npos);
+    auto f = s.figures();
+    CHECK(f["state"] == "gone");
+    CHECK(f["device_state"] == "missing");
+    CHECK(f["path_losses"] == "1");
+}
+
+TEST_CASE("EIO with the device transport-offline counts as lost")
+{
+    Setup s;
+    s.first->result = -EIO;
+    s.first->message = "sg3: WRITE(10): transport failed fast (DID_TRANSPORT_FAILFAST)";
+    s.system.states["sg3"] = "transport-offline";
+    CHECK(s.disk->pwrite(s.buffer, 512, 0) == -ENODEV);
+    CHECK(s.figures()["state"] == "gone");
+    CHECK(s.figures()["device_state"] == "transport-offline");
+}
+
+TEST_CASE("the device is looked for at most once per interval, and found by its stable id")
+{
+    Setup s;
+    s.first->result = -ENODEV;
+    s.system.states.erase("sg3");
+    CHECK(s.read() == -ENODEV);
+    const int listings = s.system.listings;
+    s.system.advance(500);
+    CHECK(s.read() == -ENODEV);
+    CHECK(s.system.listings == listings); // too soon
+
+    // Back after a re-login: sg3 is now another disk, the LUN is sg6; sg5 is a stranger
+    // whose cached id rules it out without opening it.
+    s.system.devices = {entry_of(3), entry_of(4, 0x0c), entry_of(5), entry_of(6)};
+    s.system.states = {
+        {"sg3", "running"}, {"sg4", "running"}, {"sg5", "running"}, {"sg6", "running"}};
+    s.system.cached = {{"sg5", "wwn-0x5000000000000005"}};
+    s.system.openable["/dev/sg3"] = info_of(3, "wwn-0x5000000000000003");
+    s.system.openable["/dev/sg6"] = info_of(6, id);
+    s.system.advance(600);
+    CHECK(s.read() == 512);
+    CHECK(s.system.opened == std::vector<std::string>{"/dev/sg3", "/dev/sg6"});
+    CHECK(s.disk->info().name == "sg3"); // the file keeps its name
+    CHECK(s.disk->info().sg_path == "/dev/sg6");
+    CHECK(s.disk->info().hctl == "2:0:0:6");
+    CHECK(s.system.log.back().find("back as /dev/sg6") != std::string::npos);
+    auto f = s.figures();
+    CHECK(f["state"] == "online");
+    CHECK(f["device_state"] == "running");
+    CHECK(f["path_losses"] == "1");
+    CHECK(f["reattaches"] == "1");
+    // The counters of the lost disk are kept (the fake counts reads as retries): one
+    // read there, one here.
+    CHECK(f["retries"] == "2");
+}
+
+TEST_CASE("a disk with the id but another block size is refused")
+{
+    Setup s;
+    s.first->result = -ENODEV;
+    CHECK(s.read() == -ENODEV);
+    s.system.openable["/dev/sg3"] = info_of(3, id, 4096);
+    s.system.advance(1000);
+    CHECK(s.read() == -ENODEV);
+    CHECK(s.disk->last_error().find("4096-byte blocks") != std::string::npos);
+    CHECK(s.figures()["state"] == "gone");
+}
+
+TEST_CASE("the same node back after the transport recovered")
+{
+    Setup s;
+    s.first->result = -EIO;
+    s.system.states["sg3"] = "transport-offline";
+    CHECK(s.read() == -ENODEV);
+    s.system.advance(1000);
+    CHECK(s.read() == -ENODEV); // still offline: opening fails
+    s.system.states["sg3"] = "running";
+    s.system.openable["/dev/sg3"] = info_of(3, id);
+    s.system.advance(1000);
+    CHECK(s.read() == 512);
+    CHECK(s.disk->info().sg_path == "/dev/sg3");
+    CHECK(s.figures()["reattaches"] == "1");
+    // Lost again later: counted again.
+    s.system.fresh->result = -ENODEV;
+    CHECK(s.read() == -ENODEV);
+    CHECK(s.figures()["path_losses"] == "2");
+}
+
+TEST_CASE("without a stable id the device cannot be found again")
+{
+    FakeSystem system;
+    auto state = std::make_shared<FakeState>();
+    auto disk = make_reattaching_disk(std::make_unique<FakeDisk>(info_of(3, ""), state),
+                                      system.environment());
+    state->result = -ENODEV;
+    char buffer[16];
+    CHECK(disk->pread(buffer, 16, 0) == -ENODEV);
+    system.advance(5000);
+    CHECK(disk->pread(buffer, 16, 0) == -ENODEV);
+    CHECK(system.listings == 0);
+    CHECK(disk->last_error().find("remount") != std::string::npos);
+}
+
+TEST_CASE("stable ids from sysfs VPD pages follow the probe's rules")
+{
+    // 0x83 with a T10 vendor id and an NAA designator: NAA wins.
+    const std::vector<std::uint8_t> page83 = {
+        0x00, 0x83, 0x00, 0x1c, // header, 28 bytes
+        0x02, 0x01, 0x00, 0x0c, 'I',  'E',  'T',  ' ',  ' ',  ' ',  ' ',  ' ',  '0',  '0',
+        '0',  '1',  0x01, 0x03, 0x00, 0x08, 0x30, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x01};
+    const std::vector<std::uint8_t> page80 = {0x00, 0x80, 0x00, 0x06, 'b', 'e', 'a', 'f', '1', '1'};
+    CHECK(stable_id_from_vpd_pages(page83, page80) == "wwn-0x3000000100000001");
+    CHECK(stable_id_from_vpd_pages({}, page80) == "serial-beaf11");
+    CHECK(stable_id_from_vpd_pages({}, {}).empty());
+    CHECK(is_lost_device_state("transport-offline"));
+    CHECK(is_lost_device_state("missing"));
+    CHECK_FALSE(is_lost_device_state("blocked"));
+    CHECK_FALSE(is_lost_device_state("running"));
+}
