@@ -651,6 +651,10 @@ int Filesystem::setxattr(fuse_ino_t inode, const char *name) const
 void Filesystem::log_io_error(const DiskSlot &slot, const char *what, std::size_t length,
                               std::uint64_t offset, long rc) const
 {
+    // A disk that went away fails every IO with ENODEV until it is back; core logs the loss
+    // and the return once, which says more than a line per failed request would.
+    if (rc == -ENODEV)
+        return;
     fuse_log(FUSE_LOG_ERR, "sgfs: %s: %s of %zu bytes at offset %llu failed (%s): %s\n",
              slot.disk->info().name.c_str(), what, length, static_cast<unsigned long long>(offset),
              std::strerror(as_errno(rc)), slot.disk->last_error().c_str());
