@@ -142,7 +142,7 @@ stage1() {
 	# tmpfs below (e.g. a build tree under /tmp): park a bind of it, re-attach it later.
 	keep=
 	case "$HOST_CWD" in
-	/tmp/* | /run/* | /dev/shm/*)
+	/run/* | /dev/shm/*)
 		if [ -d "$R$HOST_CWD" ]; then
 			mkdir -p /keep
 			mount --bind "$R$HOST_CWD" /keep && keep=1
@@ -162,7 +162,8 @@ stage1() {
 	ln -sf /proc/kcore "$R/dev/core"
 	mount -t devpts -o gid=5,mode=620,ptmxmode=666 devpts "$R/dev/pts" || die "cannot mount /dev/pts"
 	mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs "$R/dev/shm" || die "cannot mount /dev/shm"
-	mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs "$R/tmp" || die "cannot mount /tmp"
+	# No fresh tmpfs on /tmp: the overlay already keeps guest writes in RAM, and a clone
+	# under the host's /tmp (CI's, say) must stay visible: the build dir and the scripts.
 	mount -t tmpfs -o mode=0755,nosuid,nodev tmpfs "$R/run" || die "cannot mount /run"
 	mkdir -p "$R/run/sgfs-vm" "$R/run/sgfs-vm-init" "$R/run/lock"
 	mount --move /share "$R/run/sgfs-vm" || die "cannot move the results share"
