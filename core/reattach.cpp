@@ -124,7 +124,7 @@ class ReattachingDisk final : public Disk
   private:
     template <typename Operation> ssize_t run(Operation operation, const bool *consumed);
     std::shared_ptr<Disk> acquire();
-    std::shared_ptr<Disk> search();
+    std::shared_ptr<Disk> search(bool now_regardless = false);
     bool lost(const Disk &disk, ssize_t rc) const;
     void mark_gone(const std::shared_ptr<Disk> &disk, const std::string &why);
     void fold_idle_retiring_locked();
@@ -160,21 +160,31 @@ class ReattachingDisk final : public Disk
 template <typename Operation>
 ssize_t ReattachingDisk::run(Operation operation, const bool *consumed)
 {
-    const std::shared_ptr<Disk> disk = acquire();
+    std::shared_ptr<Disk> disk = acquire();
     if (!disk)
         return fail_gone();
-    const ssize_t rc = operation(*disk);
-    // A consumer's own error (the FUSE reply failed) says nothing about the device.
-    if (rc >= 0 || (consumed != nullptr && *consumed))
-        return rc;
-    std::string message = disk->last_error();
-    if (!lost(*disk, rc)) {
-        set_last_error(std::move(message));
-        return rc;
+    for (bool first = true;; first = false) {
+        const ssize_t rc = operation(*disk);
+        // A consumer's own error (the FUSE reply failed) says nothing about the device.
+        if (rc >= 0 || (consumed != nullptr && *consumed))
+            return rc;
+        std::string message = disk->last_error();
+        if (!lost(*disk, rc)) {
+            set_last_error(std::move(message));
+            return rc;
+        }
+        mark_gone(disk, message);
+        disk.reset(); // ours must not count as IO still running on it
+        // The device may be back already on another node (a re-login while this disk
+        // was idle): one look at once, and the operation once more there. Reads and
+        // whole writes can be repeated; the range lock of the new disk covers the rest.
+        if (first)
+            disk = search(true);
+        if (!disk) {
+            set_last_error(name_ + ": device lost: " + message);
+            return -ENODEV;
+        }
     }
-    mark_gone(disk, message);
-    set_last_error(name_ + ": device lost: " + message);
-    return -ENODEV;
 }
 
 bool ReattachingDisk::lost(const Disk &disk, ssize_t rc) const
@@ -239,7 +249,8 @@ std::shared_ptr<Disk> ReattachingDisk::acquire()
     return search();
 }
 
-std::shared_ptr<Disk> ReattachingDisk::search()
+// `now_regardless`: right after the loss, before the retry interval has passed.
+std::shared_ptr<Disk> ReattachingDisk::search(bool now_regardless)
 {
     std::unique_lock searching(search_mutex_, std::try_to_lock);
     if (!searching.owns_lock())
@@ -249,7 +260,7 @@ std::shared_ptr<Disk> ReattachingDisk::search()
         if (current_)
             return current_;
         const auto now = env_.now();
-        if (now < next_search_ || stable_id_.empty())
+        if ((!now_regardless && now < next_search_) || stable_id_.empty())
             return nullptr;
         next_search_ = now + env_.retry_interval;
         fold_idle_retiring_locked();

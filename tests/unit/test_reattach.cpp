@@ -210,7 +210,8 @@ TEST_CASE("the device is looked for at most once per interval, and found by its 
     s.first->result = -ENODEV;
     s.system.states.erase("sg3");
     CHECK(s.read() == -ENODEV);
-    const int listings = s.system.listings;
+    const int listings = s.system.listings; // one look right at the loss
+    s.system.opened.clear();
     s.system.advance(500);
     CHECK(s.read() == -ENODEV);
     CHECK(s.system.listings == listings); // too soon
@@ -240,6 +241,29 @@ TEST_CASE("the device is looked for at most once per interval, and found by its 
     CHECK(f["retries"] == "2");
 }
 
+TEST_CASE("lost while idle and already back on another node: the IO that notices succeeds")
+{
+    Setup s;
+    // Logged out and in again while nothing ran: the old fds are dead, the LUN is sg7.
+    s.first->result = -ENODEV;
+    s.system.devices = {entry_of(7)};
+    s.system.states = {{"sg7", "running"}};
+    s.system.openable["/dev/sg7"] = info_of(7, id);
+    CHECK(s.read() == 512);
+    CHECK(s.first->reads == 1);
+    CHECK(s.system.fresh->reads == 1);
+    CHECK(s.disk->info().sg_path == "/dev/sg7");
+    auto f = s.figures();
+    CHECK(f["state"] == "online");
+    CHECK(f["path_losses"] == "1");
+    CHECK(f["reattaches"] == "1");
+    // Lost again at once on the new node: no second immediate try, ENODEV.
+    s.system.fresh->result = -ENODEV;
+    s.system.openable.clear();
+    CHECK(s.read() == -ENODEV);
+    CHECK(s.figures()["path_losses"] == "2");
+}
+
 TEST_CASE("a disk with the id but another block size is refused")
 {
     Setup s;
@@ -266,8 +290,9 @@ TEST_CASE("the same node back after the transport recovered")
     CHECK(s.read() == 512);
     CHECK(s.disk->info().sg_path == "/dev/sg3");
     CHECK(s.figures()["reattaches"] == "1");
-    // Lost again later: counted again.
+    // Lost again later, gone for good this time: counted again.
     s.system.fresh->result = -ENODEV;
+    s.system.openable.clear();
     CHECK(s.read() == -ENODEV);
     CHECK(s.figures()["path_losses"] == "2");
 }
