@@ -1,16 +1,18 @@
-// Disk over an sg node: probing, the fd pools, the IO policy, splitting and
-// read-modify-write. Lock order: RangeLock (a write's blocks) before a Pool lease before
-// last_error_mutex_; never the other way.
+// Disk over an sg node: probing, the fd pools, the IO policy, splitting, read-ahead and
+// read-modify-write. Lock order: RangeLock (a write's blocks) before the Readahead mutex
+// before a Pool lease before last_error_mutex_; never the other way.
 #include "sgfs/disk.hpp"
 
 #include "aligned_buffer.hpp"
 #include "io_policy.hpp"
 #include "range_lock.hpp"
+#include "readahead.hpp"
 #include "reattach.hpp"
 #include "sg_ll.hpp"
 #include "sg_transport.hpp"
 #include "sgfs/discovery.hpp"
 #include "sgfs/extent.hpp"
+#include "slot.hpp"
 
 #include <algorithm>
 #include <atomic>
@@ -45,12 +47,6 @@ bool is_disk_type(int type)
     return type == 0x00 || type == 0x0e;
 }
 
-// One sg fd with what a command on it may need besides the caller's buffer.
-struct Slot : PoolHook {
-    std::unique_ptr<SgFd> fd;
-    AlignedBuffer bounce; // direct IO from unaligned callers, and boundary blocks
-};
-
 class SgDisk final : public Disk
 {
   public:
@@ -59,6 +55,8 @@ class SgDisk final : public Disk
 
     const DiskInfo &info() const override { return info_; }
     ssize_t pread(void *buffer, std::size_t length, std::uint64_t offset) override;
+    ssize_t read_view(std::size_t length, std::uint64_t offset, const ReadConsumer &consume,
+                      bool &consumed) override;
     ssize_t pwrite(const void *buffer, std::size_t length, std::uint64_t offset) override;
     int flush() override;
     DeviceStatsSnapshot stats() const override { return stats_.snapshot(); }
@@ -69,7 +67,14 @@ class SgDisk final : public Disk
     }
 
   private:
+    int make_slot(bool mmap, std::unique_ptr<Slot> &out, std::string &message);
     int open_slot(Pool<Slot> &pool, bool mmap, std::string &message);
+    int start_readahead(std::string &message);
+    ssize_t read_view_copied(std::uint64_t length, std::uint64_t offset,
+                             const ReadConsumer &consume, bool &consumed);
+    int read_chunks_in_flight(std::uint64_t lba, std::uint64_t blocks,
+                              std::vector<Pool<Slot>::Lease> &leases, TransferMode mode,
+                              std::vector<iovec> &pieces);
     int probe_identity(const SgFd &fd, std::string &message);
     int transfer_blocks(bool write, std::uint64_t lba, std::uint64_t blocks, std::uint8_t *data);
     int transfer_chunk(bool write, std::uint64_t lba, std::uint32_t blocks, std::uint8_t *data);
@@ -90,6 +95,7 @@ class SgDisk final : public Disk
     Pool<Slot> copy_pool_; // indirect and direct IO
     Pool<Slot> mmap_pool_; // mmap IO only: an indirect command would take the reserve buffer
     RangeLock write_ranges_;
+    Readahead readahead_;
     std::atomic<bool> gone_{false};
     mutable std::mutex last_error_mutex_;
     std::string last_error_;
@@ -105,6 +111,16 @@ int SgDisk::fail(int rc, const std::string &message)
 }
 
 int SgDisk::open_slot(Pool<Slot> &pool, bool mmap, std::string &message)
+{
+    std::unique_ptr<Slot> slot;
+    if (int rc = make_slot(mmap, slot, message); rc != 0)
+        return rc;
+    pool.add(*slot);
+    slots_.push_back(std::move(slot));
+    return 0;
+}
+
+int SgDisk::make_slot(bool mmap, std::unique_ptr<Slot> &out, std::string &message)
 {
     auto slot = std::make_unique<Slot>();
     if (int rc = SgFd::open(info_.sg_path, options_.read_only, slot->fd, message); rc != 0)
@@ -122,8 +138,30 @@ int SgDisk::open_slot(Pool<Slot> &pool, bool mmap, std::string &message)
             return rc;
         }
     }
-    pool.add(*slot);
-    slots_.push_back(std::move(slot));
+    out = std::move(slot);
+    return 0;
+}
+
+// One fd per window, as deep as the pool: enough to keep the device busy while the
+// previous reply is copied, in whichever mode the policy picks for a full-size command.
+int SgDisk::start_readahead(std::string &message)
+{
+    const TransferMode mode = policy_.choose(info_.max_transfer_bytes, true);
+    std::vector<std::unique_ptr<Slot>> slots;
+    for (unsigned i = 0; i < std::max(1U, options_.queue_depth); ++i) {
+        std::unique_ptr<Slot> slot;
+        if (int rc = make_slot(mode == TransferMode::mmap, slot, message); rc != 0)
+            return rc;
+        slot->bounce = AlignedBuffer(info_.max_transfer_bytes);
+        slots.push_back(std::move(slot));
+    }
+    ReadaheadConfig config;
+    config.block_size = info_.logical_block_size;
+    config.max_blocks = max_blocks_;
+    config.mode = mode;
+    config.timeout_ms = options_.timeout_seconds * 1000U;
+    config.stats = &stats_;
+    readahead_.configure(std::move(slots), config);
     return 0;
 }
 
@@ -229,6 +267,8 @@ int SgDisk::probe(const std::string &sg_path, std::string &message)
                 return rc;
     for (auto &slot : slots_)
         slot->bounce = AlignedBuffer(info_.max_transfer_bytes);
+    if (options_.readahead)
+        return start_readahead(message);
     return 0;
 }
 
@@ -304,6 +344,110 @@ ssize_t SgDisk::pread(void *buffer, std::size_t length, std::uint64_t offset)
     return rc != 0 ? rc : static_cast<ssize_t>(wanted);
 }
 
+int SgDisk::read_chunks_in_flight(std::uint64_t lba, std::uint64_t blocks,
+                                  std::vector<Pool<Slot>::Lease> &leases, TransferMode mode,
+                                  std::vector<iovec> &pieces)
+{
+    std::vector<SgRequest> requests;
+    std::vector<std::uint64_t> chunk_lbas;
+    int first_error = 0;
+    for_each_chunk(lba, blocks, max_blocks_,
+                   [&](std::uint64_t chunk_lba, std::uint32_t count, std::uint64_t) {
+                       Slot &slot = *leases[requests.size()];
+                       SgRequest request;
+                       request.cdb = cdb_read(chunk_lba, count, false);
+                       request.direction = DataDirection::from_device;
+                       request.buffer = slot.staging(mode);
+                       request.length = std::size_t{count} * info_.logical_block_size;
+                       request.mode = mode;
+                       request.timeout_ms = options_.timeout_seconds * 1000U;
+                       requests.push_back(request);
+                       chunk_lbas.push_back(chunk_lba);
+                       pieces.push_back({slot.staging(mode), request.length});
+                       return 0;
+                   });
+    std::vector<bool> submitted(requests.size(), false);
+    for (std::size_t i = 0; i < requests.size(); ++i)
+        submitted[i] = leases[i]->fd->submit(requests[i]) == 0;
+    // Every submitted command is reaped, errors or not: its fd must be idle when returned.
+    for (std::size_t i = 0; i < requests.size(); ++i) {
+        SgCompletion done;
+        const bool good = submitted[i] && leases[i]->fd->reap(done) == 0 && done.outcome.ok() &&
+                          done.residual == 0;
+        if (good) {
+            stats_.count_command(mode, done.done_mode, requests[i].length);
+            continue;
+        }
+        if (first_error != 0)
+            continue;
+        // Again, synchronously: retries, error counting and the message live there.
+        BlockTransfer transfer;
+        transfer.lba = chunk_lbas[i];
+        transfer.blocks = static_cast<std::uint32_t>(requests[i].length / info_.logical_block_size);
+        transfer.block_size = info_.logical_block_size;
+        transfer.buffer = requests[i].buffer;
+        transfer.mode = mode;
+        std::string message;
+        if (int rc = sg_ll_read_write(*leases[i]->fd, context(), transfer, message); rc != 0)
+            first_error = fail(rc, info_.name + ": " + message);
+    }
+    return first_error;
+}
+
+ssize_t SgDisk::read_view_copied(std::uint64_t length, std::uint64_t offset,
+                                 const ReadConsumer &consume, bool &consumed)
+{
+    thread_local AlignedBuffer staging;
+    if (staging.size() < length)
+        staging = AlignedBuffer(std::max<std::size_t>(length, info_.max_transfer_bytes));
+    const ssize_t got = length == 0 ? 0 : pread(staging.data(), length, offset);
+    if (got < 0)
+        return got;
+    const iovec piece{staging.data(), static_cast<std::size_t>(got)};
+    consumed = true;
+    const int rc = consume(std::span<const iovec>(&piece, got == 0 ? 0 : 1));
+    return rc < 0 ? rc : got;
+}
+
+ssize_t SgDisk::read_view(std::size_t length, std::uint64_t offset, const ReadConsumer &consume,
+                          bool &consumed)
+{
+    consumed = false;
+    const std::uint64_t wanted = clamp_length(offset, length, info_.capacity_bytes);
+    if (wanted == 0)
+        return read_view_copied(0, offset, consume, consumed);
+    const std::uint32_t block = info_.logical_block_size;
+    const BlockPlan plan = plan_blocks(offset, wanted, block);
+    const std::uint64_t chunks = (plan.block_count + max_blocks_ - 1) / max_blocks_;
+    if (!plan.aligned() || chunks > std::max(1U, options_.queue_depth))
+        return read_view_copied(wanted, offset, consume, consumed);
+    if (gone_)
+        return fail(-ENODEV, info_.name + ": device is gone");
+
+    const std::uint64_t capacity_blocks = info_.capacity_bytes / block;
+    int rc = 0;
+    if (readahead_.enabled()) {
+        // Queue what follows first, so the device works while this reply is copied.
+        readahead_.advance(plan.first_lba, plan.block_count, capacity_blocks);
+        if (readahead_.serve(plan.first_lba, plan.block_count, consume, rc)) {
+            consumed = true;
+            stats_.count_zero_copy(wanted);
+            return rc < 0 ? rc : static_cast<ssize_t>(wanted);
+        }
+    }
+    const TransferMode mode =
+        policy_.choose(std::min<std::uint64_t>(wanted, info_.max_transfer_bytes), true);
+    auto leases = (mode == TransferMode::mmap ? mmap_pool_ : copy_pool_).acquire_many(chunks);
+    std::vector<iovec> pieces;
+    if (int err = read_chunks_in_flight(plan.first_lba, plan.block_count, leases, mode, pieces);
+        err != 0)
+        return err;
+    consumed = true;
+    stats_.count_zero_copy(wanted);
+    rc = consume(pieces);
+    return rc < 0 ? rc : static_cast<ssize_t>(wanted);
+}
+
 int SgDisk::read_modify_write(std::uint64_t lba, std::uint32_t skip, const std::uint8_t *data,
                               std::uint64_t length)
 {
@@ -329,6 +473,7 @@ ssize_t SgDisk::pwrite(const void *buffer, std::size_t length, std::uint64_t off
     const std::uint32_t block = info_.logical_block_size;
     const BlockPlan plan = plan_blocks(offset, wanted, block);
     auto held = write_ranges_.lock(plan.first_lba, plan.first_lba + plan.block_count);
+    readahead_.invalidate(plan.first_lba, plan.block_count);
     const int rc = for_each_piece(
         plan, wanted, block,
         [&](std::uint64_t lba, std::uint32_t skip, std::uint64_t bytes, std::uint64_t done) {
@@ -337,6 +482,8 @@ ssize_t SgDisk::pwrite(const void *buffer, std::size_t length, std::uint64_t off
         [&](std::uint64_t lba, std::uint64_t blocks, std::uint64_t done) {
             return transfer_blocks(true, lba, blocks, in + done);
         });
+    // A window read ahead while this write ran may hold old or new data: drop it.
+    readahead_.invalidate(plan.first_lba, plan.block_count);
     return rc != 0 ? rc : static_cast<ssize_t>(wanted);
 }
 
@@ -352,6 +499,21 @@ int SgDisk::flush()
 }
 
 } // namespace
+
+ssize_t Disk::read_view(std::size_t length, std::uint64_t offset, const ReadConsumer &consume,
+                        bool &consumed)
+{
+    thread_local std::vector<std::uint8_t> staging;
+    staging.resize(length);
+    const ssize_t got = pread(staging.data(), length, offset);
+    consumed = false;
+    if (got < 0)
+        return got;
+    const iovec piece{staging.data(), static_cast<std::size_t>(got)};
+    consumed = true;
+    const int rc = consume(std::span<const iovec>(&piece, got == 0 ? 0 : 1));
+    return rc < 0 ? rc : got;
+}
 
 int Disk::open(const std::string &sg_path, const DiskOptions &options, std::unique_ptr<Disk> &out,
                std::string &message)

@@ -122,6 +122,12 @@ int SgFd::map_reserve(bool read_only)
         return -errno;
     mapping_ = static_cast<std::uint8_t *>(area);
     mapping_size_ = reserve_;
+    // The sg mapping is VM_IO: get_user_pages() (direct IO from it on another fd, or
+    // writev() to /dev/fuse replying from it) fails with EFAULT for a page that was never
+    // faulted in. Touch them all once; the reserve pages never move afterwards.
+    const long page = sysconf(_SC_PAGESIZE);
+    for (std::size_t at = 0; at < mapping_size_; at += static_cast<std::size_t>(page))
+        static_cast<void>(*static_cast<volatile std::uint8_t *>(mapping_ + at));
     return 0;
 }
 
@@ -133,34 +139,30 @@ long SgFd::max_transfer_bytes() const
     return bytes;
 }
 
-int SgFd::execute(const SgRequest &request, SgCompletion &done) const
+void SgFd::fill_header(const SgRequest &request, sg_io_hdr &hdr, Cdb &cdb, std::uint8_t *sense)
 {
-    std::uint8_t sense[64] = {};
-    Cdb cdb = request.cdb;
-    sg_io_hdr_t hdr{};
+    cdb = request.cdb;
+    hdr = sg_io_hdr{};
     hdr.interface_id = 'S';
     hdr.dxfer_direction = sg_dxfer_direction(request.direction);
     hdr.cmd_len = cdb.length;
     hdr.cmdp = cdb.bytes.data();
-    hdr.mx_sb_len = sizeof(sense);
+    hdr.mx_sb_len = sense_capacity;
     hdr.sbp = sense;
     hdr.timeout = request.timeout_ms;
     hdr.dxfer_len = static_cast<unsigned>(request.length);
     hdr.dxferp = request.mode == TransferMode::mmap ? nullptr : request.buffer;
     hdr.flags = request.length == 0 ? 0 : sg_flags(request.mode);
+}
 
-    int rc;
-    do {
-        rc = ioctl(fd_, SG_IO, &hdr);
-    } while (rc != 0 && errno == EINTR);
-    if (rc != 0)
-        return -errno;
-
+void SgFd::finish(const SgRequest &request, const sg_io_hdr &hdr, const Cdb &cdb,
+                  const std::uint8_t *sense, SgCompletion &done)
+{
     done.done_mode = request.length == 0 ? request.mode : mode_done(request.mode, hdr.info);
     done.residual = hdr.resid;
     if (hdr.status == 0 && hdr.host_status == 0 && hdr.driver_status == 0) {
         done.outcome = CommandOutcome{};
-        return 0;
+        return;
     }
     CommandStatus status;
     status.scsi_status = hdr.status;
@@ -169,6 +171,56 @@ int SgFd::execute(const SgRequest &request, SgCompletion &done) const
     status.sense = std::span<const std::uint8_t>(sense, hdr.sb_len_wr);
     const std::string name = command_name(cdb);
     done.outcome = classify(status, name.c_str());
+}
+
+int SgFd::execute(const SgRequest &request, SgCompletion &done) const
+{
+    std::uint8_t sense[sense_capacity] = {};
+    Cdb cdb;
+    sg_io_hdr_t hdr;
+    fill_header(request, hdr, cdb, sense);
+    int rc;
+    do {
+        rc = ioctl(fd_, SG_IO, &hdr);
+    } while (rc != 0 && errno == EINTR);
+    if (rc != 0)
+        return -errno;
+    finish(request, hdr, cdb, sense, done);
+    return 0;
+}
+
+int SgFd::submit(const SgRequest &request)
+{
+    if (pending_)
+        return -EBUSY;
+    sg_io_hdr_t hdr;
+    fill_header(request, hdr, pending_cdb_, pending_sense_);
+    ssize_t rc;
+    do {
+        rc = ::write(fd_, &hdr, sizeof(hdr));
+    } while (rc < 0 && errno == EINTR);
+    if (rc < 0)
+        return -errno;
+    pending_request_ = request;
+    pending_ = true;
+    return 0;
+}
+
+int SgFd::reap(SgCompletion &done)
+{
+    // read() with nothing queued would block forever: only after a successful submit.
+    if (!pending_)
+        return -EINVAL;
+    sg_io_hdr_t hdr{};
+    hdr.interface_id = 'S';
+    ssize_t rc;
+    do {
+        rc = ::read(fd_, &hdr, sizeof(hdr));
+    } while (rc < 0 && errno == EINTR);
+    if (rc < 0)
+        return -errno;
+    pending_ = false;
+    finish(pending_request_, hdr, pending_cdb_, pending_sense_, done);
     return 0;
 }
 

@@ -12,6 +12,8 @@
 #include <span>
 #include <string>
 
+struct sg_io_hdr; // <scsi/sg.h> stays inside the transport
+
 namespace sgfs
 {
 
@@ -60,14 +62,30 @@ class SgFd : public PoolHook
     long max_transfer_bytes() const;
     // 0 when the ioctl ran (the command's own verdict is in `done.outcome`), else -errno.
     int execute(const SgRequest &request, SgCompletion &done) const;
+    // The asynchronous pair (write() then read() on the fd): one command in flight per fd,
+    // so several fds keep the device busy from one thread. The request's buffer must stay
+    // valid until reap() returns.
+    int submit(const SgRequest &request);
+    int reap(SgCompletion &done);
+    bool pending() const { return pending_; }
 
   private:
+    static constexpr std::uint8_t sense_capacity = 64;
     SgFd(int fd, int version) : fd_(fd), version_(version) {}
+    static void fill_header(const SgRequest &request, sg_io_hdr &hdr, Cdb &cdb,
+                            std::uint8_t *sense);
+    static void finish(const SgRequest &request, const sg_io_hdr &hdr, const Cdb &cdb,
+                       const std::uint8_t *sense, SgCompletion &done);
     int fd_ = -1;
     int version_ = 0;
     std::size_t reserve_ = 0;
     std::uint8_t *mapping_ = nullptr;
     std::size_t mapping_size_ = 0;
+    // The command submitted and not yet reaped: the kernel writes its sense to our buffer.
+    bool pending_ = false;
+    SgRequest pending_request_;
+    Cdb pending_cdb_;
+    std::uint8_t pending_sense_[sense_capacity] = {};
 };
 
 // "READ(10)", from libsgutils2's opcode table.

@@ -39,6 +39,9 @@ DeviceStatsSnapshot DeviceStats::snapshot() const
     }
     snap.retries = retries_.load(std::memory_order_relaxed);
     snap.user_copy_bytes = user_copy_bytes_.load(std::memory_order_relaxed);
+    snap.zero_copy_bytes = zero_copy_bytes_.load(std::memory_order_relaxed);
+    snap.readahead_bytes = readahead_bytes_.load(std::memory_order_relaxed);
+    snap.readahead_hit_bytes = readahead_hit_bytes_.load(std::memory_order_relaxed);
     for (int i = 0; i < error_category_count; ++i)
         snap.errors[i] = errors_[i].load(std::memory_order_relaxed);
     return snap;
@@ -58,6 +61,9 @@ void DeviceStatsSnapshot::add_counters(const DeviceStatsSnapshot &other)
     }
     retries += other.retries;
     user_copy_bytes += other.user_copy_bytes;
+    zero_copy_bytes += other.zero_copy_bytes;
+    readahead_bytes += other.readahead_bytes;
+    readahead_hit_bytes += other.readahead_hit_bytes;
     for (int i = 0; i < error_category_count; ++i)
         errors[i] += other.errors[i];
 }
@@ -81,6 +87,9 @@ std::vector<std::pair<std::string, std::string>> DeviceStatsSnapshot::fields() c
     }
     out.emplace_back("retries", std::to_string(retries));
     out.emplace_back("user_copy_bytes", std::to_string(user_copy_bytes));
+    out.emplace_back("zero_copy_bytes", std::to_string(zero_copy_bytes));
+    out.emplace_back("readahead_bytes", std::to_string(readahead_bytes));
+    out.emplace_back("readahead_hit_bytes", std::to_string(readahead_hit_bytes));
     for (int i = 1; i < error_category_count; ++i)
         out.emplace_back(std::string("errors.") + to_string(static_cast<ErrorCategory>(i)),
                          std::to_string(errors[i]));

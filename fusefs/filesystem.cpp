@@ -160,6 +160,18 @@ void op_open(fuse_req_t req, fuse_ino_t inode, fuse_file_info *fi)
 
 void op_read(fuse_req_t req, fuse_ino_t, std::size_t size, off_t offset, fuse_file_info *fi)
 {
+    const Filesystem::OpenFile &file = file_of(fi);
+    if (file.node.kind == NodeKind::disk_file) {
+        // Replies from sg memory or read-ahead buffers: the reply happens inside read_disk,
+        // and only an error before it is left to answer here.
+        const int rc = filesystem_of(req).read_disk(
+            file, size, offset, [req](std::span<const iovec> pieces) {
+                return fuse_reply_iov(req, pieces.data(), static_cast<int>(pieces.size()));
+            });
+        if (rc != 0)
+            fuse_reply_err(req, -rc);
+        return;
+    }
     const char *data = nullptr;
     std::size_t length = 0;
     const int rc = filesystem_of(req).read(file_of(fi), size, offset, data, length);
@@ -446,6 +458,24 @@ int Filesystem::open(fuse_ino_t inode, fuse_file_info &fi) const
     }
     // A handle that cannot have written has nothing to flush at close.
     fi.noflush = writable ? 0 : 1;
+    return 0;
+}
+
+int Filesystem::read_disk(const OpenFile &file, std::size_t size, off_t offset,
+                          const ReadConsumer &reply) const
+{
+    if (offset < 0)
+        return -EINVAL;
+    const DiskSlot &slot = slot_of(file.node);
+    const auto start = static_cast<std::uint64_t>(offset);
+    bool replied = false;
+    const ssize_t rc = slot.disk->read_view(size, start, reply, replied);
+    if (replied)
+        return 0;
+    if (rc < 0) {
+        log_io_error(slot, "read", size, start, rc);
+        return -as_errno(rc);
+    }
     return 0;
 }
 

@@ -8,9 +8,12 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
+#include <span>
 #include <string>
 #include <sys/types.h>
+#include <sys/uio.h>
 
 namespace sgfs
 {
@@ -25,6 +28,7 @@ struct DiskOptions {
     unsigned retries = 3; // for unit attention / aborted command / busy
     bool fua = false;
     bool read_only = false;
+    bool readahead = true; // sequential reads: next windows on spare fds
 };
 
 struct DiskInfo {
@@ -44,6 +48,10 @@ struct DiskInfo {
     bool allow_dio = false;               // the sg driver's allow_dio at open
 };
 
+// Receives a read's data where it lies (sg memory, read-ahead buffers) and must be done
+// with it when it returns; e.g. it replies to FUSE from those pieces. Returns 0 or -errno.
+using ReadConsumer = std::function<int(std::span<const iovec> pieces)>;
+
 class Disk
 {
   public:
@@ -55,6 +63,12 @@ class Disk
     virtual const DiskInfo &info() const = 0;
     // Any offset, any length. Returns bytes read (short at the end of the device) or -errno.
     virtual ssize_t pread(void *buffer, std::size_t length, std::uint64_t offset) = 0;
+    // The same read without a copy into a caller's buffer: aligned reads hand `consume` the
+    // memory the data arrived in; others are staged and counted as a user copy. Returns
+    // bytes read, -errno from the disk, or consume's own -errno (then `consumed` is true).
+    // The default stages the data through pread(), for disks without sg memory of their own.
+    virtual ssize_t read_view(std::size_t length, std::uint64_t offset, const ReadConsumer &consume,
+                              bool &consumed);
     // Any offset, any length. Unaligned head/tail are read-modify-write, serialized against
     // overlapping IO. Past the end: -ENOSPC. Read-only: -EROFS.
     virtual ssize_t pwrite(const void *buffer, std::size_t length, std::uint64_t offset) = 0;

@@ -8,6 +8,7 @@
 #include <cstddef>
 #include <mutex>
 #include <utility>
+#include <vector>
 
 namespace sgfs
 {
@@ -82,6 +83,19 @@ template <typename T> class Pool
         return take_locked();
     }
 
+    // All `count` at once, or none: a borrower holding one while waiting for another could
+    // deadlock with its twin. count must not exceed size().
+    std::vector<Lease> acquire_many(std::size_t count)
+    {
+        std::vector<Lease> leases;
+        leases.reserve(count);
+        std::unique_lock lock(mutex_);
+        available_.wait(lock, [&] { return idle_.size() >= count; });
+        for (std::size_t i = 0; i < count; ++i)
+            leases.push_back(take_locked());
+        return leases;
+    }
+
     // Empty lease when nothing is idle.
     Lease try_acquire()
     {
@@ -116,7 +130,8 @@ template <typename T> class Pool
             std::lock_guard lock(mutex_);
             idle_.push_back(item);
         }
-        available_.notify_one();
+        // All: one waiter may need several items, another just this one.
+        available_.notify_all();
     }
 
     mutable std::mutex mutex_;

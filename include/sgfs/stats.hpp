@@ -37,7 +37,10 @@ struct DeviceStatsSnapshot {
     std::uint64_t reattaches = 0;  // times it was found again and swapped in
     std::array<ModeCountersSnapshot, transfer_mode_count> modes{};
     std::uint64_t retries = 0;
-    std::uint64_t user_copy_bytes = 0; // bytes copied in user space by us
+    std::uint64_t user_copy_bytes = 0;     // bytes copied in user space by us
+    std::uint64_t zero_copy_bytes = 0;     // bytes handed on from sg memory without a copy
+    std::uint64_t readahead_bytes = 0;     // read ahead on spare fds
+    std::uint64_t readahead_hit_bytes = 0; // of those, answered a read
     std::array<std::uint64_t, error_category_count> errors{};
 
     // Adds other's counters to these (a disk's history across reattaches); the path fields
@@ -56,6 +59,18 @@ class DeviceStats
     {
         user_copy_bytes_.fetch_add(bytes, std::memory_order_relaxed);
     }
+    void count_zero_copy(std::uint64_t bytes)
+    {
+        zero_copy_bytes_.fetch_add(bytes, std::memory_order_relaxed);
+    }
+    void count_readahead_submitted(std::uint64_t bytes)
+    {
+        readahead_bytes_.fetch_add(bytes, std::memory_order_relaxed);
+    }
+    void count_readahead_hit(std::uint64_t bytes)
+    {
+        readahead_hit_bytes_.fetch_add(bytes, std::memory_order_relaxed);
+    }
     void count_error(ErrorCategory category);
     DeviceStatsSnapshot snapshot() const;
 
@@ -68,6 +83,9 @@ class DeviceStats
     std::array<ModeCounters, transfer_mode_count> modes_{};
     std::atomic<std::uint64_t> retries_{0};
     std::atomic<std::uint64_t> user_copy_bytes_{0};
+    std::atomic<std::uint64_t> zero_copy_bytes_{0};
+    std::atomic<std::uint64_t> readahead_bytes_{0};
+    std::atomic<std::uint64_t> readahead_hit_bytes_{0};
     std::array<std::atomic<std::uint64_t>, error_category_count> errors_{};
 };
 

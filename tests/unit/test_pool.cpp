@@ -107,3 +107,25 @@ TEST_CASE("no item is ever lent to two borrowers at once")
     CHECK(violations == 0);
     CHECK(pool.idle() == 3);
 }
+
+TEST_CASE("acquire_many takes all it needs at once, or waits")
+{
+    std::vector<Item> items(3);
+    Pool<Item> pool;
+    for (auto &item : items)
+        pool.add(item);
+    auto one = pool.acquire();
+    std::atomic<bool> got{false};
+    std::thread waiter([&] {
+        auto leases = pool.acquire_many(3);
+        CHECK(leases.size() == 3);
+        got = true;
+    });
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    CHECK_FALSE(got.load());
+    CHECK(pool.idle() == 2); // nothing taken while waiting: no hold-and-wait
+    one.release();
+    waiter.join();
+    CHECK(got.load());
+    CHECK(pool.idle() == 3);
+}
