@@ -1,14 +1,15 @@
 #include "filesystem.hpp"
 
-#include "aligned_buffer.hpp"
 #include "device_figures.hpp"
 
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <fcntl.h>
+#include <span>
 #include <string_view>
 #include <sys/statvfs.h>
+#include <sys/uio.h>
 
 namespace sgfs::fusefs
 {
@@ -160,24 +161,14 @@ void op_open(fuse_req_t req, fuse_ino_t inode, fuse_file_info *fi)
 
 void op_read(fuse_req_t req, fuse_ino_t, std::size_t size, off_t offset, fuse_file_info *fi)
 {
-    const Filesystem::OpenFile &file = file_of(fi);
-    if (file.node.kind == NodeKind::disk_file) {
-        // Replies from sg memory or read-ahead buffers: the reply happens inside read_disk,
-        // and only an error before it is left to answer here.
-        const int rc = filesystem_of(req).read_disk(
-            file, size, offset, [req](std::span<const iovec> pieces) {
-                return fuse_reply_iov(req, pieces.data(), static_cast<int>(pieces.size()));
-            });
-        if (rc != 0)
-            fuse_reply_err(req, -rc);
-        return;
-    }
-    const char *data = nullptr;
-    std::size_t length = 0;
-    const int rc = filesystem_of(req).read(file_of(fi), size, offset, data, length);
-    if (rc == 0)
-        fuse_reply_buf(req, data, length);
-    else
+    // The data goes to /dev/fuse from wherever it lies (the sg driver's mmap-ed reserve, a
+    // direct-IO or read-ahead buffer, the .stats text): no copy into a buffer of ours.
+    const ReadConsumer reply = [req](std::span<const iovec> pieces) {
+        return fuse_reply_iov(req, pieces.data(), static_cast<int>(pieces.size()));
+    };
+    bool replied = false;
+    const int rc = filesystem_of(req).read(file_of(fi), size, offset, reply, replied);
+    if (!replied)
         fuse_reply_err(req, -rc);
 }
 
@@ -461,56 +452,35 @@ int Filesystem::open(fuse_ino_t inode, fuse_file_info &fi) const
     return 0;
 }
 
-int Filesystem::read_disk(const OpenFile &file, std::size_t size, off_t offset,
-                          const ReadConsumer &reply) const
+int Filesystem::read(const OpenFile &file, std::size_t size, off_t offset,
+                     const ReadConsumer &reply, bool &replied) const
 {
-    if (offset < 0)
-        return -EINVAL;
-    const DiskSlot &slot = slot_of(file.node);
-    const auto start = static_cast<std::uint64_t>(offset);
-    bool replied = false;
-    const ssize_t rc = slot.disk->read_view(size, start, reply, replied);
-    if (replied)
-        return 0;
-    if (rc < 0) {
-        log_io_error(slot, "read", size, start, rc);
-        return -as_errno(rc);
-    }
-    return 0;
-}
-
-int Filesystem::read(const OpenFile &file, std::size_t size, off_t offset, const char *&data,
-                     std::size_t &length) const
-{
+    replied = false;
     if (offset < 0)
         return -EINVAL;
     const auto start = static_cast<std::uint64_t>(offset);
     if (file.node.kind == NodeKind::stats_file) {
         const std::string &text = file.stats_text;
-        const std::uint64_t from = std::min<std::uint64_t>(start, text.size());
-        data = text.data() + from;
-        length = std::min<std::uint64_t>(size, text.size() - from);
+        const std::size_t from = std::min<std::uint64_t>(start, text.size());
+        // iovec has no const; fuse_reply_iov only reads through it.
+        const iovec piece{const_cast<char *>(text.data()) + from,
+                          std::min(size, text.size() - from)};
+        replied = true;
+        (void)reply(std::span<const iovec>(&piece, piece.iov_len == 0 ? 0 : 1));
         return 0;
     }
 
     const DiskSlot &slot = slot_of(file.node);
-    const std::uint64_t capacity = slot.disk->info().capacity_bytes;
-    length = start >= capacity ? 0 : std::min<std::uint64_t>(size, capacity - start);
-    if (length == 0)
-        return 0; // end of the disk
-    // One buffer per worker thread, reused: the data only has to live until the reply.
-    thread_local PageAlignedBuffer buffer;
-    std::uint8_t *memory = buffer.get(length);
-    if (!memory)
-        return -ENOMEM;
-    const ssize_t rc = slot.disk->pread(memory, length, start);
-    if (rc < 0) {
-        log_io_error(slot, "read", length, start, rc);
-        return -as_errno(rc);
-    }
-    data = reinterpret_cast<const char *>(memory);
-    length = static_cast<std::size_t>(rc);
-    return 0;
+    // Core clamps to the capacity: a read at or past the end replies with no data (EOF).
+    const ssize_t rc = slot.disk->read_view(size, start, reply, replied);
+    // Once replied, a failure can only be the reply's own (the request was interrupted):
+    // there is nothing left to answer.
+    if (replied)
+        return 0;
+    if (rc >= 0)
+        return -EIO; // read_view promises a reply on success; never leave the kernel waiting
+    log_io_error(slot, "read", size, start, rc);
+    return -as_errno(rc);
 }
 
 int Filesystem::write(const OpenFile &file, const char *data, std::size_t size, off_t offset,

@@ -50,12 +50,10 @@ class Filesystem
     int setattr(fuse_ino_t inode, int to_set, struct stat &attr) const;
     int readlink(fuse_ino_t inode, const char *&target) const;
     int open(fuse_ino_t inode, fuse_file_info &fi) const;
-    // Disk files: reads and hands the data, where it lies, to `reply` (no copy here).
-    // Returns 0 once `reply` ran, else -errno and the caller still owes the reply.
-    int read_disk(const OpenFile &file, std::size_t size, off_t offset,
-                  const ReadConsumer &reply) const;
-    int read(const OpenFile &file, std::size_t size, off_t offset, const char *&data,
-             std::size_t &length) const;
+    // Hands the data, where it lies, to `reply` (which answers FUSE) and sets `replied`;
+    // returns -errno without calling it when the read fails.
+    int read(const OpenFile &file, std::size_t size, off_t offset, const ReadConsumer &reply,
+             bool &replied) const;
     int write(const OpenFile &file, const char *data, std::size_t size, off_t offset,
               std::size_t &written);
     int flush(const OpenFile &file);

@@ -3,7 +3,9 @@
 // disks after daemonizing, the .stats text and the xattrs.
 #include "filesystem.hpp"
 
+#include <algorithm>
 #include <cerrno>
+#include <cstring>
 #include <doctest/doctest.h>
 #include <fcntl.h>
 #include <vector>
@@ -19,6 +21,7 @@ struct Journal {
     std::vector<std::pair<std::uint64_t, std::size_t>> writes; // offset, length
     int flushes = 0;
     int flush_result = 0;
+    ssize_t read_result = 0; // < 0: pread fails with it
 };
 
 class FakeDisk final : public Disk
@@ -26,9 +29,18 @@ class FakeDisk final : public Disk
   public:
     FakeDisk(DiskInfo info, Journal &journal) : info_(std::move(info)), journal_(journal) {}
     const DiskInfo &info() const override { return info_; }
-    ssize_t pread(void *, std::size_t length, std::uint64_t) override
+    // Short at the end of the disk, like a real one; the default read_view stages
+    // through it.
+    ssize_t pread(void *buffer, std::size_t length, std::uint64_t offset) override
     {
-        return static_cast<ssize_t>(length);
+        if (journal_.read_result < 0)
+            return journal_.read_result;
+        const std::size_t got = offset >= info_.capacity_bytes
+                                    ? 0
+                                    : static_cast<std::size_t>(std::min<std::uint64_t>(
+                                          length, info_.capacity_bytes - offset));
+        std::memset(buffer, 'd', got);
+        return static_cast<ssize_t>(got);
     }
     ssize_t pwrite(const void *, std::size_t length, std::uint64_t offset) override
     {
@@ -210,6 +222,71 @@ TEST_CASE("SYNCHRONIZE CACHE: at close after writes, always at fsync, once at re
     f.journal.writes.clear();
     f.fs->release(&Fixture::handle(fi));
     CHECK(f.journal.flushes == 5);
+}
+
+namespace
+{
+
+// What one read replied: the bytes of all pieces, and how many times reply() ran.
+struct Replies {
+    std::string data;
+    int count = 0;
+    ReadConsumer consumer()
+    {
+        return [this](std::span<const iovec> pieces) {
+            ++count;
+            for (const iovec &piece : pieces)
+                data.append(static_cast<const char *>(piece.iov_base), piece.iov_len);
+            return 0;
+        };
+    }
+};
+
+} // namespace
+
+TEST_CASE("a read replies exactly once, or returns the error for the caller to reply")
+{
+    Fixture f;
+    fuse_file_info fi{};
+    bool replied = false;
+
+    REQUIRE(f.open(stats_inode, O_RDONLY, fi) == 0);
+    const std::string text = f.fs->stats_text();
+    Replies head;
+    CHECK(f.fs->read(Fixture::handle(fi), 10, 0, head.consumer(), replied) == 0);
+    CHECK(replied);
+    CHECK(head.count == 1);
+    CHECK(head.data == text.substr(0, 10));
+    Replies rest;
+    CHECK(f.fs->read(Fixture::handle(fi), 1 << 20, 10, rest.consumer(), replied) == 0);
+    CHECK(head.data + rest.data == text);
+    Replies past;
+    CHECK(f.fs->read(Fixture::handle(fi), 100, 1 << 20, past.consumer(), replied) == 0);
+    CHECK(past.count == 1); // an empty reply: end of file
+    CHECK(past.data.empty());
+    f.fs->release(&Fixture::handle(fi));
+
+    REQUIRE(f.open(f.disk_inode(), O_RDONLY, fi) == 0);
+    Replies block;
+    CHECK(f.fs->read(Fixture::handle(fi), 4096, 512, block.consumer(), replied) == 0);
+    CHECK(block.count == 1);
+    CHECK(block.data == std::string(4096, 'd'));
+    Replies tail;
+    CHECK(f.fs->read(Fixture::handle(fi), 4096, capacity - 100, tail.consumer(), replied) == 0);
+    CHECK(tail.data.size() == 100);
+    Replies eof;
+    CHECK(f.fs->read(Fixture::handle(fi), 4096, capacity, eof.consumer(), replied) == 0);
+    CHECK(eof.count == 1);
+    CHECK(eof.data.empty());
+
+    f.journal.read_result = -EIO;
+    Replies failed;
+    CHECK(f.fs->read(Fixture::handle(fi), 4096, 0, failed.consumer(), replied) == -EIO);
+    CHECK_FALSE(replied);
+    CHECK(failed.count == 0);
+    CHECK(f.fs->read(Fixture::handle(fi), 4096, -1, failed.consumer(), replied) == -EINVAL);
+    CHECK_FALSE(replied);
+    f.fs->release(&Fixture::handle(fi));
 }
 
 TEST_CASE("setattr: truncation of a disk is ignored, chmod and chown are refused")
