@@ -70,8 +70,6 @@ class SgDisk final : public Disk
     int make_slot(bool mmap, std::unique_ptr<Slot> &out, std::string &message);
     int open_slot(Pool<Slot> &pool, bool mmap, std::string &message);
     int start_readahead(std::string &message);
-    ssize_t read_view_copied(std::uint64_t length, std::uint64_t offset,
-                             const ReadConsumer &consume, bool &consumed);
     int read_chunks_in_flight(std::uint64_t lba, std::uint64_t blocks,
                               std::vector<Pool<Slot>::Lease> &leases, TransferMode mode,
                               std::vector<iovec> &pieces);
@@ -394,33 +392,18 @@ int SgDisk::read_chunks_in_flight(std::uint64_t lba, std::uint64_t blocks,
     return first_error;
 }
 
-ssize_t SgDisk::read_view_copied(std::uint64_t length, std::uint64_t offset,
-                                 const ReadConsumer &consume, bool &consumed)
-{
-    thread_local AlignedBuffer staging;
-    if (staging.size() < length)
-        staging = AlignedBuffer(std::max<std::size_t>(length, info_.max_transfer_bytes));
-    const ssize_t got = length == 0 ? 0 : pread(staging.data(), length, offset);
-    if (got < 0)
-        return got;
-    const iovec piece{staging.data(), static_cast<std::size_t>(got)};
-    consumed = true;
-    const int rc = consume(std::span<const iovec>(&piece, got == 0 ? 0 : 1));
-    return rc < 0 ? rc : got;
-}
-
 ssize_t SgDisk::read_view(std::size_t length, std::uint64_t offset, const ReadConsumer &consume,
                           bool &consumed)
 {
     consumed = false;
     const std::uint64_t wanted = clamp_length(offset, length, info_.capacity_bytes);
     if (wanted == 0)
-        return read_view_copied(0, offset, consume, consumed);
+        return Disk::read_view(0, offset, consume, consumed);
     const std::uint32_t block = info_.logical_block_size;
     const BlockPlan plan = plan_blocks(offset, wanted, block);
     const std::uint64_t chunks = (plan.block_count + max_blocks_ - 1) / max_blocks_;
     if (!plan.aligned() || chunks > std::max(1U, options_.queue_depth))
-        return read_view_copied(wanted, offset, consume, consumed);
+        return Disk::read_view(wanted, offset, consume, consumed);
     if (gone_)
         return fail(-ENODEV, info_.name + ": device is gone");
 
@@ -503,9 +486,11 @@ int SgDisk::flush()
 ssize_t Disk::read_view(std::size_t length, std::uint64_t offset, const ReadConsumer &consume,
                         bool &consumed)
 {
-    thread_local std::vector<std::uint8_t> staging;
-    staging.resize(length);
-    const ssize_t got = pread(staging.data(), length, offset);
+    // Aligned, so that the whole blocks of an unaligned read can still go direct.
+    thread_local AlignedBuffer staging;
+    if (staging.size() < length)
+        staging = AlignedBuffer(length);
+    const ssize_t got = length == 0 ? 0 : pread(staging.data(), length, offset);
     consumed = false;
     if (got < 0)
         return got;
