@@ -42,6 +42,7 @@ Figures device_figures(const DiskInfo &info, const DeviceStatsSnapshot &stats,
         {"timeout_seconds", std::to_string(disk.timeout_seconds)},
         {"retries_allowed", std::to_string(disk.retries)},
         {"fua", yes_no(disk.fua)},
+        {"readahead", yes_no(disk.readahead)},
         {"cache", to_string(options.cache)},
     };
     for (auto &field : stats.fields())

@@ -80,6 +80,10 @@ Mount options (-o). SIZE is a number with an optional k, m or g suffix (powers o
                         0 to 100 (default )" +
            retries + R"()
   fua, nofua            set Force Unit Access on every WRITE (default nofua)
+  readahead, noreadahead
+                        after sequential reads, read the next windows ahead on
+                        spare sg fds, so the disk works while FUSE copies a reply
+                        (default readahead)
   cache=none|page       none: direct_io, each read and write reaches the disk with
                         its own size and nothing is cached (default); page: the
                         kernel page cache with readahead (needed for mmap(2))

@@ -135,6 +135,16 @@ const std::vector<OptionSpec> &option_table()
              options.disk.fua = false;
              return std::string();
          }},
+        {"readahead", Value::none,
+         [](std::string_view, std::string_view, MountOptions &options) {
+             options.disk.readahead = true;
+             return std::string();
+         }},
+        {"noreadahead", Value::none,
+         [](std::string_view, std::string_view, MountOptions &options) {
+             options.disk.readahead = false;
+             return std::string();
+         }},
         {"cache", Value::required,
          [](std::string_view name, std::string_view value, MountOptions &options) {
              if (value == "none")

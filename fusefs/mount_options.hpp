@@ -19,7 +19,8 @@ enum class CacheMode { none, page };
 const char *to_string(CacheMode mode);
 
 struct MountOptions {
-    DiskOptions disk; // io, mmap_min, reserve, queue_depth, max_io, timeout, retries, fua, ro
+    DiskOptions disk; // io, mmap_min, reserve, queue_depth, max_io, timeout, retries, fua,
+                      // ro, readahead
     CacheMode cache = CacheMode::none;
     std::optional<uid_t> uid; // owner of the disk files instead of the /dev/sgN node's
     std::optional<gid_t> gid;

@@ -337,6 +337,7 @@ TEST_CASE("figures: identity and settings, then the transfer statistics")
     CHECK(by_key["io_mode"] == "mmap");
     CHECK(by_key["allow_dio"] == "1");
     CHECK(by_key["cache"] == "page");
+    CHECK(by_key["readahead"] == "1");
     CHECK(by_key["block_device"] == "-");
     CHECK(by_key["mmap.done_bytes"] == "4096");
     CHECK(by_key["retries"] == "2");

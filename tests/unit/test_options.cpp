@@ -57,6 +57,7 @@ TEST_CASE("no options give the documented defaults")
     CHECK(o.disk.timeout_seconds == defaults.timeout_seconds);
     CHECK(o.disk.retries == defaults.retries);
     CHECK_FALSE(o.disk.fua);
+    CHECK(o.disk.readahead);
     CHECK_FALSE(o.disk.read_only);
     CHECK(o.cache == CacheMode::none);
     CHECK_FALSE(o.uid);
@@ -70,7 +71,7 @@ TEST_CASE("every sgfs option is parsed into its field")
 {
     const auto parsed = parse_mount_options(
         "io=mmap,mmap_min=128k,reserve=4M,queue_depth=8,max_io=512k,timeout=30,retries=0,"
-        "fua,cache=page,ro,uid=1000,gid=6,umask=027,debug");
+        "fua,noreadahead,cache=page,ro,uid=1000,gid=6,umask=027,debug");
     REQUIRE_MESSAGE(parsed.ok(), parsed.error);
     const MountOptions &o = parsed.options;
     CHECK(o.disk.io_mode == IoMode::mmap);
@@ -81,6 +82,7 @@ TEST_CASE("every sgfs option is parsed into its field")
     CHECK(o.disk.timeout_seconds == 30);
     CHECK(o.disk.retries == 0);
     CHECK(o.disk.fua);
+    CHECK_FALSE(o.disk.readahead);
     CHECK(o.cache == CacheMode::page);
     CHECK(o.disk.read_only);
     CHECK(o.uid == 1000U);
@@ -102,6 +104,7 @@ TEST_CASE("later options win")
     CHECK_FALSE(parse_mount_options("ro,rw").options.disk.read_only);
     CHECK(parse_mount_options("rw,ro").options.disk.read_only);
     CHECK_FALSE(parse_mount_options("fua,nofua").options.disk.fua);
+    CHECK(parse_mount_options("noreadahead,readahead").options.disk.readahead);
     CHECK(parse_mount_options("queue_depth=2,queue_depth=16").options.disk.queue_depth == 16);
     CHECK(parse_mount_options("cache=page,cache=none").options.cache == CacheMode::none);
 
@@ -155,6 +158,7 @@ TEST_CASE("unknown options and misplaced values are refused")
     CHECK(parse_mount_options("queue_depth=").error == "sgfs: option 'queue_depth' needs a value");
     CHECK(parse_mount_options("fua=1").error == "sgfs: option 'fua' takes no value");
     CHECK(parse_mount_options("ro=yes").error == "sgfs: option 'ro' takes no value");
+    CHECK(parse_mount_options("readahead=4m").error == "sgfs: option 'readahead' takes no value");
     CHECK(parse_mount_options("allow_other,allow_root").error ==
           "sgfs: options 'allow_other' and 'allow_root' exclude each other");
 }
