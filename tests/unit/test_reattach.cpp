@@ -2,9 +2,12 @@
 // counts as lost, what IO sees while it is gone, how it is found again, what .stats says.
 #include "reattach.hpp"
 
+#include <atomic>
 #include <cerrno>
 #include <doctest/doctest.h>
 #include <map>
+#include <thread>
+#include <vector>
 
 using namespace sgfs;
 
@@ -327,4 +330,109 @@ TEST_CASE("stable ids from sysfs VPD pages follow the probe's rules")
     CHECK(is_lost_device_state("missing"));
     CHECK_FALSE(is_lost_device_state("blocked"));
     CHECK_FALSE(is_lost_device_state("running"));
+}
+
+namespace
+{
+
+// A disk that answers while `up` is set and fails with ENODEV otherwise, for threads.
+class FlakyDisk final : public Disk
+{
+  public:
+    FlakyDisk(DiskInfo info, std::shared_ptr<std::atomic<bool>> up)
+        : info_(std::move(info)), up_(std::move(up))
+    {
+    }
+    const DiskInfo &info() const override { return info_; }
+    ssize_t pread(void *, std::size_t length, std::uint64_t) override
+    {
+        if (!up_->load())
+            return -ENODEV;
+        reads_.fetch_add(1);
+        return static_cast<ssize_t>(length);
+    }
+    ssize_t pwrite(const void *, std::size_t length, std::uint64_t) override
+    {
+        return up_->load() ? static_cast<ssize_t>(length) : -ENODEV;
+    }
+    int flush() override { return up_->load() ? 0 : -ENODEV; }
+    DeviceStatsSnapshot stats() const override
+    {
+        DeviceStatsSnapshot s;
+        s.retries = reads_.load();
+        return s;
+    }
+    std::string last_error() const override { return "sg3: SG_IO failed: No such device"; }
+
+  private:
+    DiskInfo info_;
+    std::shared_ptr<std::atomic<bool>> up_;
+    std::atomic<std::uint64_t> reads_{0};
+};
+
+} // namespace
+
+TEST_CASE("threads reading while the device goes and comes back: ENODEV or data, sums kept")
+{
+    auto up = std::make_shared<std::atomic<bool>>(true);
+    std::atomic<long> clock_ms{0};
+    ReattachEnvironment env;
+    env.open = [&](const std::string &, std::unique_ptr<Disk> &out, std::string &message) {
+        if (!up->load()) {
+            message = "No such device or address";
+            return -ENXIO;
+        }
+        out = std::make_unique<FlakyDisk>(info_of(3, id), up);
+        return 0;
+    };
+    env.list_devices = [] { return std::vector<SgDeviceEntry>{entry_of(3)}; };
+    env.cached_stable_id = [](const std::string &) { return std::string(); };
+    env.device_state = [&](const std::string &, const std::string &) {
+        return std::string(up->load() ? "running" : "transport-offline");
+    };
+    env.now = [&] {
+        return std::chrono::steady_clock::time_point(std::chrono::milliseconds(clock_ms.load()));
+    };
+    env.log = [](const std::string &) {};
+    auto disk = make_reattaching_disk(std::make_unique<FlakyDisk>(info_of(3, id), up), env);
+
+    std::atomic<bool> stop{false};
+    std::atomic<std::uint64_t> good{0}, gone{0}, other{0};
+    std::vector<std::thread> threads;
+    for (int t = 0; t < 4; ++t)
+        threads.emplace_back([&] {
+            char buffer[512];
+            for (unsigned i = 0; !stop.load(); ++i) {
+                const ssize_t rc = disk->pread(buffer, sizeof(buffer), 0);
+                (rc == 512 ? good : rc == -ENODEV ? gone : other).fetch_add(1);
+                if (i % 16 == 0) {
+                    (void)disk->stats();
+                    (void)disk->info().sg_path.size();
+                    (void)disk->last_error();
+                }
+            }
+        });
+    for (int round = 0; round < 50; ++round) {
+        up->store(false);
+        std::this_thread::sleep_for(std::chrono::microseconds(300));
+        clock_ms += 1000;
+        up->store(true);
+        std::this_thread::sleep_for(std::chrono::microseconds(300));
+        clock_ms += 1000;
+    }
+    stop = true;
+    for (auto &thread : threads)
+        thread.join();
+
+    clock_ms += 1000;
+    char buffer[512];
+    CHECK(disk->pread(buffer, sizeof(buffer), 0) == 512);
+    CHECK(other.load() == 0);
+    CHECK(good.load() > 0);
+    const DeviceStatsSnapshot stats = disk->stats();
+    CHECK(stats.state == "online");
+    CHECK(stats.reattaches == stats.path_losses);
+    // Every read that succeeded was served by exactly one disk, old or new.
+    CHECK(stats.retries == good.load() + 1);
+    MESSAGE("reads ", good.load(), " ok, ", gone.load(), " ENODEV; ", stats.path_losses, " losses");
 }
