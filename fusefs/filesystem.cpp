@@ -339,8 +339,8 @@ void Filesystem::init(fuse_conn_info &conn) const
     // session was created with (see session.cpp).
     conn.max_read = max_request_bytes;
     conn.max_write = max_request_bytes;
-    // Splice would hand write_buf pipe-backed buffers and save nothing here: every byte
-    // goes through a user-space buffer on its way to the sg driver anyway.
+    // Splice saves copies through pipes; here every byte passes through sg memory in user
+    // space anyway, and the write callback (not write_buf) takes plain memory.
     conn.want &= ~(FUSE_CAP_SPLICE_READ | FUSE_CAP_SPLICE_WRITE | FUSE_CAP_SPLICE_MOVE);
     // With atomic O_TRUNC the kernel sets the file size to 0 after open(O_TRUNC); a disk
     // file has to keep its capacity, which the separate setattr(size) path lets us answer.
