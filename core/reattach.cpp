@@ -83,6 +83,14 @@ class ReattachingDisk final : public Disk
         return run([&](Disk &disk) { return disk.pread(buffer, length, offset); }, nullptr);
     }
 
+    ssize_t read_view(std::size_t length, std::uint64_t offset, const ReadConsumer &consume,
+                      bool &consumed) override
+    {
+        consumed = false;
+        return run([&](Disk &disk) { return disk.read_view(length, offset, consume, consumed); },
+                   &consumed);
+    }
+
     ssize_t pwrite(const void *buffer, std::size_t length, std::uint64_t offset) override
     {
         return run([&](Disk &disk) { return disk.pwrite(buffer, length, offset); }, nullptr);

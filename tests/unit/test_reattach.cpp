@@ -35,6 +35,17 @@ class FakeDisk final : public Disk
         ++reads_;
         return state_->result < 0 ? state_->result : static_cast<ssize_t>(length);
     }
+    ssize_t read_view(std::size_t length, std::uint64_t offset, const ReadConsumer &consume,
+                      bool &consumed) override
+    {
+        consumed = false;
+        const ssize_t rc = pread(nullptr, length, offset);
+        if (rc < 0)
+            return rc;
+        consumed = true;
+        const int err = consume({});
+        return err < 0 ? err : rc;
+    }
     ssize_t pwrite(const void *, std::size_t length, std::uint64_t) override
     {
         return state_->result < 0 ? state_->result : static_cast<ssize_t>(length);
@@ -315,6 +326,17 @@ TEST_CASE("without a stable id the device cannot be found again")
     CHECK(disk->last_error().find("remount") != std::string::npos);
 }
 
+TEST_CASE("a consumer's own error is not a path loss")
+{
+    Setup s;
+    bool consumed = false;
+    const ssize_t rc = s.disk->read_view(
+        512, 0, [](std::span<const iovec>) { return -ENODEV; }, consumed);
+    CHECK(rc == -ENODEV);
+    CHECK(consumed);
+    CHECK(s.figures()["state"] == "online");
+}
+
 TEST_CASE("stable ids from sysfs VPD pages follow the probe's rules")
 {
     // 0x83 with a T10 vendor id and an NAA designator: NAA wins.
@@ -350,6 +372,17 @@ class FlakyDisk final : public Disk
             return -ENODEV;
         reads_.fetch_add(1);
         return static_cast<ssize_t>(length);
+    }
+    ssize_t read_view(std::size_t length, std::uint64_t offset, const ReadConsumer &consume,
+                      bool &consumed) override
+    {
+        consumed = false;
+        const ssize_t rc = pread(nullptr, length, offset);
+        if (rc < 0)
+            return rc;
+        consumed = true;
+        const int err = consume({});
+        return err < 0 ? err : rc;
     }
     ssize_t pwrite(const void *, std::size_t length, std::uint64_t) override
     {
