@@ -1,9 +1,12 @@
 #!/usr/bin/env python3
 """Turn the output of bench/guest-bench.sh into the benchmark report (see bench/run).
 
-Writes OUT_DIR/STEM.csv (every run), OUT_DIR/STEM.md (tables), OUT_DIR/STEM-{read,write,
-copy}.svg (throughput by transfer size, when gnuplot is available and there is more than
-one size) and copies them to latest.{csv,md} and latest-*.svg.
+Writes OUT_DIR/STEM.csv (every run), OUT_DIR/STEM.md (tables), OUT_DIR/latest.md (the
+same, with the plots) and OUT_DIR/latest-{read,write,copy}.svg (throughput by transfer
+size, when gnuplot is available and there is more than one size). bench/run keeps the
+guest output as STEM.log and its host facts as STEM.info, so a report can be made again:
+  bench/report.py --log R/STEM.log --host-info R/STEM.info --out-dir R --stem STEM \
+      --gnuplot gnuplot
 
 Exit status: 0 every workload ran (failures listed as expected do not count), 1 a run or
 a data check failed unexpectedly, or the guest did not finish, 2 usage or no data.
@@ -404,7 +407,7 @@ def main():
     for w in SEQ:
         if w not in tables:
             continue
-        svg = f"{stem}-{w}.svg"
+        svg = os.path.join(args.out_dir, f"latest-{w}.svg")
         if not args.gnuplot:
             plot_notes[w] = args.plot_note or "no gnuplot"
             continue
@@ -455,7 +458,8 @@ def main():
         md += render_table(w, *tables[w], checks, notes, failures)
         md.append("")
         if w in plot_files:
-            md += [f"![{TITLES[w]}]({os.path.basename(plot_files[w])})", ""]
+            # only in latest.md: the plots are latest-*.svg, overwritten by the next run
+            md += [("img", f"![{TITLES[w]}]({os.path.basename(plot_files[w])})"), ""]
     ok_checks = [k for k in checks if k["result"] == "ok"]
     if "checks=0" in meta.get("params", ""):
         md += ["## Data checks", "", "Off for this run (--no-check, or --quick).", ""]
@@ -472,7 +476,10 @@ def main():
     if plot_notes:
         md += ["Plots not drawn: " + "; ".join(f"{w}: {n}" for w, n in plot_notes.items()), ""]
     if stats:
-        md += ["## sgfs .stats after the first run of each mode", ""]
+        md += ["## sgfs .stats", "",
+               "Each mode's counters at the end of the first run (cumulative over its read, "
+               "write, copy and random IO workloads): the commands done per transfer mode, "
+               "and the bytes sgfs copied in user space.", ""]
         for name, lines in stats.items():
             keep = [ln for ln in lines if re.match(
                 r"\s*(device|io_mode|max_transfer_bytes|reserve_granted|queue_depth|"
@@ -480,12 +487,9 @@ def main():
             keep = [ln for ln in keep if not re.search(r"\s0$", ln) or "fallback" not in ln]
             md += [f"<details><summary>{name}</summary>", "", "```"] + keep + ["```", "</details>", ""]
     with open(stem + ".md", "w", encoding="utf-8") as f:
-        f.write("\n".join(md))
-
-    for ext in (".md", ".csv"):
-        shutil.copyfile(stem + ext, os.path.join(args.out_dir, "latest" + ext))
-    for w, svg in plot_files.items():
-        shutil.copyfile(svg, os.path.join(args.out_dir, f"latest-{w}.svg"))
+        f.write("\n".join(x for x in md if isinstance(x, str)))
+    with open(os.path.join(args.out_dir, "latest.md"), "w", encoding="utf-8") as f:
+        f.write("\n".join(x if isinstance(x, str) else x[1] for x in md))
 
     if failures:
         print("report.py: FAILED (workloads that could not run or gave wrong data):", file=sys.stderr)
