@@ -220,7 +220,7 @@ proc_ticks() {
 # timeout outside of it; sets M_RC, M_USEC (wall), M_SEC, M_USER, M_SYS (the command's
 # CPU), M_DUSER, M_DSYS (the daemon's CPU). Output in $TMPD/out.
 measure() {
-	local pid=$1 d0 d1 line e u0 s0 u1 s1
+	local pid=$1 d0 d1 e u0 s0 u1 s1
 	shift
 	echo 3 >/proc/sys/vm/drop_caches
 	d0=$(proc_ticks $pid)
@@ -491,7 +491,7 @@ seq_run() {
 		mover dd "$w" "$tool" "$p" "$run" "" dd if="$in" of="$out" bs="$bytes" count="$n" "${flags[@]}" && ok=1
 		;;
 	dd.direct | qsd.dd)
-		if [ "$w" = write ]; then flags=(iflag=fullblock); else flags=(iflag=direct,fullblock); fi
+		if [ "$w" = write ]; then flags=(iflag=fullblock); else flags=("iflag=direct,fullblock"); fi
 		[ "$w" != read ] && flags+=(oflag=direct conv=notrunc)
 		mover dd "$w" "$tool" "$p" "$run" "$pid" dd if="$in" of="$out" bs="$bytes" count="$n" "${flags[@]}" && ok=1
 		;;
