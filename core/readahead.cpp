@@ -126,9 +126,10 @@ void Readahead::advance(std::uint64_t lba, std::uint64_t blocks, std::uint64_t c
     stream_next_lba_ = lba + blocks;
     if (!sequential)
         return;
-    // Windows behind the reader will never be asked for: recycle them.
+    // Windows that end before this request starts will never be asked for: recycle them.
+    // The ones covering this request stay, serve() is about to claim them.
     for (Window &window : windows_)
-        if (window.state == State::in_flight && window.lba < stream_next_lba_)
+        if (window.state == State::in_flight && window.lba + window.blocks <= lba)
             window.stale = true;
     reap_stale(lock);
 
