@@ -74,14 +74,17 @@ class SgDisk final : public Disk
                               std::vector<Pool<Slot>::Lease> &leases, TransferMode mode,
                               std::vector<iovec> &pieces);
     int probe_identity(const SgFd &fd, std::string &message);
-    int transfer_blocks(bool write, std::uint64_t lba, std::uint64_t blocks, std::uint8_t *data);
-    int transfer_chunk(bool write, std::uint64_t lba, std::uint32_t blocks, std::uint8_t *data);
+    // `path` only says what the data is for, in the per-path counts.
+    int transfer_blocks(DataPath path, bool write, std::uint64_t lba, std::uint64_t blocks,
+                        std::uint8_t *data);
+    int transfer_chunk(DataPath path, bool write, std::uint64_t lba, std::uint32_t blocks,
+                       std::uint8_t *data);
     int read_modify_write(std::uint64_t lba, std::uint32_t skip, const std::uint8_t *data,
                           std::uint64_t length);
     int fail(int rc, const std::string &message);
-    CommandContext context()
+    CommandContext context(DataPath path = DataPath::none, bool staged = false)
     {
-        return {options_.timeout_seconds * 1000U, options_.retries, &stats_};
+        return {options_.timeout_seconds * 1000U, options_.retries, &stats_, path, staged};
     }
 
     DiskOptions options_;
@@ -270,7 +273,8 @@ int SgDisk::probe(const std::string &sg_path, std::string &message)
     return 0;
 }
 
-int SgDisk::transfer_chunk(bool write, std::uint64_t lba, std::uint32_t blocks, std::uint8_t *data)
+int SgDisk::transfer_chunk(DataPath path, bool write, std::uint64_t lba, std::uint32_t blocks,
+                           std::uint8_t *data)
 {
     const std::size_t bytes = std::size_t{blocks} * info_.logical_block_size;
     const bool aligned = is_aligned(data, direct_io_alignment);
@@ -284,10 +288,8 @@ int SgDisk::transfer_chunk(bool write, std::uint64_t lba, std::uint32_t blocks, 
         staging = lease->fd->mmap_area().data();
     else if (mode == TransferMode::direct && !aligned)
         staging = lease->bounce.data();
-    if (staging != nullptr && write) {
+    if (staging != nullptr && write)
         std::memcpy(staging, data, bytes);
-        stats_.count_user_copy(bytes);
-    }
 
     BlockTransfer transfer;
     transfer.write = write;
@@ -298,23 +300,23 @@ int SgDisk::transfer_chunk(bool write, std::uint64_t lba, std::uint32_t blocks, 
     transfer.mode = mode;
     transfer.fua = write && options_.fua;
     std::string message;
-    if (int rc = sg_ll_read_write(*lease->fd, context(), transfer, message); rc != 0)
+    if (int rc = sg_ll_read_write(*lease->fd, context(path, staging != nullptr), transfer, message);
+        rc != 0)
         return fail(rc, info_.name + ": " + message);
 
-    if (staging != nullptr && !write) {
+    if (staging != nullptr && !write)
         std::memcpy(data, staging, bytes);
-        stats_.count_user_copy(bytes);
-    }
     return 0;
 }
 
-int SgDisk::transfer_blocks(bool write, std::uint64_t lba, std::uint64_t blocks, std::uint8_t *data)
+int SgDisk::transfer_blocks(DataPath path, bool write, std::uint64_t lba, std::uint64_t blocks,
+                            std::uint8_t *data)
 {
     if (gone_)
         return fail(-ENODEV, info_.name + ": device is gone");
     return for_each_chunk(lba, blocks, max_blocks_,
                           [&](std::uint64_t chunk_lba, std::uint32_t count, std::uint64_t first) {
-                              return transfer_chunk(write, chunk_lba, count,
+                              return transfer_chunk(path, write, chunk_lba, count,
                                                     data + first * info_.logical_block_size);
                           });
 }
@@ -330,14 +332,14 @@ ssize_t SgDisk::pread(void *buffer, std::size_t length, std::uint64_t offset)
         plan_blocks(offset, wanted, block), wanted, block,
         [&](std::uint64_t lba, std::uint32_t skip, std::uint64_t bytes, std::uint64_t done) {
             AlignedBuffer scratch(block);
-            if (int err = transfer_blocks(false, lba, 1, scratch.data()); err != 0)
+            if (int err = transfer_blocks(DataPath::read, false, lba, 1, scratch.data()); err != 0)
                 return err;
             std::memcpy(out + done, scratch.data() + skip, bytes);
-            stats_.count_user_copy(bytes);
+            stats_.count_partial_copy(DataPath::read, bytes);
             return 0;
         },
         [&](std::uint64_t lba, std::uint64_t blocks, std::uint64_t done) {
-            return transfer_blocks(false, lba, blocks, out + done);
+            return transfer_blocks(DataPath::read, false, lba, blocks, out + done);
         });
     return rc != 0 ? rc : static_cast<ssize_t>(wanted);
 }
@@ -373,7 +375,7 @@ int SgDisk::read_chunks_in_flight(std::uint64_t lba, std::uint64_t blocks,
         const bool good = submitted[i] && leases[i]->fd->reap(done) == 0 && done.outcome.ok() &&
                           done.residual == 0;
         if (good) {
-            stats_.count_command(mode, done.done_mode, requests[i].length);
+            stats_.count_command(DataPath::read, mode, done.done_mode, requests[i].length, false);
             continue;
         }
         if (first_error != 0)
@@ -386,7 +388,8 @@ int SgDisk::read_chunks_in_flight(std::uint64_t lba, std::uint64_t blocks,
         transfer.buffer = requests[i].buffer;
         transfer.mode = mode;
         std::string message;
-        if (int rc = sg_ll_read_write(*leases[i]->fd, context(), transfer, message); rc != 0)
+        if (int rc = sg_ll_read_write(*leases[i]->fd, context(DataPath::read), transfer, message);
+            rc != 0)
             first_error = fail(rc, info_.name + ": " + message);
     }
     return first_error;
@@ -414,7 +417,6 @@ ssize_t SgDisk::read_view(std::size_t length, std::uint64_t offset, const ReadCo
         readahead_.advance(plan.first_lba, plan.block_count, capacity_blocks);
         if (readahead_.serve(plan.first_lba, plan.block_count, consume, rc)) {
             consumed = true;
-            stats_.count_zero_copy(wanted);
             return rc < 0 ? rc : static_cast<ssize_t>(wanted);
         }
     }
@@ -426,7 +428,6 @@ ssize_t SgDisk::read_view(std::size_t length, std::uint64_t offset, const ReadCo
         err != 0)
         return err;
     consumed = true;
-    stats_.count_zero_copy(wanted);
     rc = consume(pieces);
     return rc < 0 ? rc : static_cast<ssize_t>(wanted);
 }
@@ -435,11 +436,11 @@ int SgDisk::read_modify_write(std::uint64_t lba, std::uint32_t skip, const std::
                               std::uint64_t length)
 {
     AlignedBuffer scratch(info_.logical_block_size);
-    if (int rc = transfer_blocks(false, lba, 1, scratch.data()); rc != 0)
+    if (int rc = transfer_blocks(DataPath::write, false, lba, 1, scratch.data()); rc != 0)
         return rc;
     std::memcpy(scratch.data() + skip, data, length);
-    stats_.count_user_copy(length);
-    return transfer_blocks(true, lba, 1, scratch.data());
+    stats_.count_partial_copy(DataPath::write, length);
+    return transfer_blocks(DataPath::write, true, lba, 1, scratch.data());
 }
 
 ssize_t SgDisk::pwrite(const void *buffer, std::size_t length, std::uint64_t offset)
@@ -463,7 +464,7 @@ ssize_t SgDisk::pwrite(const void *buffer, std::size_t length, std::uint64_t off
             return read_modify_write(lba, skip, in + done, bytes);
         },
         [&](std::uint64_t lba, std::uint64_t blocks, std::uint64_t done) {
-            return transfer_blocks(true, lba, blocks, in + done);
+            return transfer_blocks(DataPath::write, true, lba, blocks, in + done);
         });
     // A window read ahead while this write ran may hold old or new data: drop it.
     readahead_.invalidate(plan.first_lba, plan.block_count);

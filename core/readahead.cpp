@@ -60,7 +60,8 @@ bool Readahead::serve(std::uint64_t lba, std::uint64_t blocks, const ReadConsume
             continue;
         }
         if (config_.stats != nullptr)
-            config_.stats->count_command(config_.mode, done.done_mode, bytes);
+            config_.stats->count_command(DataPath::read, config_.mode, done.done_mode, bytes,
+                                         false);
         pieces.push_back({window->slot->staging(config_.mode), bytes});
     }
     if (all_good) {

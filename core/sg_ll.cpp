@@ -71,7 +71,8 @@ int sg_ll_run(const SgFd &fd, const SgRequest &request, const CommandContext &co
             context.stats->count_error(outcome.category);
         if (outcome.ok()) {
             if (context.stats != nullptr && request.length > 0)
-                context.stats->count_command(request.mode, done.done_mode, request.length);
+                context.stats->count_command(context.path, request.mode, done.done_mode,
+                                             request.length, context.staged);
             return 0;
         }
         if (!outcome.retryable || attempt >= context.retries) {

@@ -17,8 +17,10 @@ namespace sgfs
 
 struct CommandContext {
     unsigned timeout_ms = 60000;
-    unsigned retries = 3;         // extra attempts for retryable outcomes
-    DeviceStats *stats = nullptr; // counts retries, errors and transfer modes
+    unsigned retries = 3;           // extra attempts for retryable outcomes
+    DeviceStats *stats = nullptr;   // counts retries, errors and transfer modes
+    DataPath path = DataPath::none; // what data commands are for, in the per-path counts
+    bool staged = false;            // sgfs copies the data in user space (see DeviceStats)
 };
 
 // Runs `request`, retrying unit attention, aborted command and busy. Counts the

@@ -5,8 +5,31 @@
 namespace sgfs
 {
 
-void DeviceStats::count_command(TransferMode requested, TransferMode done, std::uint64_t bytes)
+const char *to_string(DataPath path)
 {
+    switch (path) {
+    case DataPath::none:
+        return "none";
+    case DataPath::read:
+        return "read";
+    case DataPath::write:
+        return "write";
+    case DataPath::copy:
+        return "copy";
+    }
+    return "none";
+}
+
+void DeviceStats::count_command(DataPath path, TransferMode requested, TransferMode done,
+                                std::uint64_t bytes, bool staged)
+{
+    if (path != DataPath::none) {
+        auto &counters = paths_[static_cast<int>(path)];
+        auto &which = staged                           ? counters.user_copy_bytes
+                      : done == TransferMode::indirect ? counters.sg_copy_bytes
+                                                       : counters.zero_copy_bytes;
+        which.fetch_add(bytes, std::memory_order_relaxed);
+    }
     auto &asked = modes_[static_cast<int>(requested)];
     asked.requested_commands.fetch_add(1, std::memory_order_relaxed);
     asked.requested_bytes.fetch_add(bytes, std::memory_order_relaxed);
@@ -17,6 +40,12 @@ void DeviceStats::count_command(TransferMode requested, TransferMode done, std::
         asked.fallback_commands.fetch_add(1, std::memory_order_relaxed);
         asked.fallback_bytes.fetch_add(bytes, std::memory_order_relaxed);
     }
+}
+
+void DeviceStats::count_partial_copy(DataPath path, std::uint64_t bytes)
+{
+    if (path != DataPath::none)
+        paths_[static_cast<int>(path)].user_copy_bytes.fetch_add(bytes, std::memory_order_relaxed);
 }
 
 void DeviceStats::count_error(ErrorCategory category)
@@ -37,9 +66,16 @@ DeviceStatsSnapshot DeviceStats::snapshot() const
         to.fallback_commands = from.fallback_commands.load(std::memory_order_relaxed);
         to.fallback_bytes = from.fallback_bytes.load(std::memory_order_relaxed);
     }
+    for (int i = 0; i < data_path_count; ++i) {
+        const auto &from = paths_[i];
+        auto &to = snap.paths[i];
+        to.user_copy_bytes = from.user_copy_bytes.load(std::memory_order_relaxed);
+        to.sg_copy_bytes = from.sg_copy_bytes.load(std::memory_order_relaxed);
+        to.zero_copy_bytes = from.zero_copy_bytes.load(std::memory_order_relaxed);
+        snap.user_copy_bytes += to.user_copy_bytes;
+        snap.zero_copy_bytes += to.zero_copy_bytes;
+    }
     snap.retries = retries_.load(std::memory_order_relaxed);
-    snap.user_copy_bytes = user_copy_bytes_.load(std::memory_order_relaxed);
-    snap.zero_copy_bytes = zero_copy_bytes_.load(std::memory_order_relaxed);
     snap.readahead_bytes = readahead_bytes_.load(std::memory_order_relaxed);
     snap.readahead_hit_bytes = readahead_hit_bytes_.load(std::memory_order_relaxed);
     for (int i = 0; i < error_category_count; ++i)
@@ -58,6 +94,11 @@ void DeviceStatsSnapshot::add_counters(const DeviceStatsSnapshot &other)
         to.done_bytes += from.done_bytes;
         to.fallback_commands += from.fallback_commands;
         to.fallback_bytes += from.fallback_bytes;
+    }
+    for (int i = 0; i < data_path_count; ++i) {
+        paths[i].user_copy_bytes += other.paths[i].user_copy_bytes;
+        paths[i].sg_copy_bytes += other.paths[i].sg_copy_bytes;
+        paths[i].zero_copy_bytes += other.paths[i].zero_copy_bytes;
     }
     retries += other.retries;
     user_copy_bytes += other.user_copy_bytes;
@@ -84,6 +125,12 @@ std::vector<std::pair<std::string, std::string>> DeviceStatsSnapshot::fields() c
         out.emplace_back(mode + ".done_bytes", std::to_string(m.done_bytes));
         out.emplace_back(mode + ".fallback_commands", std::to_string(m.fallback_commands));
         out.emplace_back(mode + ".fallback_bytes", std::to_string(m.fallback_bytes));
+    }
+    for (int i = 1; i < data_path_count; ++i) {
+        const std::string path = to_string(static_cast<DataPath>(i));
+        out.emplace_back(path + ".user_copy_bytes", std::to_string(paths[i].user_copy_bytes));
+        out.emplace_back(path + ".sg_copy_bytes", std::to_string(paths[i].sg_copy_bytes));
+        out.emplace_back(path + ".zero_copy_bytes", std::to_string(paths[i].zero_copy_bytes));
     }
     out.emplace_back("retries", std::to_string(retries));
     out.emplace_back("user_copy_bytes", std::to_string(user_copy_bytes));

@@ -16,6 +16,23 @@ namespace sgfs
 
 inline constexpr int error_category_count = static_cast<int>(ErrorCategory::other) + 1;
 
+// What a command's data was moved for: a file read, a file write, or a copy between disks
+// (copy_file_range). `none` for probing commands, which are not counted per path.
+enum class DataPath { none, read, write, copy };
+inline constexpr int data_path_count = static_cast<int>(DataPath::copy) + 1;
+const char *to_string(DataPath path);
+
+// Per path, where each byte of a data command was copied on its way. A command's bytes
+// count once, as the first that applies: copied by sgfs in user space (mmap area or bounce
+// buffer), copied by the sg driver between its kernel buffer and our memory (indirect IO
+// done), or neither (direct IO done into or out of the memory FUSE reads from or wrote
+// into, or the mmap-ed reserve buffer handed to FUSE as it is).
+struct PathCountersSnapshot {
+    std::uint64_t user_copy_bytes = 0;
+    std::uint64_t sg_copy_bytes = 0;
+    std::uint64_t zero_copy_bytes = 0;
+};
+
 struct ModeCountersSnapshot {
     std::uint64_t requested_commands = 0; // commands issued asking for this mode
     std::uint64_t requested_bytes = 0;
@@ -36,9 +53,10 @@ struct DeviceStatsSnapshot {
     std::uint64_t path_losses = 0; // times the device went away
     std::uint64_t reattaches = 0;  // times it was found again and swapped in
     std::array<ModeCountersSnapshot, transfer_mode_count> modes{};
+    std::array<PathCountersSnapshot, data_path_count> paths{};
     std::uint64_t retries = 0;
-    std::uint64_t user_copy_bytes = 0;     // bytes copied in user space by us
-    std::uint64_t zero_copy_bytes = 0;     // bytes handed on from sg memory without a copy
+    std::uint64_t user_copy_bytes = 0;     // every path's user_copy_bytes
+    std::uint64_t zero_copy_bytes = 0;     // every path's zero_copy_bytes
     std::uint64_t readahead_bytes = 0;     // read ahead on spare fds
     std::uint64_t readahead_hit_bytes = 0; // of those, answered a read
     std::array<std::uint64_t, error_category_count> errors{};
@@ -46,23 +64,21 @@ struct DeviceStatsSnapshot {
     // Adds other's counters to these (a disk's history across reattaches); the path fields
     // (state, device_state, path_losses, reattaches) are left as they are.
     void add_counters(const DeviceStatsSnapshot &other);
-    // "key value" pairs, keys like "mmap.requested_commands", "errors.medium_error".
+    // "key value" pairs, keys like "mmap.requested_commands", "read.zero_copy_bytes",
+    // "errors.medium_error".
     std::vector<std::pair<std::string, std::string>> fields() const;
 };
 
 class DeviceStats
 {
   public:
-    void count_command(TransferMode requested, TransferMode done, std::uint64_t bytes);
+    // A data command that completed. `staged`: sgfs copies its data in user space (to or
+    // from an mmap area or a bounce buffer), see PathCountersSnapshot.
+    void count_command(DataPath path, TransferMode requested, TransferMode done,
+                       std::uint64_t bytes, bool staged);
     void count_retry() { retries_.fetch_add(1, std::memory_order_relaxed); }
-    void count_user_copy(std::uint64_t bytes)
-    {
-        user_copy_bytes_.fetch_add(bytes, std::memory_order_relaxed);
-    }
-    void count_zero_copy(std::uint64_t bytes)
-    {
-        zero_copy_bytes_.fetch_add(bytes, std::memory_order_relaxed);
-    }
+    // A copy of part of a block (unaligned head or tail), outside any command's count.
+    void count_partial_copy(DataPath path, std::uint64_t bytes);
     void count_readahead_submitted(std::uint64_t bytes)
     {
         readahead_bytes_.fetch_add(bytes, std::memory_order_relaxed);
@@ -81,9 +97,11 @@ class DeviceStats
         std::atomic<std::uint64_t> fallback_commands{0}, fallback_bytes{0};
     };
     std::array<ModeCounters, transfer_mode_count> modes_{};
+    struct PathCounters {
+        std::atomic<std::uint64_t> user_copy_bytes{0}, sg_copy_bytes{0}, zero_copy_bytes{0};
+    };
+    std::array<PathCounters, data_path_count> paths_{};
     std::atomic<std::uint64_t> retries_{0};
-    std::atomic<std::uint64_t> user_copy_bytes_{0};
-    std::atomic<std::uint64_t> zero_copy_bytes_{0};
     std::atomic<std::uint64_t> readahead_bytes_{0};
     std::atomic<std::uint64_t> readahead_hit_bytes_{0};
     std::array<std::atomic<std::uint64_t>, error_category_count> errors_{};
