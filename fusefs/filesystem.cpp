@@ -174,7 +174,7 @@ void op_read(fuse_req_t req, fuse_ino_t, std::size_t size, off_t offset, fuse_fi
 
 // The plain write callback rather than write_buf: the data already sits in libfuse's
 // request buffer, and whatever copy a transfer mode needs (into the sg reserve, or a bounce
-// for unaligned direct IO) happens in core, where .stats counts it as read.user_copy_bytes.
+// for unaligned direct IO) happens in core, where .stats counts it as write.user_copy_bytes.
 void op_write(fuse_req_t req, fuse_ino_t, const char *data, std::size_t size, off_t offset,
               fuse_file_info *fi)
 {
