@@ -97,6 +97,14 @@ last_line() {
 		[[ $l =~ $1 ]] && LAST=$l
 	done <"$2"
 }
+# A --sgfs-modes entry is an io= mode, or LABEL=MODE+OPTION+... for a variant with more
+# -o options (e.g. before=auto+noreadahead: the row is "sgfs.before").
+variant_label() { [[ $1 == *=* ]] && echo "${1%%=*}" || echo "$1"; }
+variant_options() {
+	local spec=${1#*=}
+	echo "io=${spec//+/,}"
+}
+
 meta() { echo "@@META|$1|$(clean "$2")"; }
 say() { echo "# [$(cut -d' ' -f1 /proc/uptime)s] $*"; }
 
@@ -181,6 +189,9 @@ if [ -x "$SGFS" ]; then
 else
 	meta sgfs "not built: ${SGFS:-no build dir} missing"
 fi
+for m in "${MODE_LIST[@]}"; do
+	[[ $m == *=* ]] && meta "variant.$(variant_label "$m")" "$(variant_options "$m")"
+done
 meta params "sizes=$SIZES runs=$RUNS size_mb=$SIZE_MB fio_runtime=$FIO_RUNTIME fio_jobs=$FIO_JOBS workloads=$WORKLOADS sgfs_modes=$SGFS_MODES sgfs_options=$SGFS_OPTIONS checks=$CHECKS"
 
 say "disks /dev/$SG0 (/dev/$BLK0), /dev/$SG1 (/dev/$BLK1); $SIZE_MB MiB per run; sector $SECTOR"
@@ -395,8 +406,9 @@ qsd_stop() {
 	QSD_PID=''
 }
 
-sgfs_start() { # mode
-	local opts="io=$1${SGFS_OPTIONS:+,$SGFS_OPTIONS}" rc i
+sgfs_start() { # mode or variant
+	local opts rc i
+	opts="$(variant_options "$1")${SGFS_OPTIONS:+,$SGFS_OPTIONS}"
 	if [ ! -x "$SGFS" ]; then
 		START_ERR="sgfs not built (${SGFS:-no build dir} missing)"
 		return 1
@@ -669,7 +681,7 @@ for ((run = 1; run <= RUNS; run++)); do
 	native_tools "$run"
 	fuse_tools qsd "$run" qsd_start "" /tmp/qsd-0 /tmp/qsd-1
 	for m in "${MODE_LIST[@]}"; do
-		fuse_tools "sgfs.$m" "$run" sgfs_start "$m" "$MNT/$SG0" "$MNT/$SG1"
+		fuse_tools "sgfs.$(variant_label "$m")" "$run" sgfs_start "$m" "$MNT/$SG0" "$MNT/$SG1"
 	done
 done
 meta guest_seconds "$(($(date +%s) - t_start))"

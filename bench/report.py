@@ -60,6 +60,16 @@ DESCRIPTIONS = {
 }
 
 
+# sgfs rows that are not a plain io= mode: label -> their -o options (from @@META variant.*)
+VARIANTS = {}
+
+
+def sgfs_name(name):
+    if name in VARIANTS:
+        return f"**sgfs {name}** ({VARIANTS[name]})"
+    return f"**sgfs io={name}**"
+
+
 def label(tool):
     fixed = {
         "sg_dd": "sg_dd (indirect)",
@@ -79,10 +89,10 @@ def label(tool):
         return fixed[tool]
     m = re.fullmatch(r"sgfs\.(\w+)\.(dd|cp)", tool)
     if m:
-        return f"**sgfs io={m.group(1)}**, {m.group(2)}"
+        return f"{sgfs_name(m.group(1))}, {m.group(2)}"
     m = re.fullmatch(r"fio\.sgfs\.(\w+)", tool)
     if m:
-        return f"**fio sgfs io={m.group(1)}**"
+        return f"fio {sgfs_name(m.group(1))}"
     return tool
 
 
@@ -380,6 +390,7 @@ def main():
     args = ap.parse_args()
 
     meta, runs, checks, stats, complete = parse_log(args.log)
+    VARIANTS.update({k[len("variant."):]: v for k, v in meta.items() if k.startswith("variant.")})
     host = {}
     if args.host_info and os.path.exists(args.host_info):
         with open(args.host_info, encoding="utf-8") as f:
@@ -479,11 +490,12 @@ def main():
         md += ["## sgfs .stats", "",
                "Each mode's counters at the end of the first run (cumulative over its read, "
                "write, copy and random IO workloads): the commands done per transfer mode, "
-               "and the bytes sgfs copied in user space.", ""]
+               "the bytes copied per path (read, write, copy: by sgfs in user space, by the sg driver, or not at all) and the read-ahead figures.", ""]
         for name, lines in stats.items():
             keep = [ln for ln in lines if re.match(
                 r"\s*(device|io_mode|max_transfer_bytes|reserve_granted|queue_depth|"
-                r"(indirect|direct|mmap)\.(done|fallback)_commands|retries|user_copy_bytes)\b", ln)]
+                r"(indirect|direct|mmap)\.(done|fallback)_commands|retries|"
+                r"(read|write|copy)\.(user|sg|zero)_copy_bytes|readahead(_hit)?_bytes)\b", ln)]
             keep = [ln for ln in keep if not re.search(r"\s0$", ln) or "fallback" not in ln]
             md += [f"<details><summary>{name}</summary>", "", "```"] + keep + ["```", "</details>", ""]
     with open(stem + ".md", "w", encoding="utf-8") as f:
