@@ -66,8 +66,8 @@ class SgDisk final : public Disk
     {
         return write_bytes(DataPath::write, buffer, length, offset);
     }
-    ssize_t copy_range(std::uint64_t from, Disk &destination, std::uint64_t to,
-                       std::size_t length, CopyEnd &failed) override;
+    ssize_t copy_range(std::uint64_t from, Disk &destination, std::uint64_t to, std::size_t length,
+                       CopyEnd &failed) override;
     int flush() override;
     DeviceStatsSnapshot stats() const override { return stats_.snapshot(); }
     std::string last_error() const override
@@ -98,8 +98,8 @@ class SgDisk final : public Disk
     ssize_t write_bytes(DataPath path, const void *buffer, std::size_t length,
                         std::uint64_t offset);
     CopyModes copy_modes() const;
-    int staged_copy_to(SgDisk &target, std::uint64_t from, std::uint64_t to,
-                       std::uint64_t length, CopyEnd &failed);
+    int staged_copy_to(SgDisk &target, std::uint64_t from, std::uint64_t to, std::uint64_t length,
+                       CopyEnd &failed);
     int pipelined_copy_to(SgDisk &target, std::uint64_t source_lba, std::uint64_t destination_lba,
                           std::uint64_t blocks, bool backwards, CopyEnd &failed);
     int run_copy_stages(SgDisk &target, std::span<CopyStage> stages,
@@ -608,8 +608,8 @@ int SgDisk::staged_copy_to(SgDisk &target, std::uint64_t from, std::uint64_t to,
 }
 
 int SgDisk::pipelined_copy_to(SgDisk &target, std::uint64_t source_lba,
-                              std::uint64_t destination_lba, std::uint64_t blocks,
-                              bool backwards, CopyEnd &failed)
+                              std::uint64_t destination_lba, std::uint64_t blocks, bool backwards,
+                              CopyEnd &failed)
 {
     if (gone_) {
         failed = CopyEnd::source;
@@ -810,7 +810,7 @@ ssize_t Disk::copy_range(std::uint64_t from, Disk &destination, std::uint64_t to
         failed = rc != 0 ? CopyEnd::destination : CopyEnd::none;
         return rc;
     }
-    constexpr std::uint64_t staging_bytes = 1024 * 1024;
+    constexpr std::uint64_t staging_bytes = std::uint64_t{1} << 20;
     AlignedBuffer staging(std::min(wanted, staging_bytes));
     bool write_failed = false;
     const int rc = staged_copy(

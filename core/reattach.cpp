@@ -98,8 +98,8 @@ class ReattachingDisk final : public Disk
 
     // Both ends may be wrapped: the copy runs between the disks in use, and an error is
     // blamed (path loss checked, retried after a reattach) on the end it came from only.
-    ssize_t copy_range(std::uint64_t from, Disk &destination, std::uint64_t to,
-                       std::size_t length, CopyEnd &failed) override
+    ssize_t copy_range(std::uint64_t from, Disk &destination, std::uint64_t to, std::size_t length,
+                       CopyEnd &failed) override
     {
         failed = CopyEnd::none;
         bool source_failed = false;

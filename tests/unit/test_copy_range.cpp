@@ -87,14 +87,15 @@ TEST_CASE("a copy between two disks moves exactly the range, at any offset")
 TEST_CASE("a copy within one disk behaves like memmove, forwards and backwards")
 {
     constexpr std::size_t mib = 1 << 20;
-    for (auto [from, to, length] : {std::array<std::size_t, 3>{0, 100000, 2 * mib + 5},
-                                    {100000, 0, 2 * mib + 5},
-                                    {4096, 4096 + mib + 512, 2 * mib},
-                                    {7, 3, 3 * mib},
-                                    {3, 7, 3 * mib},
-                                    {0, 2 * mib, 2 * mib}}) {
-        CAPTURE(from);
-        CAPTURE(to);
+    for (const auto &spec : {std::array<std::size_t, 3>{0, 100000, 2 * mib + 5},
+                             {100000, 0, 2 * mib + 5},
+                             {4096, 4096 + mib + 512, 2 * mib},
+                             {7, 3, 3 * mib},
+                             {3, 7, 3 * mib},
+                             {0, 2 * mib, 2 * mib}}) {
+        const auto [from, to, length] = spec;
+        CAPTURE(spec[0]);
+        CAPTURE(spec[1]);
         MemoryDisk disk("sg0", capacity);
         std::vector<std::uint8_t> model = disk.bytes();
         std::memmove(model.data() + to, model.data() + from, length);
