@@ -91,10 +91,12 @@ check "$name0 (only read) is unchanged" disk_is_model "$sd0" "$work/model0"
 
 # --- core's copy within one disk: memmove, in each io mode ---------------------------
 
-for spec in "1048576 1049600 8388608 direct" "1049600 1048576 8388608 direct" \
-	"777 13065 6000000 direct" "13065 777 6000000 direct" "0 1000000 5000000 direct" \
-	"2097152 2101248 4194304 mmap" "2101248 2097152 4194304 indirect" \
-	"300 500 3000000 auto"; do
+# Shifts of more than the chunks in flight (3.5 MiB, 1 MiB chunks): in the wrong order a
+# read would be queued after the write that overwrote its blocks.
+for spec in "1048576 4718592 12582912 direct" "4718592 1048576 12582912 direct" \
+	"1048576 1049600 8388608 direct" "777 13065 6000000 direct" "13065 777 6000000 direct" \
+	"0 1000000 5000000 direct" "1048576 4718592 12582912 mmap" \
+	"4718592 1048576 12582912 indirect" "300 500 3000000 auto"; do
 	read -r from to length mode <<<"$spec"
 	expect_copy "core, io=$mode: $name0@$from -> $name0@$to, $length bytes" "$length" \
 		"$copy_range" disk "$sg0" "$from" "$to" "$length" "$mode"
@@ -159,4 +161,14 @@ mount -t fuse.sgfs all "$mnt" -o nocopy_file_range
 cp_and_check "nocopy_file_range"
 check "nocopy_file_range: copy.* stays 0" test "$(path_bytes copy)" = 0
 check "nocopy_file_range: the data went through FUSE write" test "$(path_bytes write)" -ge "$capacity"
+umount_all
+
+# --- a medium error on the source (scsi_debug opts=2: reads around LBA 0x1234 fail) ----
+
+sdebug_reload add_host=2 dev_size_mb=8 per_host_store=1 delay=0 opts=2 || exit 1
+mapfile -t sgs < <(sdebug_sg_nodes)
+mount -t fuse.sgfs all "$mnt"
+expect_copy "a medium error reading the source: EIO" "error EIO" \
+	"$copy_range" file "$mnt/${sgs[0]#/dev/}" 0 "$mnt/${sgs[1]#/dev/}" 0 4194304
+check ".stats counts the medium error" test "$(stat_sum errors.medium_error)" -ge 1
 umount_all
