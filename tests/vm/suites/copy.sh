@@ -109,10 +109,10 @@ check "$name0 after the overlapping copies is memmove's result" disk_is_model "$
 # --- cp between two disks: where the bytes went --------------------------------------
 
 size_mib=$((capacity >> 20))
-fresh_destination() {
-	head -c "$capacity" /dev/urandom >"$work/model1"
-	dd if="$work/model1" of="$sd1" bs=1M oflag=direct status=none
-}
+# Before each cp the destination holds other bytes than the source (one random image,
+# generated once: the guest's urandom is slow).
+head -c "$capacity" /dev/urandom >"$work/junk"
+fresh_destination() { dd if="$work/junk" of="$sd1" bs=1M oflag=direct status=none; }
 path_bytes() { echo $(($(stat_sum "$1.user_copy_bytes") + $(stat_sum "$1.sg_copy_bytes") + $(stat_sum "$1.zero_copy_bytes"))); }
 cp_and_check() {
 	local label=$1
