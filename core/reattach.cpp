@@ -96,6 +96,36 @@ class ReattachingDisk final : public Disk
         return run([&](Disk &disk) { return disk.pwrite(buffer, length, offset); }, nullptr);
     }
 
+    // Both ends may be wrapped: the copy runs between the disks in use, and an error is
+    // blamed (path loss checked, retried after a reattach) on the end it came from only.
+    ssize_t copy_range(std::uint64_t from, Disk &destination, std::uint64_t to, std::size_t length,
+                       CopyEnd &failed) override
+    {
+        failed = CopyEnd::none;
+        bool source_failed = false;
+        bool destination_failed = false;
+        return run(
+            [&](Disk &source) {
+                // Until the destination's disk is in hand, a failure is the destination's.
+                failed = CopyEnd::destination;
+                const ssize_t rc = destination.with_io_disk(
+                    [&](Disk &target) {
+                        const ssize_t copied = source.copy_range(from, target, to, length, failed);
+                        source_failed = copied < 0 && failed == CopyEnd::source;
+                        return copied;
+                    },
+                    &source_failed);
+                destination_failed = rc < 0 && failed == CopyEnd::destination;
+                return rc;
+            },
+            &destination_failed);
+    }
+
+    ssize_t with_io_disk(const std::function<ssize_t(Disk &)> &io, const bool *not_mine) override
+    {
+        return run([&](Disk &disk) { return io(disk); }, not_mine);
+    }
+
     int flush() override
     {
         return static_cast<int>(
@@ -130,7 +160,9 @@ class ReattachingDisk final : public Disk
     }
 
   private:
-    template <typename Operation> ssize_t run(Operation operation, const bool *consumed);
+    // `not_mine`, read after each try: the error is not this device's (a read's consumer
+    // failed, or the other end of a copy did), so it is returned as it is.
+    template <typename Operation> ssize_t run(Operation operation, const bool *not_mine);
     std::shared_ptr<Disk> acquire();
     std::shared_ptr<Disk> search(bool now_regardless = false);
     bool lost(const Disk &disk, ssize_t rc) const;
@@ -166,7 +198,7 @@ class ReattachingDisk final : public Disk
 };
 
 template <typename Operation>
-ssize_t ReattachingDisk::run(Operation operation, const bool *consumed)
+ssize_t ReattachingDisk::run(Operation operation, const bool *not_mine)
 {
     std::shared_ptr<Disk> disk = acquire();
     if (!disk)
@@ -174,7 +206,7 @@ ssize_t ReattachingDisk::run(Operation operation, const bool *consumed)
     for (bool first = true;; first = false) {
         const ssize_t rc = operation(*disk);
         // A consumer's own error (the FUSE reply failed) says nothing about the device.
-        if (rc >= 0 || (consumed != nullptr && *consumed))
+        if (rc >= 0 || (not_mine != nullptr && *not_mine))
             return rc;
         std::string message = disk->last_error();
         if (!lost(*disk, rc)) {

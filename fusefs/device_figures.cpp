@@ -44,6 +44,7 @@ Figures device_figures(const DiskInfo &info, const DeviceStatsSnapshot &stats,
         {"fua", yes_no(disk.fua)},
         {"readahead", yes_no(disk.readahead)},
         {"cache", to_string(options.cache)},
+        {"copy_file_range", yes_no(options.copy_file_range)},
     };
     for (auto &field : stats.fields())
         figures.push_back(std::move(field));

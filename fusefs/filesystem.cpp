@@ -186,6 +186,21 @@ void op_write(fuse_req_t req, fuse_ino_t, const char *data, std::size_t size, of
         fuse_reply_err(req, -rc);
 }
 
+// Disk to disk inside this mount (the kernel sends nothing else): the data goes sg fd to sg
+// fd in core and never through FUSE; one reply with the count copied, like a write.
+void op_copy_file_range(fuse_req_t req, fuse_ino_t, off_t offset_in, fuse_file_info *fi_in,
+                        fuse_ino_t, off_t offset_out, fuse_file_info *fi_out, std::size_t length,
+                        int flags)
+{
+    std::size_t copied = 0;
+    const int rc = filesystem_of(req).copy_file_range(file_of(fi_in), offset_in, file_of(fi_out),
+                                                      offset_out, length, flags, copied);
+    if (rc == 0)
+        fuse_reply_write(req, copied);
+    else
+        fuse_reply_err(req, -rc);
+}
+
 void op_flush(fuse_req_t req, fuse_ino_t, fuse_file_info *fi)
 {
     fuse_reply_err(req, -filesystem_of(req).flush(file_of(fi)));
@@ -279,6 +294,7 @@ const fuse_lowlevel_ops &Filesystem::operations()
         o.listxattr = op_listxattr;
         o.setxattr = op_setxattr;
         o.removexattr = op_removexattr;
+        o.copy_file_range = op_copy_file_range;
         return o;
     }();
     return ops;
@@ -510,6 +526,51 @@ int Filesystem::write(const OpenFile &file, const char *data, std::size_t size, 
     }
     slot.unsynced_writes.store(true, std::memory_order_release);
     written = static_cast<std::size_t>(rc);
+    return 0;
+}
+
+int Filesystem::copy_file_range(const OpenFile &source, off_t offset_in,
+                                const OpenFile &destination, off_t offset_out, std::size_t length,
+                                int flags, std::size_t &copied)
+{
+    copied = 0;
+    // nocopy_file_range: ENOSYS, which the kernel remembers for the whole mount and from
+    // then on copies with its own read and write requests, never asking again.
+    if (!options_.copy_file_range)
+        return -ENOSYS;
+    if (flags != 0 || offset_in < 0 || offset_out < 0)
+        return -EINVAL;
+    // .stats is no disk: EOPNOTSUPP makes the kernel fall back to read and write for this
+    // one copy only.
+    if (source.node.kind != NodeKind::disk_file || destination.node.kind != NodeKind::disk_file)
+        return -EOPNOTSUPP;
+    if (!destination.writable)
+        return -EBADF;
+    DiskSlot &to = slot_of(destination.node);
+    if (to.read_only)
+        return -EROFS;
+    if (length == 0)
+        return 0;
+    // The reply's count is 32 bits wide; the kernel asks for less than 2 GiB anyway.
+    length = std::min<std::size_t>(length, max_copy_bytes);
+    const DiskSlot &from = slot_of(source.node);
+    const auto start_in = static_cast<std::uint64_t>(offset_in);
+    const auto start_out = static_cast<std::uint64_t>(offset_out);
+    CopyEnd failed = CopyEnd::none;
+    const ssize_t rc = from.disk->copy_range(start_in, *to.disk, start_out, length, failed);
+    if (rc < 0) {
+        // Past the end and read-only are the request's own faults, like a write's.
+        if (rc != -ENOSPC && rc != -EROFS) {
+            if (failed == CopyEnd::destination)
+                log_io_error(to, "copy (writing)", length, start_out, rc);
+            else
+                log_io_error(from, "copy (reading)", length, start_in, rc);
+        }
+        return -as_errno(rc);
+    }
+    if (rc > 0)
+        to.unsynced_writes.store(true, std::memory_order_release);
+    copied = static_cast<std::size_t>(rc);
     return 0;
 }
 

@@ -56,6 +56,10 @@ class Filesystem
              bool &replied) const;
     int write(const OpenFile &file, const char *data, std::size_t size, off_t offset,
               std::size_t &written);
+    // Copies between two disk files of this mount without the data passing through FUSE;
+    // `copied` may be short at either disk's end.
+    int copy_file_range(const OpenFile &source, off_t offset_in, const OpenFile &destination,
+                        off_t offset_out, std::size_t length, int flags, std::size_t &copied);
     int flush(const OpenFile &file);
     // Ends a handle open() made (fi.fh): flushes like close() would, then frees it.
     void release(OpenFile *file);
@@ -68,6 +72,7 @@ class Filesystem
     int setxattr(fuse_ino_t inode, const char *name) const;
 
   private:
+    static constexpr std::size_t max_copy_bytes = std::size_t{1} << 30;
     struct DiskSlot {
         std::unique_ptr<Disk> disk;
         bool read_only = false; // -o ro or the disk's write-protect switch

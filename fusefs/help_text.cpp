@@ -84,6 +84,10 @@ Mount options (-o). SIZE is a number with an optional k, m or g suffix (powers o
                         after sequential reads, read the next windows ahead on
                         spare sg fds, so the disk works while FUSE copies a reply
                         (default readahead)
+  copy_file_range, nocopy_file_range
+                        copy_file_range(2) between two disk files of the mount (cp
+                        does it) moves the data sg node to sg node, never through
+                        FUSE, in the io= mode's way (default copy_file_range)
   cache=none|page       none: direct_io, each read and write reaches the disk with
                         its own size and nothing is cached (default); page: the
                         kernel page cache with readahead (needed for mmap(2))

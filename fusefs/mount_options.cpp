@@ -145,6 +145,16 @@ const std::vector<OptionSpec> &option_table()
              options.disk.readahead = false;
              return std::string();
          }},
+        {"copy_file_range", Value::none,
+         [](std::string_view, std::string_view, MountOptions &options) {
+             options.copy_file_range = true;
+             return std::string();
+         }},
+        {"nocopy_file_range", Value::none,
+         [](std::string_view, std::string_view, MountOptions &options) {
+             options.copy_file_range = false;
+             return std::string();
+         }},
         {"cache", Value::required,
          [](std::string_view name, std::string_view value, MountOptions &options) {
              if (value == "none")

@@ -22,6 +22,9 @@ struct MountOptions {
     DiskOptions disk; // io, mmap_min, reserve, queue_depth, max_io, timeout, retries, fua,
                       // ro, readahead
     CacheMode cache = CacheMode::none;
+    // copy_file_range(2) between two disk files moved sg fd to sg fd (nocopy_file_range:
+    // the kernel copies through FUSE read and write instead).
+    bool copy_file_range = true;
     std::optional<uid_t> uid; // owner of the disk files instead of the /dev/sgN node's
     std::optional<gid_t> gid;
     std::optional<mode_t> umask; // disk files 0666 & ~umask instead of the node's mode

@@ -52,6 +52,10 @@ struct DiskInfo {
 // with it when it returns; e.g. it replies to FUSE from those pieces. Returns 0 or -errno.
 using ReadConsumer = std::function<int(std::span<const iovec> pieces)>;
 
+// Which end of a copy_range() an error came from, so that a caller (or a wrapper) blames
+// the right device.
+enum class CopyEnd { none, source, destination };
+
 class Disk
 {
   public:
@@ -72,6 +76,22 @@ class Disk
     // Any offset, any length. Unaligned head/tail are read-modify-write, serialized against
     // overlapping IO. Past the end: -ENOSPC. Read-only: -EROFS.
     virtual ssize_t pwrite(const void *buffer, std::size_t length, std::uint64_t offset) = 0;
+    // Copies `length` bytes at `from` on this disk to `to` on `destination`, which may be
+    // this disk with overlapping ranges: the result is then memmove's. Stops at either end:
+    // returns the bytes copied (0 when `from` is at or past this disk's end), -ENOSPC when
+    // `to` is at or past the destination's end, -EROFS for a read-only destination, or
+    // -errno with `failed` saying whose error it is. The default stages the data through
+    // pread() and pwrite(); two sg disks move it between their sg fds (disk.cpp).
+    virtual ssize_t copy_range(std::uint64_t from, Disk &destination, std::uint64_t to,
+                               std::size_t length, CopyEnd &failed);
+    // Calls `io` with the disk that really does the IO: this one, or for a wrapper the disk
+    // it forwards to, held for the call (`not_mine`, read after `io` returns, says an error
+    // is not this disk's). Lets copy_range find two ends it can connect directly.
+    virtual ssize_t with_io_disk(const std::function<ssize_t(Disk &)> &io, const bool *not_mine)
+    {
+        static_cast<void>(not_mine);
+        return io(*this);
+    }
     // SYNCHRONIZE CACHE.
     virtual int flush() = 0;
     virtual DeviceStatsSnapshot stats() const = 0;

@@ -371,3 +371,53 @@ TEST_CASE("the disks can be opened again, and must not have changed")
     CHECK(g.fs->reopen_disks(grown, message) == -ENODEV);
     CHECK(message == "sgfs: /dev/sg0 changed while mounting");
 }
+
+TEST_CASE("copy_file_range: disk to disk through core, the rest refused the way the kernel "
+          "expects")
+{
+    Fixture f;
+    fuse_file_info in{}, out{}, stats{};
+    REQUIRE(f.open(f.disk_inode(), O_RDONLY, in) == 0);
+    REQUIRE(f.open(f.disk_inode(), O_WRONLY, out) == 0);
+    REQUIRE(f.open(stats_inode, O_RDONLY, stats) == 0);
+    auto &source = Fixture::handle(in);
+    auto &destination = Fixture::handle(out);
+    std::size_t copied = 99;
+
+    // The fake disk has no copy of its own: Disk's default stages through pread/pwrite.
+    CHECK(f.fs->copy_file_range(source, 0, destination, 8192, 4096, 0, copied) == 0);
+    CHECK(copied == 4096);
+    CHECK(f.fs->copy_file_range(source, 0, destination, capacity - 100, 4096, 0, copied) == 0);
+    CHECK(copied == 100);
+    CHECK(f.fs->copy_file_range(source, capacity, destination, 0, 4096, 0, copied) == 0);
+    CHECK(copied == 0);
+    CHECK(f.fs->copy_file_range(source, 0, destination, capacity, 4096, 0, copied) == -ENOSPC);
+    const std::vector<std::pair<std::uint64_t, std::size_t>> expected = {{8192, 4096},
+                                                                         {capacity - 100, 100}};
+    CHECK(f.journal.writes == expected);
+    // The copy wrote: close sends SYNCHRONIZE CACHE.
+    CHECK(f.fs->flush(destination) == 0);
+    CHECK(f.journal.flushes == 1);
+
+    CHECK(f.fs->copy_file_range(source, 0, destination, 0, 4096, 1, copied) == -EINVAL);
+    CHECK(f.fs->copy_file_range(source, -1, destination, 0, 4096, 0, copied) == -EINVAL);
+    // Not a disk: EOPNOTSUPP, after which the kernel copies with read and write itself.
+    CHECK(f.fs->copy_file_range(Fixture::handle(stats), 0, destination, 0, 4096, 0, copied) ==
+          -EOPNOTSUPP);
+    CHECK(f.fs->copy_file_range(source, 0, source, 0, 4096, 0, copied) == -EBADF);
+
+    MountOptions off;
+    off.copy_file_range = false;
+    Fixture g(off);
+    fuse_file_info gin{}, gout{};
+    REQUIRE(g.open(g.disk_inode(), O_RDONLY, gin) == 0);
+    REQUIRE(g.open(g.disk_inode(), O_WRONLY, gout) == 0);
+    // ENOSYS: the kernel stops asking for the whole mount.
+    CHECK(g.fs->copy_file_range(Fixture::handle(gin), 0, Fixture::handle(gout), 0, 4096, 0,
+                                copied) == -ENOSYS);
+    CHECK(g.journal.writes.empty());
+    for (auto *fi : {&gin, &gout})
+        g.fs->release(&Fixture::handle(*fi));
+    for (auto *fi : {&in, &out, &stats})
+        f.fs->release(&Fixture::handle(*fi));
+}

@@ -58,6 +58,7 @@ TEST_CASE("no options give the documented defaults")
     CHECK(o.disk.retries == defaults.retries);
     CHECK_FALSE(o.disk.fua);
     CHECK(o.disk.readahead);
+    CHECK(o.copy_file_range);
     CHECK_FALSE(o.disk.read_only);
     CHECK(o.cache == CacheMode::none);
     CHECK_FALSE(o.uid);
@@ -71,7 +72,7 @@ TEST_CASE("every sgfs option is parsed into its field")
 {
     const auto parsed = parse_mount_options(
         "io=mmap,mmap_min=128k,reserve=4M,queue_depth=8,max_io=512k,timeout=30,retries=0,"
-        "fua,noreadahead,cache=page,ro,uid=1000,gid=6,umask=027,debug");
+        "fua,noreadahead,nocopy_file_range,cache=page,ro,uid=1000,gid=6,umask=027,debug");
     REQUIRE_MESSAGE(parsed.ok(), parsed.error);
     const MountOptions &o = parsed.options;
     CHECK(o.disk.io_mode == IoMode::mmap);
@@ -83,6 +84,7 @@ TEST_CASE("every sgfs option is parsed into its field")
     CHECK(o.disk.retries == 0);
     CHECK(o.disk.fua);
     CHECK_FALSE(o.disk.readahead);
+    CHECK_FALSE(o.copy_file_range);
     CHECK(o.cache == CacheMode::page);
     CHECK(o.disk.read_only);
     CHECK(o.uid == 1000U);
@@ -105,6 +107,8 @@ TEST_CASE("later options win")
     CHECK(parse_mount_options("rw,ro").options.disk.read_only);
     CHECK_FALSE(parse_mount_options("fua,nofua").options.disk.fua);
     CHECK(parse_mount_options("noreadahead,readahead").options.disk.readahead);
+    CHECK(parse_mount_options("nocopy_file_range,copy_file_range").options.copy_file_range);
+    CHECK_FALSE(parse_mount_options("copy_file_range,nocopy_file_range").options.copy_file_range);
     CHECK(parse_mount_options("queue_depth=2,queue_depth=16").options.disk.queue_depth == 16);
     CHECK(parse_mount_options("cache=page,cache=none").options.cache == CacheMode::none);
 
