@@ -84,6 +84,10 @@ Mount options (-o). SIZE is a number with an optional k, m or g suffix (powers o
                         after sequential reads, read the next windows ahead on
                         spare sg fds, so the disk works while FUSE copies a reply
                         (default readahead)
+  aligned_writes, noaligned_writes
+                        receive requests into buffers that put write data on a
+                        page boundary, so direct IO sends it without a copy
+                        (default aligned_writes; noaligned_writes: libfuse's loop)
   cache=none|page       none: direct_io, each read and write reaches the disk with
                         its own size and nothing is cached (default); page: the
                         kernel page cache with readahead (needed for mmap(2))
