@@ -6,8 +6,10 @@
 #include <csignal>
 #include <cstddef>
 #include <cstring>
+#include <exception>
 #include <linux/fuse.h>
 #include <memory>
+#include <mutex>
 #include <poll.h>
 #include <pthread.h>
 #include <sys/mman.h>
@@ -119,17 +121,19 @@ class BlockedSignals
     sigset_t previous_{};
 };
 
+class WorkerPool;
+
 class Worker
 {
   public:
-    Worker(fuse_session *session, pthread_t main_thread)
-        : session_(session), main_thread_(main_thread)
-    {
-    }
+    Worker(WorkerPool &pool, fuse_session *session) : pool_(pool), session_(session) {}
     Worker(const Worker &) = delete;
     Worker &operator=(const Worker &) = delete;
 
-    void start() { thread_ = std::thread([this] { run(); }); }
+    void start()
+    {
+        thread_ = std::thread([this] { run(); });
+    }
 
     // Called once the session has exited: wakes the worker until it notices. A wake that
     // lands just before its read() is lost, so it is repeated.
@@ -146,56 +150,132 @@ class Worker
     int error() const { return error_; }
 
   private:
-    void run()
-    {
-        error_ = serve();
-        // Unmounted, or a receive error: the other workers and the main thread must stop.
-        fuse_session_exit(session_);
-        finished_.store(true, std::memory_order_release);
-        pthread_kill(main_thread_, wake_signal());
-    }
+    void run();
+    int serve();
+    int receive(fuse_buf &request, const sigset_t &receive_mask);
 
-    int serve()
-    {
-        ReceiveBuffer buffer;
-        if (!buffer.allocated())
-            return -ENOMEM;
-        sigset_t receive_mask;
-        pthread_sigmask(SIG_SETMASK, nullptr, &receive_mask);
-        sigdelset(&receive_mask, wake_signal());
-        while (!fuse_session_exited(session_)) {
-            fuse_buf request{};
-            request.mem = buffer.request();
-            request.size = buffer.capacity();
-            const int rc = receive(request, receive_mask);
-            if (rc == -EINTR || rc == -EAGAIN)
-                continue;
-            if (rc <= 0) // 0: exited, or unmounted (libfuse has exited the session)
-                return rc;
-            // With splice off (Filesystem::init) the request is in our memory; were it in
-            // a pipe, libfuse would copy it out itself: slower, still correct.
-            fuse_session_process_buf(session_, &request);
-        }
-        return 0;
-    }
-
-    // Only a worker blocked in read() may be woken: a wake taken while a request is being
-    // served would interrupt its SCSI command.
-    int receive(fuse_buf &request, const sigset_t &receive_mask)
-    {
-        sigset_t serve_mask;
-        pthread_sigmask(SIG_SETMASK, &receive_mask, &serve_mask);
-        const int rc = fuse_session_receive_buf(session_, &request);
-        pthread_sigmask(SIG_SETMASK, &serve_mask, nullptr);
-        return rc;
-    }
-
+    WorkerPool &pool_;
     fuse_session *session_;
-    pthread_t main_thread_;
     std::thread thread_;
     std::atomic<bool> finished_{false};
     int error_ = 0;
 };
+
+// Starts workers as they are needed, like libfuse's loop: one more whenever none is left
+// waiting for a request, up to the limit. A fixed crowd of idle workers would be woken in
+// turn (the kernel queues readers first in, first out) and cost a thread switch per
+// request: a sequential writer is served best by one or two.
+class WorkerPool
+{
+  public:
+    WorkerPool(fuse_session *session, unsigned max_workers)
+        : session_(session), max_workers_(std::max(max_workers, 1U))
+    {
+    }
+    WorkerPool(const WorkerPool &) = delete;
+    WorkerPool &operator=(const WorkerPool &) = delete;
+    ~WorkerPool() { stop(); }
+
+    // Returns false when no worker could be started and none runs.
+    bool start_worker()
+    {
+        const std::lock_guard lock(mutex_);
+        if (stopping_ || workers_.size() >= max_workers_)
+            return !workers_.empty();
+        try {
+            workers_.reserve(workers_.size() + 1); // push_back cannot throw below
+            auto worker = std::make_unique<Worker>(*this, session_);
+            worker->start();
+            workers_.push_back(std::move(worker));
+        } catch (const std::exception &) {
+            // No memory or no thread: the workers there serve on.
+        }
+        return !workers_.empty();
+    }
+
+    void waiting() { idle_.fetch_add(1, std::memory_order_relaxed); }
+    void received()
+    {
+        if (idle_.fetch_sub(1, std::memory_order_relaxed) == 1)
+            start_worker();
+    }
+
+    // A worker ended (unmounted, or a receive error): the others and the main thread stop.
+    void worker_ended()
+    {
+        fuse_session_exit(session_);
+        pthread_kill(main_thread_, wake_signal());
+    }
+
+    // Returns the first error a worker ended with, or 0.
+    int stop()
+    {
+        {
+            const std::lock_guard lock(mutex_);
+            stopping_ = true;
+        }
+        int error = 0;
+        for (auto &worker : workers_) {
+            worker->stop();
+            if (worker->error() < 0 && error == 0)
+                error = worker->error();
+        }
+        return error;
+    }
+
+  private:
+    fuse_session *session_;
+    const unsigned max_workers_;
+    const pthread_t main_thread_ = pthread_self();
+    std::mutex mutex_;
+    bool stopping_ = false; // no worker is added after: stop() walks the list unlocked
+    std::vector<std::unique_ptr<Worker>> workers_;
+    std::atomic<unsigned> idle_{0};
+};
+
+void Worker::run()
+{
+    error_ = serve();
+    finished_.store(true, std::memory_order_release);
+    pool_.worker_ended();
+}
+
+int Worker::serve()
+{
+    ReceiveBuffer buffer;
+    if (!buffer.allocated())
+        return -ENOMEM;
+    sigset_t receive_mask;
+    pthread_sigmask(SIG_SETMASK, nullptr, &receive_mask);
+    sigdelset(&receive_mask, wake_signal());
+    while (!fuse_session_exited(session_)) {
+        fuse_buf request{};
+        request.mem = buffer.request();
+        request.size = buffer.capacity();
+        pool_.waiting();
+        const int rc = receive(request, receive_mask);
+        pool_.received();
+        if (rc == -EINTR || rc == -EAGAIN)
+            continue;
+        if (rc <= 0) // 0: exited, or unmounted (libfuse has exited the session)
+            return rc;
+        // With splice off (Filesystem::init) the request is in our memory; were it in a
+        // pipe, libfuse would copy it out itself: slower, still correct.
+        fuse_session_process_buf(session_, &request);
+    }
+    return 0;
+}
+
+// Only a worker blocked in read() may be woken: a wake taken while a request is being
+// served would interrupt its SCSI command.
+int Worker::receive(fuse_buf &request, const sigset_t &receive_mask)
+{
+    sigset_t serve_mask;
+    pthread_sigmask(SIG_SETMASK, &receive_mask, &serve_mask);
+    const int rc = fuse_session_receive_buf(session_, &request);
+    pthread_sigmask(SIG_SETMASK, &serve_mask, nullptr);
+    return rc;
+}
 
 } // namespace
 
@@ -208,19 +288,12 @@ int run_receive_loop(fuse_session *session, unsigned workers)
     const sigset_t signals = loop_signals();
     const BlockedSignals blocked(signals);
     const sigset_t waiting_mask = blocked.waiting_mask(signals);
-    std::vector<std::unique_ptr<Worker>> pool;
-    for (unsigned i = 0; i < std::max(workers, 1U); ++i) {
-        pool.push_back(std::make_unique<Worker>(session, pthread_self()));
-        pool.back()->start();
-    }
+    WorkerPool pool(session, workers);
+    if (!pool.start_worker())
+        return -EAGAIN;
     while (!fuse_session_exited(session))
         ppoll(nullptr, 0, nullptr, &waiting_mask);
-    int error = 0;
-    for (auto &worker : pool) {
-        worker->stop();
-        if (worker->error() < 0 && error == 0)
-            error = worker->error();
-    }
+    const int error = pool.stop();
     fuse_session_reset(session);
     return error;
 }
