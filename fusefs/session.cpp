@@ -116,8 +116,7 @@ void log_to_syslog(enum fuse_log_level level, const char *format, va_list args)
     vsyslog(static_cast<int>(level), format, args);
 }
 
-int run_loop(fuse_session *session, unsigned max_threads, bool single_threaded,
-             bool aligned_writes)
+int run_loop(fuse_session *session, unsigned max_threads, bool single_threaded, bool aligned_writes)
 {
     if (aligned_writes)
         return run_receive_loop(session, single_threaded ? 1 : max_threads);
