@@ -88,6 +88,10 @@ Mount options (-o). SIZE is a number with an optional k, m or g suffix (powers o
                         copy_file_range(2) between two disk files of the mount (cp
                         does it) moves the data sg node to sg node, never through
                         FUSE, in the io= mode's way (default copy_file_range)
+  aligned_writes, noaligned_writes
+                        receive requests into buffers that put write data on a
+                        page boundary, so direct IO sends it without a copy
+                        (default aligned_writes; noaligned_writes: libfuse's loop)
   cache=none|page       none: direct_io, each read and write reaches the disk with
                         its own size and nothing is cached (default); page: the
                         kernel page cache with readahead (needed for mmap(2))

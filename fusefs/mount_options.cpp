@@ -135,6 +135,16 @@ const std::vector<OptionSpec> &option_table()
              options.disk.fua = false;
              return std::string();
          }},
+        {"aligned_writes", Value::none,
+         [](std::string_view, std::string_view, MountOptions &options) {
+             options.aligned_writes = true;
+             return std::string();
+         }},
+        {"noaligned_writes", Value::none,
+         [](std::string_view, std::string_view, MountOptions &options) {
+             options.aligned_writes = false;
+             return std::string();
+         }},
         {"readahead", Value::none,
          [](std::string_view, std::string_view, MountOptions &options) {
              options.disk.readahead = true;

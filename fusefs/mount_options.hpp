@@ -29,6 +29,9 @@ struct MountOptions {
     std::optional<gid_t> gid;
     std::optional<mode_t> umask; // disk files 0666 & ~umask instead of the node's mode
     bool debug = false;          // libfuse request tracing; implies foreground
+    // Our receive loop, whose buffers put WRITE data on a page boundary (direct IO takes it
+    // without a copy), rather than libfuse's own loop.
+    bool aligned_writes = true;
     std::optional<std::string> fsname;
     std::optional<std::string> subtype;
     // Handed to libfuse unchanged, in order: allow_other, nodev, noatime, context=...

@@ -1,5 +1,7 @@
 #include "session.hpp"
 
+#include "receive_loop.hpp"
+
 #include <cerrno>
 #include <csignal>
 #include <cstdarg>
@@ -114,8 +116,10 @@ void log_to_syslog(enum fuse_log_level level, const char *format, va_list args)
     vsyslog(static_cast<int>(level), format, args);
 }
 
-int run_loop(fuse_session *session, unsigned max_threads, bool single_threaded)
+int run_loop(fuse_session *session, unsigned max_threads, bool single_threaded, bool aligned_writes)
 {
+    if (aligned_writes)
+        return run_receive_loop(session, single_threaded ? 1 : max_threads);
     if (single_threaded)
         return fuse_session_loop(session);
     LoopConfigPtr config(fuse_loop_cfg_create());
@@ -187,7 +191,8 @@ int serve(Filesystem &filesystem, const MountOptions &options, const SessionSett
             return 1;
         }
     }
-    const int rc = run_loop(session.get(), filesystem.max_threads(), settings.single_threaded);
+    const int rc = run_loop(session.get(), filesystem.max_threads(), settings.single_threaded,
+                            options.aligned_writes);
     // A positive rc is the signal that ended the loop: a normal way to stop.
     if (rc < 0) {
         fuse_log(FUSE_LOG_ERR, "sgfs: session loop failed: %s\n", std::strerror(-rc));

@@ -59,6 +59,7 @@ TEST_CASE("no options give the documented defaults")
     CHECK_FALSE(o.disk.fua);
     CHECK(o.disk.readahead);
     CHECK(o.copy_file_range);
+    CHECK(o.aligned_writes);
     CHECK_FALSE(o.disk.read_only);
     CHECK(o.cache == CacheMode::none);
     CHECK_FALSE(o.uid);
@@ -72,7 +73,7 @@ TEST_CASE("every sgfs option is parsed into its field")
 {
     const auto parsed = parse_mount_options(
         "io=mmap,mmap_min=128k,reserve=4M,queue_depth=8,max_io=512k,timeout=30,retries=0,"
-        "fua,noreadahead,nocopy_file_range,cache=page,ro,uid=1000,gid=6,umask=027,debug");
+        "fua,noreadahead,nocopy_file_range,cache=page,ro,uid=1000,gid=6,umask=027,debug,noaligned_writes");
     REQUIRE_MESSAGE(parsed.ok(), parsed.error);
     const MountOptions &o = parsed.options;
     CHECK(o.disk.io_mode == IoMode::mmap);
@@ -91,6 +92,7 @@ TEST_CASE("every sgfs option is parsed into its field")
     CHECK(o.gid == 6U);
     CHECK(o.umask == 027U);
     CHECK(o.debug);
+    CHECK_FALSE(o.aligned_writes);
 }
 
 TEST_CASE("every io mode parses")
@@ -109,6 +111,7 @@ TEST_CASE("later options win")
     CHECK(parse_mount_options("noreadahead,readahead").options.disk.readahead);
     CHECK(parse_mount_options("nocopy_file_range,copy_file_range").options.copy_file_range);
     CHECK_FALSE(parse_mount_options("copy_file_range,nocopy_file_range").options.copy_file_range);
+    CHECK(parse_mount_options("noaligned_writes,aligned_writes").options.aligned_writes);
     CHECK(parse_mount_options("queue_depth=2,queue_depth=16").options.disk.queue_depth == 16);
     CHECK(parse_mount_options("cache=page,cache=none").options.cache == CacheMode::none);
 
