@@ -70,7 +70,7 @@ int main(int argc, char **argv)
     std::size_t checked = 0;
     for (std::size_t at = 0; at < length; at += piece) {
         // A few times per MiB, once the reader is well under way.
-        if (at % (384 * 1024) == 3 * piece) {
+        if (at % (std::size_t{384} * 1024) == 3 * piece) {
             for (std::size_t i = 0; i < std::size(distances); ++i) {
                 const std::size_t where = at + distances[i];
                 if (where + sizes[i] > length)
