@@ -35,7 +35,10 @@ snapshot
 
 for mode in auto mmap indirect; do
 	check "io=$mode: mount" "$sgfs" "$sg" "$mnt" -o io=$mode,reserve=1M
-	for bs in 8k 64k 1M 12345; do
+	sizes=(8k 64k 1M 12345)
+	# Indirect IO takes the same window path; its small sizes are enough.
+	[ $mode = indirect ] && sizes=(8k 12345)
+	for bs in "${sizes[@]}"; do
 		check "io=$mode: sequential dd bs=$bs reads what sd reads" \
 			cmp "$work/disk" <(dd if="$mnt/$name" bs=$bs status=none)
 		if [ $bs = 8k ]; then
@@ -72,6 +75,6 @@ check "two concurrent sequential readers: the second half is right" \
 before=$(stat_of readahead_bytes)
 check "fio: 4 jobs of random 4 KiB reads" \
 	fio --filename="$mnt/$name" --rw=randread --bs=4k --ioengine=psync --numjobs=4 \
-	--size=$((size_mb << 20)) --io_size=4M --name=random --output="$work/fio.txt"
+	--size=$((size_mb << 20)) --io_size=2M --name=random --output="$work/fio.txt"
 diag "read ahead during random reads: $(($(stat_of readahead_bytes) - before)) bytes"
 umount_all
