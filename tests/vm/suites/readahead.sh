@@ -37,11 +37,11 @@ for mode in auto mmap indirect; do
 	check "io=$mode: mount" "$sgfs" "$sg" "$mnt" -o io=$mode,reserve=1M
 	sizes=(8k 64k 1M 12345)
 	# Indirect IO takes the same window path; its small sizes are enough.
-	[ $mode = indirect ] && sizes=(8k 12345)
+	[ "$mode" = indirect ] && sizes=(8k 12345)
 	for bs in "${sizes[@]}"; do
 		check "io=$mode: sequential dd bs=$bs reads what sd reads" \
-			cmp "$work/disk" <(dd if="$mnt/$name" bs=$bs status=none)
-		if [ $bs = 8k ]; then
+			cmp "$work/disk" <(dd if="$mnt/$name" bs="$bs" status=none)
+		if [ "$bs" = 8k ]; then
 			hits=$(stat_of readahead_hit_bytes)
 			check "io=$mode: bs=8k was answered from read-ahead ($hits bytes)" test "${hits:-0}" -gt 0
 		fi
