@@ -447,22 +447,21 @@ ssize_t SgDisk::read_view(std::size_t length, std::uint64_t offset, const ReadCo
         return Disk::read_view(0, offset, consume, consumed);
     const std::uint32_t block = info_.logical_block_size;
     const BlockPlan plan = plan_blocks(offset, wanted, block);
-    const std::uint64_t chunks = (plan.block_count + max_blocks_ - 1) / max_blocks_;
-    if (!plan.aligned() || chunks > std::max(1U, options_.queue_depth))
-        return Disk::read_view(wanted, offset, consume, consumed);
     if (gone_)
         return fail(-ENODEV, info_.name + ": device is gone");
-
-    const std::uint64_t capacity_blocks = info_.capacity_bytes / block;
-    int rc = 0;
     if (readahead_.enabled()) {
         // Queue what follows first, so the device works while this reply is copied.
-        readahead_.advance(plan.first_lba, plan.block_count, capacity_blocks);
-        if (readahead_.serve(plan.first_lba, plan.block_count, consume, rc)) {
+        readahead_.advance({plan.first_lba, plan.block_count}, info_.capacity_bytes / block);
+        int rc = 0;
+        if (readahead_.serve(offset, wanted, consume, rc)) {
             consumed = true;
             return rc < 0 ? rc : static_cast<ssize_t>(wanted);
         }
     }
+    const std::uint64_t chunks = (plan.block_count + max_blocks_ - 1) / max_blocks_;
+    if (!plan.aligned() || chunks > std::max(1U, options_.queue_depth))
+        return Disk::read_view(wanted, offset, consume, consumed);
+
     const TransferMode mode =
         policy_.choose(std::min<std::uint64_t>(wanted, info_.max_transfer_bytes), true);
     auto leases = (mode == TransferMode::mmap ? mmap_pool_ : copy_pool_).acquire_many(chunks);
@@ -471,7 +470,7 @@ ssize_t SgDisk::read_view(std::size_t length, std::uint64_t offset, const ReadCo
         err != 0)
         return err;
     consumed = true;
-    rc = consume(pieces);
+    const int rc = consume(pieces);
     return rc < 0 ? rc : static_cast<ssize_t>(wanted);
 }
 
@@ -501,7 +500,7 @@ ssize_t SgDisk::write_bytes(DataPath path, const void *buffer, std::size_t lengt
     const std::uint32_t block = info_.logical_block_size;
     const BlockPlan plan = plan_blocks(offset, wanted, block);
     auto held = write_ranges_.lock(plan.first_lba, plan.first_lba + plan.block_count);
-    readahead_.invalidate(plan.first_lba, plan.block_count);
+    readahead_.invalidate({plan.first_lba, plan.block_count});
     const int rc = for_each_piece(
         plan, wanted, block,
         [&](std::uint64_t lba, std::uint32_t skip, std::uint64_t bytes, std::uint64_t done) {
@@ -511,7 +510,7 @@ ssize_t SgDisk::write_bytes(DataPath path, const void *buffer, std::size_t lengt
             return transfer_blocks(path, true, lba, blocks, in + done);
         });
     // A window read ahead while this write ran may hold old or new data: drop it.
-    readahead_.invalidate(plan.first_lba, plan.block_count);
+    readahead_.invalidate({plan.first_lba, plan.block_count});
     return rc != 0 ? rc : static_cast<ssize_t>(wanted);
 }
 

@@ -22,69 +22,16 @@ void Readahead::configure(std::vector<std::unique_ptr<Slot>> slots, const Readah
     slots_ = std::move(slots);
     windows_.clear();
     for (auto &slot : slots_)
-        windows_.push_back(Window{slot.get()});
+        windows_.push_back(Window{.slot = slot.get(), .range = {}});
 }
 
-Readahead::Window *Readahead::find_locked(std::uint64_t lba)
+int Readahead::submit_locked(Window &window, const BlockRange &range)
 {
-    for (Window &window : windows_)
-        if (window.state == State::in_flight && !window.stale && window.lba == lba)
-            return &window;
-    return nullptr;
-}
-
-bool Readahead::serve(std::uint64_t lba, std::uint64_t blocks, const ReadConsumer &consume, int &rc)
-{
-    std::vector<Window *> claimed;
-    {
-        std::lock_guard lock(mutex_);
-        std::uint64_t at = lba;
-        while (at < lba + blocks) {
-            Window *window = find_locked(at);
-            if (window == nullptr || at + window->blocks > lba + blocks)
-                return false;
-            claimed.push_back(window);
-            at += window->blocks;
-        }
-        for (Window *window : claimed)
-            window->state = State::claimed;
-    }
-
-    bool all_good = true;
-    std::vector<iovec> pieces;
-    for (Window *window : claimed) {
-        SgCompletion done;
-        const std::size_t bytes = std::size_t{window->blocks} * config_.block_size;
-        if (window->slot->fd->reap(done) != 0 || !done.outcome.ok() || done.residual != 0) {
-            all_good = false;
-            continue;
-        }
-        if (config_.stats != nullptr)
-            config_.stats->count_command(DataPath::read, config_.mode, done.done_mode, bytes,
-                                         false);
-        pieces.push_back({window->slot->staging(config_.mode), bytes});
-    }
-    if (all_good) {
-        if (config_.stats != nullptr)
-            config_.stats->count_readahead_hit(blocks * config_.block_size);
-        rc = consume(pieces);
-    }
-    std::lock_guard lock(mutex_);
-    for (Window *window : claimed) {
-        window->state = State::idle;
-        window->stale = false;
-    }
-    return all_good;
-}
-
-int Readahead::submit_locked(Window &window, std::uint64_t lba, std::uint32_t blocks)
-{
-    const std::size_t bytes = std::size_t{blocks} * config_.block_size;
     SgRequest request;
-    request.cdb = cdb_read(lba, blocks, false);
+    request.cdb = cdb_read(range.lba, static_cast<std::uint32_t>(range.blocks), false);
     request.direction = DataDirection::from_device;
-    request.buffer = window.slot->staging(config_.mode);
-    request.length = bytes;
+    request.buffer = memory(window);
+    request.length = range.blocks * config_.block_size;
     request.mode = config_.mode;
     request.timeout_ms = config_.timeout_ms;
     // Submitted under the mutex: a reader that finds the window in flight may block in
@@ -93,72 +40,186 @@ int Readahead::submit_locked(Window &window, std::uint64_t lba, std::uint32_t bl
         return rc;
     window.state = State::in_flight;
     window.stale = false;
-    window.lba = lba;
-    window.blocks = blocks;
+    window.range = range;
+    if (config_.stats != nullptr)
+        config_.stats->count_readahead_submitted(request.length);
     return 0;
 }
 
-void Readahead::reap_stale(std::unique_lock<std::mutex> &lock)
+// Collects the completion of a window this thread set to `reaping`; called unlocked.
+void Readahead::reap(Window &window)
 {
-    std::vector<Window *> stale;
-    for (Window &window : windows_)
-        if (window.state == State::in_flight && window.stale) {
-            window.state = State::claimed;
-            stale.push_back(&window);
+    SgCompletion done;
+    const bool good = window.slot->fd->reap(done) == 0 && done.outcome.ok() && done.residual == 0;
+    if (good && config_.stats != nullptr)
+        config_.stats->count_command(DataPath::read, config_.mode, done.done_mode,
+                                     window.range.blocks * config_.block_size, false);
+    std::lock_guard lock(mutex_);
+    window.state = good ? State::done : State::failed;
+}
+
+// Frees the windows nobody will ask for: stale or failed ones, those the reader has passed
+// and, when the stream starts again elsewhere, every one nobody is using. The part of a stale
+// window still ahead of the reader goes to `refill`: a write there must not leave a hole.
+void Readahead::recycle(std::unique_lock<std::mutex> &lock, std::uint64_t reader_lba, bool restart,
+                        std::vector<BlockRange> &refill)
+{
+    std::vector<Window *> in_flight;
+    for (Window &window : windows_) {
+        if (window.state == State::idle || window.users != 0)
+            continue;
+        const bool unwanted = restart || window.stale || window.state == State::failed ||
+                              window.range.end() <= reader_lba;
+        if (!unwanted)
+            continue;
+        if (!restart && window.stale && window.range.end() > reader_lba) {
+            const std::uint64_t from = std::max(window.range.lba, reader_lba);
+            refill.push_back({from, window.range.end() - from});
         }
-    if (stale.empty())
+        if (window.state == State::in_flight) {
+            // Its command must complete before the slot takes another; stale, so that no
+            // reader waits for it meanwhile.
+            window.state = State::reaping;
+            window.stale = true;
+            ++window.users;
+            in_flight.push_back(&window);
+        } else {
+            window.state = State::idle;
+        }
+    }
+    if (in_flight.empty())
         return;
     lock.unlock();
-    for (Window *window : stale) {
+    for (Window *window : in_flight) {
         SgCompletion ignored;
         window->slot->fd->reap(ignored);
     }
     lock.lock();
-    for (Window *window : stale) {
+    for (Window *window : in_flight) {
+        --window->users;
         window->state = State::idle;
-        window->stale = false;
     }
 }
 
-void Readahead::advance(std::uint64_t lba, std::uint64_t blocks, std::uint64_t capacity_blocks)
+void Readahead::advance(const BlockRange &request, std::uint64_t capacity_blocks)
 {
     std::unique_lock lock(mutex_);
-    const bool sequential = lba == stream_next_lba_;
-    stream_next_lba_ = lba + blocks;
+    bool in_windows = false;
+    bool ahead_of_reader = false;
+    for (const Window &window : windows_)
+        if (live(window)) {
+            in_windows = in_windows || window.range.contains(request.lba);
+            ahead_of_reader = ahead_of_reader || window.range.end() > request.lba;
+        }
+    const bool sequential = request.lba == stream_next_lba_ || in_windows;
+    stream_next_lba_ = request.end();
+    // Random reads queue nothing: no read-ahead is wasted on them.
     if (!sequential)
         return;
-    // Windows that end before this request starts will never be asked for: recycle them.
-    // The ones covering this request stay, serve() is about to claim them.
-    for (Window &window : windows_)
-        if (window.state == State::in_flight && window.lba + window.blocks <= lba)
-            window.stale = true;
-    reap_stale(lock);
-
-    const auto window_blocks =
-        static_cast<std::uint32_t>(std::min<std::uint64_t>(blocks, config_.max_blocks));
-    std::uint64_t next = stream_next_lba_;
-    for (Window &window : windows_)
-        if (window.state != State::idle && !window.stale)
-            next = std::max<std::uint64_t>(next, window.lba + window.blocks);
+    // Nothing read ahead lies where the reader goes: the stream starts (again) here, with
+    // a first window that holds this request too.
+    const bool restart = !ahead_of_reader;
+    std::vector<BlockRange> refill;
+    recycle(lock, request.lba, restart, refill);
+    if (restart) {
+        ahead_lba_ = request.lba;
+        next_window_blocks_ = first_window_blocks(request.blocks, config_.max_blocks);
+    }
+    // Nearest first: the reader needs the refills before what lies past ahead_lba_.
+    std::sort(refill.begin(), refill.end(),
+              [](const BlockRange &a, const BlockRange &b) { return a.lba < b.lba; });
     for (Window &window : windows_) {
-        if (window.state != State::idle || next >= capacity_blocks)
+        if (window.state != State::idle || window.users != 0)
             continue;
-        const auto count = static_cast<std::uint32_t>(
-            std::min<std::uint64_t>(window_blocks, capacity_blocks - next));
-        if (submit_locked(window, next, count) != 0)
+        if (!refill.empty()) {
+            if (submit_locked(window, refill.front()) != 0)
+                break;
+            refill.erase(refill.begin());
+            continue;
+        }
+        if (ahead_lba_ >= capacity_blocks)
+            continue;
+        const BlockRange range{ahead_lba_,
+                               std::min(next_window_blocks_, capacity_blocks - ahead_lba_)};
+        if (submit_locked(window, range) != 0)
             break;
-        if (config_.stats != nullptr)
-            config_.stats->count_readahead_submitted(std::uint64_t{count} * config_.block_size);
-        next += count;
+        ahead_lba_ = range.end();
+        next_window_blocks_ = next_window_blocks(next_window_blocks_, config_.max_blocks);
     }
 }
 
-void Readahead::invalidate(std::uint64_t lba, std::uint64_t blocks)
+bool Readahead::serve(std::uint64_t offset, std::uint64_t length, const ReadConsumer &consume,
+                      int &rc)
+{
+    const std::uint64_t block = config_.block_size;
+    const BlockRange request{offset / block,
+                             (offset + length + block - 1) / block - offset / block};
+    std::vector<WindowPiece> pieces;
+    std::vector<Window *> used;
+    std::vector<Window *> to_reap;
+    {
+        std::lock_guard lock(mutex_);
+        std::vector<BlockRange> ranges;
+        for (const Window &window : windows_)
+            ranges.push_back(live(window) ? window.range : BlockRange{});
+        if (!cover_request(ranges, request, pieces))
+            return false;
+        for (const WindowPiece &piece : pieces) {
+            Window &window = windows_[piece.window];
+            ++window.users;
+            used.push_back(&window);
+            if (window.state == State::in_flight) {
+                window.state = State::reaping;
+                to_reap.push_back(&window);
+            }
+        }
+    }
+    for (Window *window : to_reap)
+        reap(*window);
+
+    bool all_good = true;
+    {
+        std::unique_lock lock(mutex_);
+        if (!to_reap.empty())
+            reaped_.notify_all();
+        // Another reader may be reaping a window we need.
+        reaped_.wait(lock, [&] {
+            return std::none_of(used.begin(), used.end(), [](const Window *window) {
+                return window->state == State::reaping || window->state == State::in_flight;
+            });
+        });
+        // A window that went stale meanwhile was overwritten while this read ran: either
+        // content answers it. A failed one does not: the normal read reports the error.
+        for (const Window *window : used)
+            all_good = all_good && window->state == State::done;
+    }
+
+    if (all_good) {
+        std::vector<iovec> parts;
+        std::uint64_t at = request.lba * block; // byte the next piece starts at
+        for (const WindowPiece &piece : pieces) {
+            const Window &window = windows_[piece.window];
+            const std::uint64_t begin = std::max(at, offset);
+            const std::uint64_t end = std::min(at + piece.blocks * block, offset + length);
+            std::uint8_t *base = memory(window) + piece.offset_blocks * block;
+            parts.push_back({base + (begin - at), end - begin});
+            at += piece.blocks * block;
+        }
+        if (config_.stats != nullptr)
+            config_.stats->count_readahead_hit(length);
+        rc = consume(parts);
+    }
+    std::lock_guard lock(mutex_);
+    for (Window *window : used)
+        --window->users;
+    return all_good;
+}
+
+void Readahead::invalidate(const BlockRange &blocks)
 {
     std::lock_guard lock(mutex_);
     for (Window &window : windows_)
-        if (window.state != State::idle && window.lba < lba + blocks &&
-            lba < window.lba + window.blocks)
+        if (window.state != State::idle && window.range.overlaps(blocks))
             window.stale = true;
 }
 

@@ -1,15 +1,24 @@
 // Sequential read-ahead: while the caller copies one reply out, the next windows are
 // already being read on their own sg fds (asynchronous write()/read() on each), so the
-// disk never waits for FUSE. Reads of a window that was read ahead are answered from the
-// slot's memory without a copy.
+// disk never waits for FUSE. A window holds one command's worth of blocks; windows grow
+// from a few requests' worth to the largest command (readahead_window.hpp), a read is
+// answered from any part of one window or from two neighbours, without a copy, and a
+// window is read again further ahead once the reader has passed it.
+//
+// Concurrency: one mutex guards the windows' state. A window's memory is only handed out
+// while `users` counts the reader; it is resubmitted only with no users. Exactly one
+// thread reaps a window's completion (state `reaping`), outside the mutex; others that
+// need the same window wait on `reaped_`.
 //
 // Lock order: the caller's RangeLock (writes) before mutex_. The mutex is never held
 // across a blocking read() of a completion.
 #pragma once
 
+#include "readahead_window.hpp"
 #include "sgfs/disk.hpp"
 #include "slot.hpp"
 
+#include <condition_variable>
 #include <cstdint>
 #include <mutex>
 #include <vector>
@@ -36,37 +45,47 @@ class Readahead
     void configure(std::vector<std::unique_ptr<Slot>> slots, const ReadaheadConfig &config);
     bool enabled() const { return !slots_.empty(); }
 
-    // Serves [lba, lba + blocks) if windows read ahead cover exactly that range: consume()
-    // gets their memory and its result lands in `rc`. False when they do not (or a
-    // read-ahead command failed): the caller reads the normal way, which also reports
+    // Before a read of the blocks `request`: when it continues the previous read (or falls
+    // in a window), recycle the windows the reader has passed and queue the ones that
+    // follow, one per idle slot, not past `capacity_blocks`.
+    void advance(const BlockRange &request, std::uint64_t capacity_blocks);
+    // Serves the bytes [offset, offset + length) if windows read ahead hold all of them:
+    // consume() gets their memory and its result lands in `rc`. False when they do not
+    // (or a read-ahead command failed): the caller reads the normal way, which also reports
     // errors properly.
-    bool serve(std::uint64_t lba, std::uint64_t blocks, const ReadConsumer &consume, int &rc);
-    // After a read of [lba, lba + blocks): when it continues the previous one, queue the
-    // windows that follow, up to one per slot, not past `capacity_blocks`.
-    void advance(std::uint64_t lba, std::uint64_t blocks, std::uint64_t capacity_blocks);
-    // A write to [lba, lba + blocks) makes overlapping windows stale: call before the write
-    // starts and again once it completed (a window read while it ran may hold either).
-    void invalidate(std::uint64_t lba, std::uint64_t blocks);
+    bool serve(std::uint64_t offset, std::uint64_t length, const ReadConsumer &consume, int &rc);
+    // A write to `blocks` makes overlapping windows stale: call before the write starts and
+    // again once it completed (a window read while it ran may hold either).
+    void invalidate(const BlockRange &blocks);
 
   private:
-    enum class State { idle, in_flight, claimed };
+    enum class State { idle, in_flight, reaping, done, failed };
     struct Window {
         Slot *slot = nullptr;
         State state = State::idle;
         bool stale = false;
-        std::uint64_t lba = 0;
-        std::uint32_t blocks = 0;
+        unsigned users = 0; // readers holding its memory or waiting for it
+        BlockRange range;
     };
 
-    int submit_locked(Window &window, std::uint64_t lba, std::uint32_t blocks);
-    void reap_stale(std::unique_lock<std::mutex> &lock);
-    Window *find_locked(std::uint64_t lba);
+    bool live(const Window &window) const
+    {
+        return window.state != State::idle && window.state != State::failed && !window.stale;
+    }
+    std::uint8_t *memory(const Window &window) const { return window.slot->staging(config_.mode); }
+    int submit_locked(Window &window, const BlockRange &range);
+    void recycle(std::unique_lock<std::mutex> &lock, std::uint64_t reader_lba, bool restart,
+                 std::vector<BlockRange> &refill);
+    void reap(Window &window);
 
     ReadaheadConfig config_;
     std::vector<std::unique_ptr<Slot>> slots_;
     std::mutex mutex_;
+    std::condition_variable reaped_;
     std::vector<Window> windows_;
     std::uint64_t stream_next_lba_ = UINT64_MAX; // where a sequential reader reads next
+    std::uint64_t ahead_lba_ = 0;                // where the next window starts
+    std::uint64_t next_window_blocks_ = 1;       // and how large it is
 };
 
 } // namespace sgfs
