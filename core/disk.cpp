@@ -657,7 +657,7 @@ int SgDisk::copy_turn(SgDisk &target, std::span<const CopyStage> chunks, CopyMod
         std::max(first.destination_lba + first.blocks, last.destination_lba + last.blocks);
     // The destination's write range before any pool lease (the lock order at the top).
     auto held = target.write_ranges_.lock(begin, end);
-    target.readahead_.invalidate(begin, end - begin);
+    target.readahead_.invalidate({begin, end - begin});
     Pool<Slot> &readers = modes.read == TransferMode::mmap ? mmap_pool_ : copy_pool_;
     Pool<Slot> &writers = target.copy_pool_;
     // One disk's own copy reads and writes each chunk on the same fd, one after the other.
@@ -683,7 +683,7 @@ int SgDisk::copy_turn(SgDisk &target, std::span<const CopyStage> chunks, CopyMod
     }
     const int rc = run_copy_stages(target, stages, chunks, modes, failed);
     // A window read ahead while the copy ran may hold old or new data: drop it.
-    target.readahead_.invalidate(begin, end - begin);
+    target.readahead_.invalidate({begin, end - begin});
     return rc;
 }
 
