@@ -42,7 +42,8 @@ Files
   MOUNTPOINT/by-id/ID   symlink to ../sgN, like /dev/disk/by-id
   MOUNTPOINT/.stats     per disk: geometry, settings, and per transfer mode the
                         commands and bytes requested and really done, fallbacks,
-                        retries, user-space copies, errors by category
+                        retries, errors by category, and per path (read, write,
+                        copy) the bytes copied by sgfs, by the driver, or not at all
   user.sgfs.KEY         the same figures as extended attributes of each disk file
 
 Program options
