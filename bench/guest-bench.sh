@@ -18,7 +18,7 @@
 set -u
 
 SIZES=8k,64k,1m RUNS=3 SIZE_MB=256 FIO_RUNTIME=5 FIO_JOBS=1,4
-WORKLOADS=read,write,copy,rand SGFS_MODES=indirect,direct,mmap,auto SGFS_OPTIONS=''
+WORKLOADS=read,write,copy,rand SGFS_MODES=indirect,direct,mmap,auto,before=auto+noreadahead+noaligned_writes+nocopy_file_range SGFS_OPTIONS=''
 BUILD='' CMD_TIMEOUT=900 CHECKS=1
 while [ $# -gt 0 ]; do
 	case $1 in
