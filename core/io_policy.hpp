@@ -10,7 +10,7 @@ namespace sgfs
 
 struct IoPolicy {
     IoMode mode = IoMode::automatic;
-    std::size_t mmap_min = 64 * 1024;
+    std::size_t mmap_min = std::size_t{64} * 1024;
     bool allow_dio = false;
 
     // `buffer_aligned`: the caller's buffer can be handed to the driver for direct IO.

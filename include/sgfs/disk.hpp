@@ -20,10 +20,12 @@ namespace sgfs
 
 struct DiskOptions {
     IoMode io_mode = IoMode::automatic;
-    std::size_t mmap_min = 64 * 1024;  // auto: aligned IO at or above this uses mmap/direct
-    std::size_t reserve = 1024 * 1024; // per-fd reserve buffer asked for (driver may cap)
-    unsigned queue_depth = 4;          // sg fds per device = commands in flight
-    std::size_t max_io = 0;            // largest SCSI transfer; 0 = what the device allows
+    // auto: aligned IO at or above this uses mmap/direct
+    std::size_t mmap_min = std::size_t{64} * 1024;
+    // per-fd reserve buffer asked for (driver may cap)
+    std::size_t reserve = std::size_t{1024} * 1024;
+    unsigned queue_depth = 4; // sg fds per device = commands in flight
+    std::size_t max_io = 0;   // largest SCSI transfer; 0 = what the device allows
     unsigned timeout_seconds = 60;
     unsigned retries = 3; // for unit attention / aborted command / busy
     bool fua = false;
@@ -56,6 +58,9 @@ using ReadConsumer = std::function<int(std::span<const iovec> pieces)>;
 // the right device.
 enum class CopyEnd { none, source, destination };
 
+// A Disk is used by the process that opened it: the sg driver refuses the asynchronous
+// write()/read() of a command on an fd opened by another process (after fork(), or a
+// daemonize), so such a process opens its own (fusefs reopens after fuse_daemonize).
 class Disk
 {
   public:
