@@ -194,6 +194,13 @@ set_allow_dio() {
 	}
 }
 
+# --- sgfs mounts ----------------------------------------------------------------------
+
+# sgfs_mounted DIR: an sgfs file system is mounted at DIR.
+sgfs_mounted() { grep -q " $1 fuse.sgfs " /proc/mounts; }
+# sgfs_umount DIR: nothing of sgfs is mounted at DIR any more (lazily if it is busy).
+sgfs_umount() { while sgfs_mounted "$1"; do umount "$1" 2>/dev/null || umount -l "$1"; done; }
+
 # --- TAP-like reporting -------------------------------------------------------------
 
 _TAP_N=0 _TAP_FAILED=0 _TAP_SKIPPED=0 _TAP_FAILED_NAMES=()

@@ -16,8 +16,6 @@ mnt=/mnt/sg
 mkdir -p "$mnt"
 work=$(mktemp -d)
 
-mounted() { grep -q " $1 fuse.sgfs " /proc/mounts; }
-umount_all() { while mounted "$mnt"; do umount "$mnt" 2>/dev/null || umount -l "$mnt"; done; }
 
 # Two disks with stores of their own; a 1 MiB reserve needs max_sectors_kb of 1024.
 sdebug_reload add_host=2 dev_size_mb=64 per_host_store=1 delay=0 || exit 1
@@ -85,7 +83,7 @@ model_copy "$work/model0" 12345 "$work/model1" $((capacity - 100)) 1000
 expect_copy "copy starting at the destination's end: ENOSPC" "error ENOSPC" \
 	"$copy_range" file "$f0" 0 "$f1" "$capacity" 4096
 check "copy.* counted the copies" test "$(stat_sum copy.zero_copy_bytes)" -gt 0
-umount_all
+sgfs_umount "$mnt"
 check "$name1 as sd reads it with O_DIRECT is the model" disk_is_model "$sd1" "$work/model1"
 check "$name0 (only read) is unchanged" disk_is_model "$sd0" "$work/model0"
 
@@ -132,21 +130,21 @@ check "io=direct: $size_mib MiB read and written without a copy" \
 	test "$(stat_sum copy.zero_copy_bytes)" -ge $((2 * capacity))
 check "io=direct: nothing through FUSE read or write" \
 	test "$(path_bytes read)" = 0 -a "$(path_bytes write)" = 0
-umount_all
+sgfs_umount "$mnt"
 
 mount -t fuse.sgfs all "$mnt" -o io=indirect
 cp_and_check "io=indirect"
 check "io=indirect: the sg driver copied every byte (twice)" \
 	test "$(stat_sum copy.sg_copy_bytes)" -ge $((2 * capacity))
 check "io=indirect: nothing copied in sgfs" test "$(stat_sum copy.user_copy_bytes)" = 0
-umount_all
+sgfs_umount "$mnt"
 
 mount -t fuse.sgfs all "$mnt" -o io=mmap
 cp_and_check "io=mmap"
 check "io=mmap: read into the reserve mapping and written from it, no copy" \
 	test "$(stat_sum copy.zero_copy_bytes)" -ge $((2 * capacity)) \
 	-a "$(stat_sum mmap.done_bytes)" -ge "$capacity" -a "$(stat_sum direct.done_bytes)" -ge "$capacity"
-umount_all
+sgfs_umount "$mnt"
 
 set_allow_dio 0
 mount -t fuse.sgfs all "$mnt" -o io=auto
@@ -154,14 +152,14 @@ cp_and_check "allow_dio=0, io=auto"
 check "allow_dio=0: reads into the mapping, writes through the sg driver" \
 	test "$(stat_sum mmap.done_bytes)" -ge "$capacity" -a "$(stat_sum copy.sg_copy_bytes)" -ge "$capacity" \
 	-a "$(stat_sum copy.user_copy_bytes)" = 0
-umount_all
+sgfs_umount "$mnt"
 set_allow_dio 1
 
 mount -t fuse.sgfs all "$mnt" -o nocopy_file_range
 cp_and_check "nocopy_file_range"
 check "nocopy_file_range: copy.* stays 0" test "$(path_bytes copy)" = 0
 check "nocopy_file_range: the data went through FUSE write" test "$(path_bytes write)" -ge "$capacity"
-umount_all
+sgfs_umount "$mnt"
 
 # --- a medium error on the source (scsi_debug opts=2: reads around LBA 0x1234 fail) ----
 
@@ -171,4 +169,4 @@ mount -t fuse.sgfs all "$mnt"
 expect_copy "a medium error reading the source: EIO" "error EIO" \
 	"$copy_range" file "$mnt/${sgs[0]#/dev/}" 0 "$mnt/${sgs[1]#/dev/}" 0 4194304
 check ".stats counts the medium error" test "$(stat_sum errors.medium_error)" -ge 1
-umount_all
+sgfs_umount "$mnt"

@@ -15,8 +15,6 @@ mnt=/mnt/sg
 mkdir -p "$mnt"
 work=$(mktemp -d)
 
-mounted() { grep -q " $1 fuse.sgfs " /proc/mounts; }
-umount_all() { while mounted "$mnt"; do umount "$mnt" 2>/dev/null || umount -l "$mnt"; done; }
 
 # Bytes [offset, offset+length) of a file, for comparing slices.
 slice() { tail -c +$(($2 + 1)) "$1" | head -c "$3"; }
@@ -71,7 +69,7 @@ for sector in 512 4096; do
 		expect=$mode
 		[ "$mode" = auto ] && expect=direct
 		check "$label: .stats shows $expect IO done" mode_done_in_stats "$expect"
-		umount_all
+		sgfs_umount "$mnt"
 	done
 done
 
@@ -98,7 +96,7 @@ check "by-id links to the disk" test -n "$(ls "$mnt/by-id")"
 # the read-modify-writes of shared blocks race; then a separate verify pass.
 fio_jobs=()
 for i in 0 1 2 3; do
-	fio_jobs+=(--name=job$i --offset=$((333 + i * 2000000)) --size=2000000)
+	fio_jobs+=("--name=job$i" "--offset=$((333 + i * 2000000))" --size=2000000)
 done
 check "fio: 4 jobs write unaligned ranges sharing blocks, verify=crc32c" \
 	fio --filename="$mnt/$name0" --rw=randwrite --bs=1000 --ioengine=psync --verify=crc32c \
@@ -107,20 +105,20 @@ check "fio: a later verify-only pass finds no errors" \
 	fio --filename="$mnt/$name0" --rw=randwrite --bs=1000 --ioengine=psync --verify=crc32c \
 	--verify_only=1 --verify_fatal=1 --randrepeat=1 --output="$work/fio-verify.txt" "${fio_jobs[@]}"
 grep -E "err=|verify" "$work/fio-verify.txt" | head -n 5 | sed 's/^/# /'
-umount_all
+sgfs_umount "$mnt"
 
 # Read-only: -o ro, and a write-protected scsi_debug disk (wp=1).
 mount -t fuse.sgfs "$sg0" "$mnt" -o ro
 check "ro mount: write fails with EROFS" \
 	bash -c "dd if=/dev/zero of=$mnt/$name0 bs=4k count=1 conv=notrunc 2>&1 | grep -q 'Read-only file system'"
-umount_all
+sgfs_umount "$mnt"
 sdebug_reload add_host=1 dev_size_mb=16 delay=0 wp=1
 sgw=$(sdebug_sg_nodes | head -n 1)
 mount -t fuse.sgfs "$sgw" "$mnt"
 check "write-protected disk: write fails with EROFS" \
 	bash -c "dd if=/dev/zero of=$mnt/$(basename "$sgw") bs=4k count=1 conv=notrunc 2>&1 | grep -q 'Read-only file system'"
 check "write-protected disk: reads work" dd if="$mnt/$(basename "$sgw")" of=/dev/null bs=64k count=4 status=none
-umount_all
+sgfs_umount "$mnt"
 
 # Bad options and bad sources: a clear message, non-zero exit, nothing mounted.
 sdebug_reload add_host=1 dev_size_mb=16 delay=0
@@ -131,11 +129,11 @@ refuses() {
 	shift
 	if "$@" >"$work/out" 2>&1; then
 		echo "# succeeded: $*"
-		umount_all
+		sgfs_umount "$mnt"
 		return 1
 	fi
 	sed 's/^/#   /' "$work/out"
-	grep -qi -- "$want" "$work/out" && ! mounted "$mnt"
+	grep -qi -- "$want" "$work/out" && ! sgfs_mounted "$mnt"
 }
 check "bad option value is refused" refuses "queue_depth" sgfs "$sg0" "$mnt" -o queue_depth=abc
 check "unknown option is refused" refuses "bogus" sgfs "$sg0" "$mnt" -o bogus=1
@@ -147,7 +145,7 @@ check "mount -t with a bad option is refused" refuses "queue_depth" mount -t fus
 # fstab.
 echo "$sg0 $mnt fuse.sgfs io=auto,noauto,nofail,_netdev 0 0" >>/etc/fstab
 check "fstab line mounts with mount $mnt" mount "$mnt"
-check "fstab mount is listed" mounted "$mnt"
+check "fstab mount is listed" sgfs_mounted "$mnt"
 check "umount unmounts" umount "$mnt"
 check "no mount left after umount" bash -c "! grep -q ' $mnt fuse.sgfs ' /proc/mounts"
 
@@ -163,7 +161,7 @@ sleep 0.5
 check "umount during a read leaves no daemon" bash -c "! pgrep -x sgfs"
 mount -t fuse.sgfs "$sg0" "$mnt"
 pkill -TERM -x sgfs
-for _ in $(seq 50); do mounted "$mnt" || break; sleep 0.1; done
+for _ in $(seq 50); do sgfs_mounted "$mnt" || break; sleep 0.1; done
 check "SIGTERM of the daemon unmounts" bash -c "! grep -q ' $mnt fuse.sgfs ' /proc/mounts"
 check "SIGTERM: the mount point is usable again" ls "$mnt"
 

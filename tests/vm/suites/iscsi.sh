@@ -37,8 +37,6 @@ fi
 
 now() { date +%s.%N; }
 elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", b - a }'; }
-mounted() { grep -q " $1 fuse.sgfs " /proc/mounts; }
-umount_all() { while mounted "$mnt"; do umount "$mnt" 2>/dev/null || umount -l "$mnt"; done; }
 # The value of KEY in DEVICE's block of /.stats.
 stat_of() { awk -v dev="$1" -v key="$2" '$1 == "device" { cur = $2; next } cur == dev && $1 == key { print $2; exit }' "$mnt/.stats"; }
 stat_is() { [[ $(stat_of "$1" "$2") == "$3" ]] || { echo "$1 $2 is '$(stat_of "$1" "$2")', not '$3'"; return 1; }; }
@@ -154,14 +152,14 @@ check "all: the controller and the CD-ROM are not" \
 	bash -c "! grep -qx -e $(lun_sg 0 | cut -d/ -f3) -e $(lun_sg 4 | cut -d/ -f3) $work/ls"
 check "all: by-id has a link for each LUN" \
 	bash -c "for n in $n1 $n2 $n3; do ls -l $mnt/by-id | grep -q \"> ../\$n\$\" || exit 1; done"
-umount_all
+sgfs_umount "$mnt"
 refused_as_not_a_disk() {
 	if sgfs "$1" "$mnt" >"$work/out" 2>&1; then
-		umount_all
+		sgfs_umount "$mnt"
 		return 1
 	fi
 	cat "$work/out"
-	grep -q "is not a disk" "$work/out" && ! mounted "$mnt"
+	grep -q "is not a disk" "$work/out" && ! sgfs_mounted "$mnt"
 }
 check "naming the controller is refused as not a disk" refused_as_not_a_disk "$(lun_sg 0)"
 
@@ -205,7 +203,7 @@ for mode in indirect direct mmap auto; do
 		check "io=$mode: .stats of $n shows $expect IO done" \
 			bash -c "[[ \$(awk -v d=$n '\$1==\"device\"{c=\$2} c==d && \$1==\"$expect.done_commands\"{print \$2}' $mnt/.stats) -gt 0 ]]"
 	done
-	umount_all
+	sgfs_umount "$mnt"
 done
 
 diag "$SECONDS s into the suite"
@@ -239,7 +237,7 @@ check "read-only LUN: a write fails with EROFS" \
 check "read-only LUN: reads equal the backing file" cmp "$mnt/$n3" "$luns/lun3.img"
 check "read-only LUN: the backing file is unchanged" \
 	bash -c "! cmp -s <(head -c 4096 /dev/zero) <(head -c 4096 $luns/lun3.img)"
-umount_all
+sgfs_umount "$mnt"
 
 diag "$SECONDS s into the suite"
 # --- path loss and return ------------------------------------------------------------
@@ -382,7 +380,7 @@ head -c $((4 << 20)) /dev/urandom >"$work/late"
 check "re-login: a write to LUN 2 reaches its backing file" \
 	bash -c "dd if=$work/late of=$mnt/$n2 bs=1M conv=notrunc,fsync status=none && cmp -n $((4 << 20)) $work/late $luns/lun2.img"
 sed 's/^/#   .stats: /' < <(awk -v d="$n2" '$1 == "device" { c = $2 } c == d' "$mnt/.stats" | head -n 12)
-umount_all
+sgfs_umount "$mnt"
 
 if [[ -n ${syslogd_pid:-} ]]; then
 	grep "sgfs" "$work/syslog" | tail -n 12 | sed 's/^/#   syslog: /'

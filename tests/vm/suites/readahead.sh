@@ -16,8 +16,6 @@ mkdir -p "$mnt"
 work=$(mktemp -d)
 size_mb=16
 
-mounted() { grep -q " $1 fuse.sgfs " /proc/mounts; }
-umount_all() { while mounted "$mnt"; do umount "$mnt" 2>/dev/null || umount -l "$mnt"; done; }
 stat_of() { awk -v key="$1" '$1 == key { print $2; exit }' "$mnt/.stats"; }
 # The disk as sd reads it, bypassing its page cache (sgfs writes behind sd's back).
 snapshot() { dd if="$sd" of="$work/disk" bs=1M count=$size_mb iflag=direct status=none; }
@@ -46,7 +44,7 @@ for mode in auto mmap indirect; do
 			check "io=$mode: bs=8k was answered from read-ahead ($hits bytes)" test "${hits:-0}" -gt 0
 		fi
 	done
-	umount_all
+	sgfs_umount "$mnt"
 done
 
 mount_default() { check "$1: mount" "$sgfs" "$sg" "$mnt" -o reserve=1M; }
@@ -59,7 +57,7 @@ diag "readahead_hit_bytes after the writes: $hits"
 snapshot
 check "what that reader read equals sd's O_DIRECT view" \
 	cmp "$work/read" <(head -c $((8 << 20)) "$work/disk")
-umount_all
+sgfs_umount "$mnt"
 
 mount_default "two readers"
 half=$((size_mb / 2))
@@ -77,4 +75,4 @@ check "fio: 4 jobs of random 4 KiB reads" \
 	fio --filename="$mnt/$name" --rw=randread --bs=4k --ioengine=psync --numjobs=4 \
 	--size=$((size_mb << 20)) --io_size=2M --name=random --output="$work/fio.txt"
 diag "read ahead during random reads: $(($(stat_of readahead_bytes) - before)) bytes"
-umount_all
+sgfs_umount "$mnt"

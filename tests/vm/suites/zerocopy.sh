@@ -17,8 +17,6 @@ mnt=/mnt/sg
 mkdir -p "$mnt"
 work=$(mktemp -d)
 
-mounted() { grep -q " $1 fuse.sgfs " /proc/mounts; }
-umount_all() { while mounted "$mnt"; do umount "$mnt" 2>/dev/null || umount -l "$mnt"; done; }
 
 sdebug_reload add_host=1 dev_size_mb=128 delay=0
 sg0=$(sdebug_sg_nodes | head -n 1)
@@ -63,7 +61,7 @@ check "io=direct: no read byte copied by sgfs" counter_is read.user_copy_bytes -
 check "io=direct: no read byte copied by the sg driver" counter_is read.sg_copy_bytes -eq 0
 check "io=direct: 64 MiB read without a copy" counter_is read.zero_copy_bytes -ge $size
 check "io=direct: the driver did direct IO every time" counter_is direct.fallback_bytes -eq 0
-umount_all
+sgfs_umount "$mnt"
 
 # New data in every 1 MiB block (so a lost write shows), cheaper than /dev/urandom: the
 # source rotated by 1 MiB.
@@ -75,13 +73,13 @@ rotate_source
 write_and_read_back "io=indirect" io=indirect,reserve=1M
 check "io=indirect: the sg driver copied the writes" counter_is write.sg_copy_bytes -ge $size
 check "io=indirect: the sg driver copied the reads" counter_is read.sg_copy_bytes -ge $size
-umount_all
+sgfs_umount "$mnt"
 
 rotate_source
 write_and_read_back "noaligned_writes,io=direct" noaligned_writes,io=direct,reserve=1M
 check "noaligned_writes: sgfs copied the writes (unaligned data)" \
 	counter_is write.user_copy_bytes -ge $size
-umount_all
+sgfs_umount "$mnt"
 
 # Odd sizes at odd offsets, and many small writes, through the aligned receive buffers;
 # the disk as sd reads it must equal a model file written the same way.
@@ -106,12 +104,12 @@ check "odd and small writes: sd O_DIRECT sees the model" cmp "$work/model" "$wor
 check "odd and small writes: sgfs reads the model" cmp "$work/model" <(head -c $region "$file")
 check "metadata requests are served: ls, stat, .stats" \
 	bash -c "ls -l '$mnt' >/dev/null && stat '$file' >/dev/null && cat '$mnt/.stats' >/dev/null"
-umount_all
+sgfs_umount "$mnt"
 
 # A signal ends the loop even while every worker waits in read().
 sgfs "$sg0" "$mnt"
 pid=$(pgrep -x sgfs)
 kill -TERM "$pid"
-for _ in $(seq 50); do mounted "$mnt" || break; sleep 0.1; done
+for _ in $(seq 50); do sgfs_mounted "$mnt" || break; sleep 0.1; done
 check "SIGTERM unmounts" bash -c "! grep -q ' $mnt fuse.sgfs ' /proc/mounts"
-umount_all
+sgfs_umount "$mnt"
