@@ -65,6 +65,7 @@ class SgDisk final : public Disk
         Slot *writer = nullptr;
         std::uint64_t source_lba = 0, destination_lba = 0;
         std::uint32_t blocks = 0;
+        std::size_t chunk = 0; // index into the copy's chunks
         bool reading = false, writing = false;
     };
 
@@ -75,12 +76,16 @@ class SgDisk final : public Disk
     CopyModes copy_modes() const;
     int staged_copy_to(SgDisk &target, std::uint64_t from, std::uint64_t to, std::uint64_t length,
                        CopyEnd &failed);
+    // These three count in `blocks_done` the blocks copied, in the order the chunks go,
+    // before the first chunk that failed.
     int pipelined_copy_to(SgDisk &target, std::uint64_t source_lba, std::uint64_t destination_lba,
-                          std::uint64_t blocks, bool backwards, CopyEnd &failed);
+                          std::uint64_t blocks, bool backwards, CopyEnd &failed,
+                          std::uint64_t &blocks_done);
     int copy_turn(SgDisk &target, std::span<const CopyStage> chunks, CopyModes modes,
-                  CopyEnd &failed);
+                  CopyEnd &failed, std::uint64_t &blocks_done);
     int run_copy_stages(SgDisk &target, std::span<CopyStage> stages,
-                        std::span<const CopyStage> chunks, CopyModes modes, CopyEnd &failed);
+                        std::span<const CopyStage> chunks, CopyModes modes, CopyEnd &failed,
+                        std::uint64_t &blocks_done);
     int start_copy_command(SgDisk &owner, Slot &slot, const CopyStage &chunk, bool write,
                            TransferMode mode, std::uint8_t *data);
     int finish_copy_command(SgDisk &owner, Slot &slot, const CopyStage &chunk, bool write,

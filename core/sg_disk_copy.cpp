@@ -71,20 +71,36 @@ ssize_t SgDisk::copy_range(std::uint64_t from, Disk &destination, std::uint64_t 
     const std::uint64_t blocks = (wanted - head) / block;
     const std::uint64_t tail_at = head + blocks * block;
     const bool backwards = copy_goes_backwards(target == this, from, to, wanted);
+    std::uint64_t blocks_done = 0;
     const auto edge = [&](std::uint64_t offset, std::uint64_t bytes) {
         return bytes == 0 ? 0 : staged_copy_to(*target, from + offset, to + offset, bytes, failed);
     };
     const auto middle = [&] {
         return blocks == 0 ? 0
                            : pipelined_copy_to(*target, (from + head) / block, (to + head) / block,
-                                               blocks, backwards, failed);
+                                               blocks, backwards, failed, blocks_done);
     };
-    int rc = backwards ? edge(tail_at, wanted - tail_at) : edge(0, head);
-    if (rc == 0)
+    if (backwards) {
+        int rc = edge(tail_at, wanted - tail_at);
+        if (rc == 0)
+            rc = middle();
+        if (rc == 0)
+            rc = edge(0, head);
+        return rc != 0 ? rc : static_cast<ssize_t>(wanted);
+    }
+    // Front to back, a copy that fails part-way reports the bytes before the failure, as
+    // copy_file_range(2) and write(2) do; the caller's next call from there gets the error.
+    std::uint64_t done = 0;
+    int rc = edge(0, head);
+    if (rc == 0) {
         rc = middle();
+        done = head + blocks_done * block;
+    }
     if (rc == 0)
-        rc = backwards ? edge(0, head) : edge(tail_at, wanted - tail_at);
-    return rc != 0 ? rc : static_cast<ssize_t>(wanted);
+        rc = edge(tail_at, wanted - tail_at);
+    if (rc == 0)
+        return static_cast<ssize_t>(wanted);
+    return done > 0 ? static_cast<ssize_t>(done) : rc;
 }
 
 int SgDisk::staged_copy_to(SgDisk &target, std::uint64_t from, std::uint64_t to,
@@ -109,8 +125,9 @@ int SgDisk::staged_copy_to(SgDisk &target, std::uint64_t from, std::uint64_t to,
 
 int SgDisk::pipelined_copy_to(SgDisk &target, std::uint64_t source_lba,
                               std::uint64_t destination_lba, std::uint64_t blocks, bool backwards,
-                              CopyEnd &failed)
+                              CopyEnd &failed, std::uint64_t &blocks_done)
 {
+    blocks_done = 0;
     if (gone_) {
         failed = CopyEnd::source;
         return fail(-ENODEV, info_.name + ": device is gone");
@@ -138,14 +155,17 @@ int SgDisk::pipelined_copy_to(SgDisk &target, std::uint64_t source_lba,
     for (std::size_t first = 0; first < chunks.size(); first += chunks_per_turn) {
         const std::span<const CopyStage> turn = std::span<const CopyStage>(chunks).subspan(
             first, std::min(chunks_per_turn, chunks.size() - first));
-        if (int rc = copy_turn(target, turn, modes, failed); rc != 0)
+        std::uint64_t turn_done = 0;
+        const int rc = copy_turn(target, turn, modes, failed, turn_done);
+        blocks_done += turn_done;
+        if (rc != 0)
             return rc;
     }
     return 0;
 }
 
 int SgDisk::copy_turn(SgDisk &target, std::span<const CopyStage> chunks, CopyModes modes,
-                      CopyEnd &failed)
+                      CopyEnd &failed, std::uint64_t &blocks_done)
 {
     const CopyStage &first = chunks.front();
     const CopyStage &last = chunks.back();
@@ -178,7 +198,7 @@ int SgDisk::copy_turn(SgDisk &target, std::span<const CopyStage> chunks, CopyMod
         stages[i].reader = read_leases[i].get();
         stages[i].writer = shared ? read_leases[i].get() : write_leases[i].get();
     }
-    const int rc = run_copy_stages(target, stages, chunks, modes, failed);
+    const int rc = run_copy_stages(target, stages, chunks, modes, failed, blocks_done);
     // A window read ahead while the copy ran may hold old or new data: drop it.
     target.readahead_.invalidate({begin, end - begin});
     return rc;
@@ -189,9 +209,11 @@ int SgDisk::copy_turn(SgDisk &target, std::span<const CopyStage> chunks, CopyMod
 // the order for_each_copy_chunk gives, no write lands on source blocks of a read not yet
 // done, so a one-disk copy stays memmove.
 int SgDisk::run_copy_stages(SgDisk &target, std::span<CopyStage> stages,
-                            std::span<const CopyStage> chunks, CopyModes modes, CopyEnd &failed)
+                            std::span<const CopyStage> chunks, CopyModes modes, CopyEnd &failed,
+                            std::uint64_t &blocks_done)
 {
     int error = 0;
+    std::vector<bool> written(chunks.size(), false);
     const auto note = [&](int rc, CopyEnd end) {
         if (rc != 0 && error == 0) {
             error = rc;
@@ -211,8 +233,10 @@ int SgDisk::run_copy_stages(SgDisk &target, std::span<CopyStage> stages,
         if (!stage.writing)
             return;
         stage.writing = false;
-        note(finish_copy_command(target, *stage.writer, stage, true, modes.write, data_of(stage)),
-             CopyEnd::destination);
+        const int rc =
+            finish_copy_command(target, *stage.writer, stage, true, modes.write, data_of(stage));
+        note(rc, CopyEnd::destination);
+        written[stage.chunk] = rc == 0;
     };
 
     const std::size_t depth = stages.size();
@@ -227,6 +251,7 @@ int SgDisk::run_copy_stages(SgDisk &target, std::span<CopyStage> stages,
             stage.source_lba = chunks[next].source_lba;
             stage.destination_lba = chunks[next].destination_lba;
             stage.blocks = chunks[next].blocks;
+            stage.chunk = next;
             const int rc =
                 start_copy_command(*this, *stage.reader, stage, false, modes.read, data_of(stage));
             note(rc, CopyEnd::source);
@@ -245,6 +270,9 @@ int SgDisk::run_copy_stages(SgDisk &target, std::span<CopyStage> stages,
         finish_read(stage);
         finish_write(stage);
     }
+    blocks_done = 0;
+    for (std::size_t c = 0; c < chunks.size() && written[c]; ++c)
+        blocks_done += chunks[c].blocks;
     return error;
 }
 

@@ -165,8 +165,23 @@ sgfs_umount "$mnt"
 
 sdebug_reload add_host=2 dev_size_mb=8 per_host_store=1 delay=0 opts=2 || exit 1
 mapfile -t sgs < <(sdebug_sg_nodes)
+mapfile -t sds < <(sdebug_block_nodes)
+bad_byte=$((0x1234 * 512))
+head -c "$bad_byte" /dev/urandom >"$work/before-error"
+# 512-byte writes: the block layer reads the page around a partial one, and hits the error.
+dd if="$work/before-error" of="${sds[0]}" bs=512 oflag=direct status=none
 mount -t fuse.sgfs all "$mnt"
-expect_copy "a medium error reading the source: EIO" "error EIO" \
-	"$copy_range" file "$mnt/${sgs[0]#/dev/}" 0 "$mnt/${sgs[1]#/dev/}" 0 4194304
+f0=$mnt/${sgs[0]#/dev/} f1=$mnt/${sgs[1]#/dev/}
+# Like write(2), a copy that fails part-way returns the bytes before the failure; the next
+# call, from there, gets the error.
+partial=$("$copy_range" file "$f0" 0 "$f1" 0 4194304 2>"$work/stderr")
+is_partial() { [[ $partial =~ ^[0-9]+$ ]] && ((partial > 0 && partial <= bad_byte)); }
+check "a medium error part-way: the bytes before it ($partial of 4194304, error at $bad_byte)" \
+	is_partial
+check "a medium error part-way: those bytes are on the destination (sd, O_DIRECT)" \
+	cmp -n "$partial" "$work/before-error" \
+	<(dd if="${sds[1]}" bs=64k iflag=direct,count_bytes count="$partial" status=none)
+expect_copy "a medium error part-way: the next call from there gets EIO" "error EIO" \
+	"$copy_range" file "$f0" "$partial" "$f1" "$partial" $((4194304 - partial))
 check ".stats counts the medium error" test "$(stat_sum errors.medium_error)" -ge 1
 sgfs_umount "$mnt"
