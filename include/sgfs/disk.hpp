@@ -85,8 +85,10 @@ class Disk
     // this disk with overlapping ranges: the result is then memmove's. Stops at either end:
     // returns the bytes copied (0 when `from` is at or past this disk's end), -ENOSPC when
     // `to` is at or past the destination's end, -EROFS for a read-only destination, or
-    // -errno with `failed` saying whose error it is. The default stages the data through
-    // pread() and pwrite(); two sg disks move it between their sg fds (disk.cpp).
+    // -errno with `failed` saying whose error it is. Two sg disks may instead return the
+    // bytes copied before an error (front-to-back copies; `failed` is set then too). The
+    // default stages the data through pread() and pwrite(); two sg disks move it between
+    // their sg fds (sg_disk_copy.cpp).
     virtual ssize_t copy_range(std::uint64_t from, Disk &destination, std::uint64_t to,
                                std::size_t length, CopyEnd &failed);
     // Calls `io` with the disk that really does the IO: this one, or for a wrapper the disk
