@@ -23,9 +23,10 @@ void Readahead::configure(std::vector<std::unique_ptr<Slot>> slots, const Readah
     windows_.clear();
     for (auto &slot : slots_)
         windows_.push_back(Window{.slot = slot.get(), .range = {}});
+    streams_ = StreamTable{};
 }
 
-int Readahead::submit_locked(Window &window, const BlockRange &range)
+int Readahead::submit_locked(Window &window, std::size_t stream, const BlockRange &range)
 {
     SgRequest request;
     request.cdb = cdb_read(range.lba, static_cast<std::uint32_t>(range.blocks), false);
@@ -40,6 +41,7 @@ int Readahead::submit_locked(Window &window, const BlockRange &range)
         return rc;
     window.state = State::in_flight;
     window.stale = false;
+    window.stream = stream;
     window.range = range;
     if (config_.stats != nullptr)
         config_.stats->count_readahead_submitted(request.length);
@@ -58,15 +60,16 @@ void Readahead::reap(Window &window)
     window.state = good ? State::done : State::failed;
 }
 
-// Frees the windows nobody will ask for: stale or failed ones, those the reader has passed
-// and, when the stream starts again elsewhere, every one nobody is using. The part of a stale
-// window still ahead of the reader goes to `refill`: a write there must not leave a hole.
-void Readahead::recycle(std::unique_lock<std::mutex> &lock, std::uint64_t reader_lba, bool restart,
-                        std::vector<BlockRange> &refill)
+// Frees the windows of `stream` nobody will ask for: stale or failed ones, those its reader
+// has passed and, when the stream starts again elsewhere, every one nobody is using. The
+// part of a stale window still ahead of the reader goes to `refill`: a write there must not
+// leave a hole.
+void Readahead::recycle(std::unique_lock<std::mutex> &lock, std::size_t stream,
+                        std::uint64_t reader_lba, bool restart, std::vector<BlockRange> &refill)
 {
     std::vector<Window *> in_flight;
     for (Window &window : windows_) {
-        if (window.state == State::idle || window.users != 0)
+        if (window.stream != stream || window.state == State::idle || window.users != 0)
             continue;
         const bool unwanted = restart || window.stale || window.state == State::failed ||
                               window.range.end() <= reader_lba;
@@ -101,51 +104,112 @@ void Readahead::recycle(std::unique_lock<std::mutex> &lock, std::uint64_t reader
     }
 }
 
-void Readahead::advance(const BlockRange &request, std::uint64_t capacity_blocks)
+// The windows of a stream whose reader has not read for this many reads of the disk go
+// back to the others: dd has finished, or waits on its output.
+constexpr std::uint64_t quiet_after_reads = 64;
+
+void Readahead::release_quiet_streams(std::unique_lock<std::mutex> &lock, std::size_t current)
 {
-    std::unique_lock lock(mutex_);
-    bool in_windows = false;
-    bool ahead_of_reader = false;
-    for (const Window &window : windows_)
-        if (live(window)) {
-            in_windows = in_windows || window.range.contains(request.lba);
-            ahead_of_reader = ahead_of_reader || window.range.end() > request.lba;
+    for (std::size_t stream = 0; stream < streams_.size(); ++stream) {
+        if (stream == current || !streams_.quiet(stream, quiet_after_reads))
+            continue;
+        const bool holds = std::any_of(windows_.begin(), windows_.end(), [&](const Window &w) {
+            return w.stream == stream && w.state != State::idle && w.users == 0;
+        });
+        if (holds) {
+            std::vector<BlockRange> none;
+            recycle(lock, stream, 0, true, none);
         }
-    const bool sequential = request.lba == stream_next_lba_ || in_windows;
-    stream_next_lba_ = request.end();
-    // Random reads queue nothing: no read-ahead is wasted on them.
-    if (!sequential)
-        return;
-    // Nothing read ahead lies where the reader goes: the stream starts (again) here, with
-    // a first window that holds this request too.
-    const bool restart = !ahead_of_reader;
-    std::vector<BlockRange> refill;
-    recycle(lock, request.lba, restart, refill);
-    if (restart) {
-        ahead_lba_ = request.lba;
-        next_window_blocks_ = first_window_blocks(request.blocks, config_.max_blocks);
     }
-    // Nearest first: the reader needs the refills before what lies past ahead_lba_.
+}
+
+// Queues the refills, then the windows past the stream's ahead_lba, on idle slots, while the
+// stream holds less than its share: the slots divided equally among the sequential streams
+// still read, this one included. A stream above its share takes no slot it frees again, so
+// one that started later gets its part.
+void Readahead::queue_windows(std::size_t stream, std::uint64_t capacity_blocks,
+                              std::vector<BlockRange> &refill)
+{
+    std::vector<std::size_t> held(streams_.size(), 0);
+    for (const Window &window : windows_)
+        if (window.state != State::idle)
+            ++held[window.stream];
+    std::size_t active = 0;
+    for (std::size_t other = 0; other < streams_.size(); ++other)
+        if (other == stream ||
+            (streams_[other].sequential && !streams_.quiet(other, quiet_after_reads)))
+            ++active;
+    const std::size_t share = std::max<std::size_t>(1, windows_.size() / active);
+    // Nearest first: the reader needs the refills before what lies past ahead_lba.
     std::sort(refill.begin(), refill.end(),
               [](const BlockRange &a, const BlockRange &b) { return a.lba < b.lba; });
+    ReadStream &ahead = streams_[stream];
     for (Window &window : windows_) {
+        if (held[stream] >= share)
+            break;
         if (window.state != State::idle || window.users != 0)
             continue;
         if (!refill.empty()) {
-            if (submit_locked(window, refill.front()) != 0)
+            if (submit_locked(window, stream, refill.front()) != 0)
                 break;
             refill.erase(refill.begin());
+            ++held[stream];
             continue;
         }
-        if (ahead_lba_ >= capacity_blocks)
-            continue;
-        const BlockRange range{ahead_lba_,
-                               std::min(next_window_blocks_, capacity_blocks - ahead_lba_)};
-        if (submit_locked(window, range) != 0)
+        if (ahead.ahead_lba >= capacity_blocks)
             break;
-        ahead_lba_ = range.end();
-        next_window_blocks_ = next_window_blocks(next_window_blocks_, config_.max_blocks);
+        const BlockRange range{
+            ahead.ahead_lba, std::min(ahead.next_window_blocks, capacity_blocks - ahead.ahead_lba)};
+        if (submit_locked(window, stream, range) != 0)
+            break;
+        ahead.ahead_lba = range.end();
+        ahead.next_window_blocks = next_window_blocks(ahead.next_window_blocks, config_.max_blocks);
+        ++held[stream];
     }
+}
+
+void Readahead::advance(const BlockRange &request, std::uint64_t capacity_blocks)
+{
+    std::unique_lock lock(mutex_);
+    // A read in a stream's window continues that stream when it lands near where its
+    // reader was: a reader with several reads in flight, out of order by up to a window.
+    // Farther off it is another reader landing there: it must not keep the stream going.
+    std::size_t owner = StreamTable::no_owner;
+    for (const Window &window : windows_) {
+        if (!live(window) || !window.range.contains(request.lba))
+            continue;
+        const std::uint64_t reader = streams_[window.stream].next_lba;
+        const std::uint64_t distance =
+            request.lba > reader ? request.lba - reader : reader - request.lba;
+        if (distance <= config_.max_blocks) {
+            owner = window.stream;
+            break;
+        }
+    }
+    bool sequential = false;
+    const std::size_t stream = streams_.match(request, owner, sequential);
+    std::vector<BlockRange> refill;
+    if (!sequential) {
+        // This read took over the stream read least recently: what that one read ahead is
+        // nobody's now. Random reads queue nothing: no read-ahead is wasted on them.
+        recycle(lock, stream, request.lba, true, refill);
+        return;
+    }
+    // Nothing of this stream read ahead lies where the reader goes (or what does is left
+    // from a stream this one took over): the stream starts (again) here, with a first
+    // window that holds this request too.
+    const bool restart = streams_[stream].ahead_lba <= request.lba ||
+                         std::none_of(windows_.begin(), windows_.end(), [&](const Window &w) {
+                             return w.stream == stream && live(w) && w.range.end() > request.lba;
+                         });
+    recycle(lock, stream, request.lba, restart, refill);
+    release_quiet_streams(lock, stream);
+    if (restart) {
+        streams_[stream].ahead_lba = request.lba;
+        streams_[stream].next_window_blocks =
+            first_window_blocks(request.blocks, config_.max_blocks);
+    }
+    queue_windows(stream, capacity_blocks, refill);
 }
 
 bool Readahead::serve(std::uint64_t offset, std::uint64_t length, const ReadConsumer &consume,

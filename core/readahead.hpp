@@ -3,7 +3,9 @@
 // disk never waits for FUSE. A window holds one command's worth of blocks; windows grow
 // from a few requests' worth to the largest command (readahead_window.hpp), a read is
 // answered from any part of one window or from two neighbours, without a copy, and a
-// window is read again further ahead once the reader has passed it.
+// window is read again further ahead once its stream's reader has passed it. Several
+// sequential readers of the disk are told apart (StreamTable); each has its own windows
+// and an equal share of the fds, and a stream whose reader went quiet gives its back.
 //
 // Concurrency: one mutex guards the windows' state. A window's memory is only handed out
 // while `users` counts the reader; it is resubmitted only with no users. Exactly one
@@ -45,9 +47,9 @@ class Readahead
     void configure(std::vector<std::unique_ptr<Slot>> slots, const ReadaheadConfig &config);
     bool enabled() const { return !slots_.empty(); }
 
-    // Before a read of the blocks `request`: when it continues the previous read (or falls
-    // in a window), recycle the windows the reader has passed and queue the ones that
-    // follow, one per idle slot, not past `capacity_blocks`.
+    // Before a read of the blocks `request`: when it continues a stream (or falls in one
+    // of its windows), recycle the windows that stream's reader has passed and queue the
+    // ones that follow, on the idle slots of its share, not past `capacity_blocks`.
     void advance(const BlockRange &request, std::uint64_t capacity_blocks);
     // Serves the bytes [offset, offset + length) if windows read ahead hold all of them:
     // consume() gets their memory and its result lands in `rc`. False when they do not
@@ -65,6 +67,7 @@ class Readahead
         State state = State::idle;
         bool stale = false;
         unsigned users = 0; // readers holding its memory or waiting for it
+        std::size_t stream = 0;
         BlockRange range;
     };
 
@@ -73,9 +76,12 @@ class Readahead
         return window.state != State::idle && window.state != State::failed && !window.stale;
     }
     std::uint8_t *memory(const Window &window) const { return window.slot->staging(config_.mode); }
-    int submit_locked(Window &window, const BlockRange &range);
-    void recycle(std::unique_lock<std::mutex> &lock, std::uint64_t reader_lba, bool restart,
-                 std::vector<BlockRange> &refill);
+    int submit_locked(Window &window, std::size_t stream, const BlockRange &range);
+    void recycle(std::unique_lock<std::mutex> &lock, std::size_t stream, std::uint64_t reader_lba,
+                 bool restart, std::vector<BlockRange> &refill);
+    void release_quiet_streams(std::unique_lock<std::mutex> &lock, std::size_t current);
+    void queue_windows(std::size_t stream, std::uint64_t capacity_blocks,
+                       std::vector<BlockRange> &refill);
     void reap(Window &window);
 
     ReadaheadConfig config_;
@@ -83,9 +89,7 @@ class Readahead
     std::mutex mutex_;
     std::condition_variable reaped_;
     std::vector<Window> windows_;
-    std::uint64_t stream_next_lba_ = UINT64_MAX; // where a sequential reader reads next
-    std::uint64_t ahead_lba_ = 0;                // where the next window starts
-    std::uint64_t next_window_blocks_ = 1;       // and how large it is
+    StreamTable streams_;
 };
 
 } // namespace sgfs

@@ -42,4 +42,27 @@ bool cover_request(std::span<const BlockRange> windows, const BlockRange &reques
     return true;
 }
 
+std::size_t StreamTable::match(const BlockRange &request, std::size_t window_owner,
+                               bool &sequential)
+{
+    std::size_t found = window_owner < streams_.size() ? window_owner : streams_.size();
+    for (std::size_t i = 0; found == streams_.size() && i < streams_.size(); ++i)
+        if (streams_[i].next_lba == request.lba)
+            found = i;
+    sequential = found != streams_.size();
+    if (!sequential) {
+        found =
+            static_cast<std::size_t>(std::min_element(streams_.begin(), streams_.end(),
+                                                      [](const ReadStream &a, const ReadStream &b) {
+                                                          return a.last_used < b.last_used;
+                                                      }) -
+                                     streams_.begin());
+        streams_[found] = ReadStream{};
+    }
+    streams_[found].next_lba = request.end();
+    streams_[found].last_used = ++clock_;
+    streams_[found].sequential = sequential;
+    return found;
+}
+
 } // namespace sgfs

@@ -38,4 +38,42 @@ struct WindowPiece {
 bool cover_request(std::span<const BlockRange> windows, const BlockRange &request,
                    std::vector<WindowPiece> &pieces);
 
+// A sequential reader of a disk, known by the block it reads next.
+struct ReadStream {
+    std::uint64_t next_lba = UINT64_MAX; // where its reader reads next; none yet
+    std::uint64_t ahead_lba = 0;         // where its next window starts
+    std::uint64_t next_window_blocks = 1;
+    std::uint64_t last_used = 0; // the table's clock when it last read
+    bool sequential = false;     // its last read continued it
+};
+
+// Up to `capacity` readers of one disk told apart, like the kernel's per-file readahead
+// state but for one device file shared by all: a read belongs to the stream whose next
+// block it starts at (or whose window holds it, `window_owner`); a read that continues
+// none takes over the stream read least recently, and is not sequential.
+class StreamTable
+{
+  public:
+    static constexpr std::size_t default_capacity = 4;
+    explicit StreamTable(std::size_t capacity = default_capacity) : streams_(capacity) {}
+
+    // The stream `request` belongs to, which from now on expects request.end(); sets
+    // `sequential` when the request continued it, and false when it was taken over.
+    std::size_t match(const BlockRange &request, std::size_t window_owner, bool &sequential);
+    // Passed to match() when no window holds the request.
+    static constexpr std::size_t no_owner = SIZE_MAX;
+    // Streams not read in the last `within` reads (of any stream): their readers stopped.
+    bool quiet(std::size_t stream, std::uint64_t within) const
+    {
+        return clock_ - streams_[stream].last_used > within;
+    }
+
+    ReadStream &operator[](std::size_t stream) { return streams_[stream]; }
+    std::size_t size() const { return streams_.size(); }
+
+  private:
+    std::vector<ReadStream> streams_;
+    std::uint64_t clock_ = 0;
+};
+
 } // namespace sgfs

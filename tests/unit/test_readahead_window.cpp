@@ -81,3 +81,61 @@ TEST_CASE("ranges overlap only when they share a block")
     CHECK_FALSE(BlockRange{10, 5}.overlaps({5, 5}));
     CHECK(BlockRange{10, 5}.overlaps({5, 6}));
 }
+
+TEST_CASE("two interleaved sequential readers are two streams, both sequential")
+{
+    StreamTable streams;
+    bool sequential = true;
+    const std::size_t a = streams.match({0, 16}, StreamTable::no_owner, sequential);
+    CHECK_FALSE(sequential); // a first read continues nothing
+    const std::size_t b = streams.match({1000, 128}, StreamTable::no_owner, sequential);
+    CHECK_FALSE(sequential);
+    CHECK(a != b);
+    for (std::uint64_t i = 1; i < 10; ++i) {
+        CHECK(streams.match({i * 16, 16}, StreamTable::no_owner, sequential) == a);
+        CHECK(sequential);
+        CHECK(streams.match({1000 + i * 128, 128}, StreamTable::no_owner, sequential) == b);
+        CHECK(sequential);
+    }
+}
+
+TEST_CASE("a read inside a stream's window belongs to that stream")
+{
+    StreamTable streams;
+    bool sequential = false;
+    const std::size_t a = streams.match({0, 16}, StreamTable::no_owner, sequential);
+    streams.match({500, 8}, StreamTable::no_owner, sequential);
+    // Not at a's next block, but in one of a's windows (the caller found the owner).
+    CHECK(streams.match({64, 16}, a, sequential) == a);
+    CHECK(sequential);
+    CHECK(streams[a].next_lba == 80);
+}
+
+TEST_CASE("a read that continues no stream takes over the one read least recently")
+{
+    StreamTable streams(2);
+    bool sequential = false;
+    const std::size_t a = streams.match({0, 8}, StreamTable::no_owner, sequential);
+    const std::size_t b = streams.match({100, 8}, StreamTable::no_owner, sequential);
+    streams.match({8, 8}, StreamTable::no_owner, sequential); // a again: b is the oldest
+    streams[b].ahead_lba = 200;
+    CHECK(streams.match({5000, 8}, StreamTable::no_owner, sequential) == b);
+    CHECK_FALSE(sequential);
+    CHECK(streams[b].ahead_lba == 0); // nothing of the old stream is kept
+    CHECK(streams[b].next_lba == 5008);
+    CHECK(streams.match({16, 8}, StreamTable::no_owner, sequential) == a);
+    CHECK(sequential);
+}
+
+TEST_CASE("a stream nobody read for a while is quiet")
+{
+    StreamTable streams;
+    bool sequential = false;
+    const std::size_t a = streams.match({0, 8}, StreamTable::no_owner, sequential);
+    const std::size_t b = streams.match({100, 8}, StreamTable::no_owner, sequential);
+    for (std::uint64_t i = 1; i <= 10; ++i)
+        streams.match({100 + i * 8, 8}, StreamTable::no_owner, sequential);
+    CHECK(streams.quiet(a, 5));
+    CHECK_FALSE(streams.quiet(a, 20));
+    CHECK_FALSE(streams.quiet(b, 0));
+}
