@@ -17,7 +17,7 @@ case $size in
 esac
 { read -r sg0 && read -r sg1; } < <(sdebug_sg_nodes)
 block=$(cat "/sys/class/scsi_generic/${sg0#/dev/}/device/block/"*/queue/logical_block_size)
-echo 1 >/sys/module/sg/parameters/allow_dio
+set_allow_dio 1 || exit 1
 for b in $(sdebug_block_nodes); do
 	echo 2048 >"/sys/block/${b#/dev/}/queue/max_sectors_kb"
 done

@@ -110,17 +110,10 @@ constexpr std::uint64_t quiet_after_reads = 64;
 
 void Readahead::release_quiet_streams(std::unique_lock<std::mutex> &lock, std::size_t current)
 {
-    for (std::size_t stream = 0; stream < streams_.size(); ++stream) {
-        if (stream == current || !streams_.quiet(stream, quiet_after_reads))
-            continue;
-        const bool holds = std::any_of(windows_.begin(), windows_.end(), [&](const Window &w) {
-            return w.stream == stream && w.state != State::idle && w.users == 0;
-        });
-        if (holds) {
-            std::vector<BlockRange> none;
+    std::vector<BlockRange> none; // a restart refills nothing
+    for (std::size_t stream = 0; stream < streams_.size(); ++stream)
+        if (stream != current && streams_.quiet(stream, quiet_after_reads))
             recycle(lock, stream, 0, true, none);
-        }
-    }
 }
 
 // Queues the refills, then the windows past the stream's ahead_lba, on idle slots, while the
