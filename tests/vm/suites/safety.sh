@@ -20,6 +20,7 @@ work=$(mktemp -d)
 # Each part is sourced in turn and leaves nothing mounted behind it. A part may reload
 # scsi_debug as it needs.
 for part in "$here"/suites/safety/*.sh; do
+	[ -e "$part" ] || continue
 	diag "part $(basename "$part" .sh)"
 	# shellcheck disable=SC1090
 	. "$part"
