@@ -5,6 +5,7 @@
 #include "copy_range.hpp"
 #include "reattach.hpp"
 #include "sg_disk.hpp"
+#include "sgfs/disk_claim.hpp"
 
 #include <algorithm>
 #include <cerrno>
@@ -78,7 +79,12 @@ int Disk::open(const std::string &sg_path, const DiskOptions &options, std::uniq
     std::unique_ptr<Disk> disk;
     if (int rc = open_node(sg_path, disk, message); rc != 0)
         return rc;
-    out = make_reattaching_disk(std::move(disk), system_reattach_environment(open_node));
+    ReattachEnvironment environment = system_reattach_environment(open_node);
+    if (const std::shared_ptr<DiskClaims> claims = options.claims) {
+        environment.release_claim = [claims](const DiskInfo &lost) { claims->release(lost); };
+        environment.reclaim = [claims](const DiskInfo &back) { return claims->reclaim(back); };
+    }
+    out = make_reattaching_disk(std::move(disk), std::move(environment));
     return 0;
 }
 

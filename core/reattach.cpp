@@ -144,6 +144,8 @@ class ReattachingDisk final : public Disk
             if (current_)
                 out.add_counters(current_->stats());
             out.state = current_ ? "online" : "gone";
+            if (!current_)
+                out.gone_reason = gone_reason_;
             out.path_losses = path_losses_;
             out.reattaches = reattaches_;
             node = node_;
@@ -254,6 +256,7 @@ void ReattachingDisk::fold_idle_retiring_locked()
 
 void ReattachingDisk::mark_gone(const std::shared_ptr<Disk> &disk, const std::string &why)
 {
+    const DiskInfo lost = disk->info();
     {
         std::lock_guard lock(mutex_);
         // Another thread saw the loss first, or a fresh disk is already in.
@@ -265,6 +268,8 @@ void ReattachingDisk::mark_gone(const std::shared_ptr<Disk> &disk, const std::st
         gone_reason_ = why;
         next_search_ = env_.now() + env_.retry_interval;
     }
+    if (env_.release_claim)
+        env_.release_claim(lost);
     env_.log("sgfs: " + who() + ": device lost: " + why + "; IO fails with ENODEV until " +
              (stable_id_.empty() ? std::string("remounted (no stable id to find it by)")
                                  : "a disk with the same id is back"));
@@ -332,6 +337,14 @@ std::shared_ptr<Disk> ReattachingDisk::search(bool now_regardless)
                       std::to_string(block_size_);
             continue;
         }
+        if (env_.reclaim) {
+            if (const std::string why = env_.reclaim(found); !why.empty()) {
+                refused = entry.sg_path +
+                          (found.block_device.empty() ? "" : " (/dev/" + found.block_device + ")") +
+                          " is " + why;
+                continue;
+            }
+        }
 
         std::string line;
         std::shared_ptr<Disk> disk(std::move(fresh));
@@ -358,8 +371,15 @@ std::shared_ptr<Disk> ReattachingDisk::search(bool now_regardless)
         return disk;
     }
     if (!refused.empty()) {
-        std::lock_guard lock(mutex_);
-        gone_reason_ = "refused: " + refused;
+        bool changed = false;
+        {
+            std::lock_guard lock(mutex_);
+            changed = gone_reason_ != "refused: " + refused;
+            gone_reason_ = "refused: " + refused;
+        }
+        // Once per new reason, not once per retry.
+        if (changed)
+            env_.log("sgfs: " + who() + ": found again, but " + refused + "; still gone");
     }
     return nullptr;
 }

@@ -40,6 +40,11 @@ struct ReattachEnvironment {
     std::chrono::milliseconds retry_interval{1000};
     // One line per path event (lost, back); no newline.
     std::function<void(const std::string &line)> log;
+    // The mount's hold on the disk (disk_claim.hpp); empty when it has none. Let go when
+    // the device is lost; taken again for a returning one before it is swapped in: "" or
+    // why not (then the disk stays gone, and .stats says why).
+    std::function<void(const DiskInfo &lost)> release_claim;
+    std::function<std::string(const DiskInfo &back)> reclaim;
 };
 
 // sysfs under sysfs_root, the steady clock, a one-second retry interval, and log lines

@@ -114,6 +114,7 @@ std::vector<std::pair<std::string, std::string>> DeviceStatsSnapshot::fields() c
     std::vector<std::pair<std::string, std::string>> out;
     out.emplace_back("state", state);
     out.emplace_back("device_state", device_state);
+    out.emplace_back("gone_reason", gone_reason);
     out.emplace_back("path_losses", std::to_string(path_losses));
     out.emplace_back("reattaches", std::to_string(reattaches));
     for (int i = 0; i < transfer_mode_count; ++i) {

@@ -1,5 +1,7 @@
 #include "device_list.hpp"
 
+#include "sgfs/disk_claim.hpp"
+#include "sgfs/in_use.hpp"
 #include "size_text.hpp"
 #include "source_spec.hpp"
 
@@ -44,7 +46,7 @@ std::string short_device_type(int peripheral_device_type)
 }
 
 std::string format_device_line(const SgDeviceEntry &entry, const DiskInfo *info,
-                               const std::string &open_error)
+                               const std::string &open_error, const std::string &in_use)
 {
     std::string line = column("[" + entry.hctl + "]", 13);
     line += column(short_device_type(entry.device_type), 8);
@@ -65,6 +67,8 @@ std::string format_device_line(const SgDeviceEntry &entry, const DiskInfo *info,
     } else if (!open_error.empty()) {
         line += "  (cannot open: " + open_error + ")";
     }
+    if (!in_use.empty())
+        line += "  in use: " + in_use;
     return line;
 }
 
@@ -73,6 +77,7 @@ int list_devices(const MountOptions &options)
     DiskOptions disk_options = options.disk;
     disk_options.read_only = true; // listing never writes
     const std::vector<SgDeviceEntry> devices = enumerate_sg_devices();
+    const InUseSystem system = system_in_use();
     if (devices.empty()) {
         std::fprintf(stderr, "sgfs: no sg devices found (is the sg module loaded?)\n");
         return 0;
@@ -88,7 +93,10 @@ int list_devices(const MountOptions &options)
                     message = std::strerror(rc < 0 ? -rc : EIO);
             }
         }
-        const std::string line = format_device_line(entry, disk ? &disk->info() : nullptr, message);
+        const std::string in_use =
+            disk ? join_reasons(disk_in_use(disk->info(), system)) : std::string();
+        const std::string line =
+            format_device_line(entry, disk ? &disk->info() : nullptr, message, in_use);
         std::printf("%s\n", line.c_str());
     }
     return 0;

@@ -1,5 +1,6 @@
 // `sgfs --list`: one line per sg device, like `lsscsi -g`, and for disks what opening them
-// found: capacity, logical/physical block size, max transfer, reserve granted, stable id.
+// found: capacity, logical/physical block size, max transfer, reserve granted, stable id,
+// and whether the disk is in use.
 #pragma once
 
 #include "mount_options.hpp"
@@ -15,9 +16,10 @@ namespace sgfs::fusefs
 std::string short_device_type(int peripheral_device_type);
 
 // One line without the newline. `info` is null for non-disks and for disks that did not
-// open, in which case `open_error` says why.
+// open, in which case `open_error` says why. `in_use`: why a mount would refuse the disk
+// (disk_in_use(), joined), or "".
 std::string format_device_line(const SgDeviceEntry &entry, const DiskInfo *info,
-                               const std::string &open_error);
+                               const std::string &open_error, const std::string &in_use = {});
 
 // Lists every sg device on stdout, opening the disks read-only with `options.disk` (so
 // `sgfs --list -o reserve=4m` shows what the driver would grant). Returns the exit status.

@@ -2,6 +2,8 @@
 
 #include "filesystem.hpp"
 #include "session.hpp"
+#include "sgfs/disk_claim.hpp"
+#include "sgfs/in_use.hpp"
 #include "source_spec.hpp"
 #include "tree.hpp"
 
@@ -11,6 +13,9 @@
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
+#include <fstream>
+#include <iterator>
+#include <memory>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -18,6 +23,20 @@ namespace sgfs::fusefs
 {
 namespace
 {
+
+// The type of the FUSE file system mounted right at `path` ("fuse.sgfs"), else "". A
+// second sgfs stacked there would hide the first, which keeps serving its disks unseen.
+std::string fuse_mounted_at(const std::string &path)
+{
+    std::ifstream in("/proc/self/mountinfo");
+    const std::string text{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+    std::string fstype;
+    for (const MountEntry &mount : parse_mountinfo(text))
+        if (mount.mount_point == path && (mount.fstype == "fuse" || mount.fstype == "fuseblk" ||
+                                          mount.fstype.starts_with("fuse.")))
+            fstype = mount.fstype; // the last one is on top
+    return fstype;
+}
 
 // The mount point as an absolute path: fuse_daemonize() changes to "/", and unmounting at
 // exit must still find it. "/dev/fd/N" is mount.fuse3's drop_privileges hand-over of an
@@ -35,6 +54,11 @@ std::string resolve_mountpoint(const std::string &mountpoint, std::string &error
     };
     if (stat(resolved, &st) != 0 || !S_ISDIR(st.st_mode)) {
         error = "sgfs: bad mount point '" + mountpoint + "': " + std::strerror(ENOTDIR);
+        return {};
+    }
+    if (const std::string fstype = fuse_mounted_at(resolved); !fstype.empty()) {
+        error = "sgfs: " + std::string(resolved) + " is already a mount point (" + fstype +
+                "); umount it first";
         return {};
     }
     return resolved;
@@ -76,13 +100,19 @@ int mount_command(const CommandLine &command)
         std::fprintf(stderr, "%s\n", error.c_str());
         return 1;
     }
-    const DiskOptions &disk_options = command.options.disk;
-    OpenedDisks opened =
-        open_source_disks(spec, enumerate_sg_devices(),
-                          [&disk_options](const std::string &path, std::unique_ptr<Disk> &disk,
-                                          std::string &message) {
-                              return Disk::open(path, disk_options, disk, message);
-                          });
+    // The disks are held from here until the process ends (disk_claim.hpp); the daemon
+    // child inherits the holds (see serve()).
+    MountOptions options = command.options;
+    const auto claims = std::make_shared<DiskClaims>(mountpoint, system_in_use());
+    options.disk.claims = claims;
+    const DiskOptions &disk_options = options.disk;
+    OpenedDisks opened = open_source_disks(
+        spec, enumerate_sg_devices(),
+        [&disk_options](const std::string &path, std::unique_ptr<Disk> &disk,
+                        std::string &message) {
+            return Disk::open(path, disk_options, disk, message);
+        },
+        [&claims](const DiskInfo &disk) { return claims->claim(disk); });
     for (const std::string &warning : opened.warnings)
         std::fprintf(stderr, "%s\n", warning.c_str());
     if (!opened.error.empty()) {
@@ -91,22 +121,22 @@ int mount_command(const CommandLine &command)
     }
 
     TreeOptions tree_options;
-    tree_options.uid = command.options.uid;
-    tree_options.gid = command.options.gid;
-    tree_options.umask = command.options.umask;
+    tree_options.uid = options.uid;
+    tree_options.gid = options.gid;
+    tree_options.umask = options.umask;
     tree_options.mounter_uid = getuid();
     tree_options.mounter_gid = getgid();
     tree_options.mount_time = std::time(nullptr);
     Tree tree(describe_disks(opened.disks), tree_options);
-    Filesystem filesystem(std::move(opened.disks), std::move(tree), command.options);
+    Filesystem filesystem(std::move(opened.disks), std::move(tree), options);
 
     SessionSettings settings;
     settings.mountpoint = mountpoint;
-    settings.fsname = command.options.fsname.value_or(command.source);
-    settings.subtype = command.options.subtype.value_or("sgfs");
+    settings.fsname = options.fsname.value_or(command.source);
+    settings.subtype = options.subtype.value_or("sgfs");
     settings.foreground = command.foreground;
     settings.single_threaded = command.single_threaded;
-    return serve(filesystem, command.options, settings);
+    return serve(filesystem, options, settings);
 }
 
 } // namespace sgfs::fusefs

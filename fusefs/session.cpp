@@ -1,6 +1,7 @@
 #include "session.hpp"
 
 #include "receive_loop.hpp"
+#include "sgfs/disk_claim.hpp"
 
 #include <cerrno>
 #include <csignal>
@@ -179,6 +180,11 @@ int serve(Filesystem &filesystem, const MountOptions &options, const SessionSett
     if (!settings.foreground) {
         openlog("sgfs", LOG_PID, LOG_DAEMON);
         fuse_set_log_func(log_to_syslog);
+        // The holds on the disks (lock files, O_EXCL block devices) came across the fork
+        // as they are, shared with the parent until it exits: kept, never re-taken (the
+        // parent's copy would make a new O_EXCL open fail). Only the pid changed.
+        if (options.disk.claims)
+            options.disk.claims->holder_moved_here();
         // The disks were opened before the fork (so that a bad one fails the mount while
         // the caller still waits); the sg driver wants them opened by this process.
         std::string message;

@@ -1,6 +1,7 @@
 #include "source_spec.hpp"
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <cstring>
 #include <set>
@@ -11,6 +12,7 @@ namespace
 {
 
 constexpr std::string_view dev_prefix = "/dev/";
+constexpr const char *source_forms = "use /dev/sgN, sgN, sdX, /dev/sdX, a stable id or all";
 
 bool is_sg_name(std::string_view text)
 {
@@ -39,6 +41,53 @@ std::string not_a_disk(const std::string &what, int device_type)
            device_type_name(device_type) + ")";
 }
 
+// "/dev/sg0 (/dev/sda)", for the messages about a disk's use.
+std::string who(const DiskInfo &info)
+{
+    return info.sg_path + (info.block_device.empty() ? "" : " (/dev/" + info.block_device + ")");
+}
+
+// The entry whose disk has `block_device` as a partition: "sda1" of "sda", "sdb12" of
+// "sdb" (the kernel puts a 'p' in between when the disk's name ends in a digit).
+const SgDeviceEntry *partition_owner(std::string_view name,
+                                     const std::vector<SgDeviceEntry> &devices)
+{
+    for (const SgDeviceEntry &entry : devices) {
+        const std::string &disk = entry.block_device;
+        if (disk.empty() || !name.starts_with(disk))
+            continue;
+        std::string_view rest = name.substr(disk.size());
+        if (std::isdigit(static_cast<unsigned char>(disk.back())) && rest.starts_with('p'))
+            rest.remove_prefix(1);
+        if (!rest.empty() && rest.find_first_not_of("0123456789") == std::string_view::npos)
+            return &entry;
+    }
+    return nullptr;
+}
+
+const SgDeviceEntry *block_device_owner(std::string_view name,
+                                        const std::vector<SgDeviceEntry> &devices)
+{
+    const auto it = std::find_if(devices.begin(), devices.end(), [name](const SgDeviceEntry &e) {
+        return !e.block_device.empty() && e.block_device == name;
+    });
+    return it == devices.end() ? nullptr : &*it;
+}
+
+void add_sg_name(SourceSpec &spec, const std::string &sg_name, const std::string &spelled)
+{
+    if (std::find(spec.sg_names.begin(), spec.sg_names.end(), sg_name) == spec.sg_names.end()) {
+        spec.sg_names.push_back(sg_name);
+        spec.spelled.push_back(spelled);
+    }
+}
+
+std::string a_partition(const std::string &spelled, const SgDeviceEntry &disk)
+{
+    return "sgfs: '" + spelled + "' is a partition of /dev/" + disk.block_device +
+           "; sgfs serves whole disks (" + disk.block_device + " or " + disk.sg_path + ")";
+}
+
 struct OpenedDisk {
     unsigned long number;
     std::unique_ptr<Disk> disk;
@@ -48,8 +97,9 @@ struct OpenedDisk {
 class DiskCollector
 {
   public:
-    DiskCollector(const std::vector<SgDeviceEntry> &devices, const DiskOpener &open_disk)
-        : devices_(devices), open_disk_(open_disk)
+    DiskCollector(const std::vector<SgDeviceEntry> &devices, const DiskOpener &open_disk,
+                  const DiskClaimer &claim_disk)
+        : devices_(devices), open_disk_(open_disk), claim_disk_(claim_disk)
     {
     }
 
@@ -82,6 +132,12 @@ class DiskCollector
         return rc < 0 ? rc : 0;
     }
 
+    // Claims an opened disk for the mount: "" or why not ("in use: ...").
+    std::string claim(const Disk &disk) const
+    {
+        return claim_disk_ ? claim_disk_(disk.info()) : std::string();
+    }
+
     void keep(std::string_view sg_name, std::unique_ptr<Disk> disk)
     {
         opened_.push_back({sg_number(sg_name), std::move(disk)});
@@ -102,6 +158,7 @@ class DiskCollector
   private:
     const std::vector<SgDeviceEntry> &devices_;
     const DiskOpener &open_disk_;
+    const DiskClaimer &claim_disk_;
     std::vector<OpenedDisk> opened_;
 };
 
@@ -122,6 +179,8 @@ std::string open_named(const std::string &sg_name, const std::string &spelled,
     }
     if (!is_disk_device_type(disk->info().device_type))
         return not_a_disk("/dev/" + sg_name, disk->info().device_type);
+    if (const std::string refused = collector.claim(*disk); !refused.empty())
+        return "sgfs: " + who(disk->info()) + " is " + refused;
     collector.keep(sg_name, std::move(disk));
     return {};
 }
@@ -130,6 +189,7 @@ std::string open_all(const std::vector<SgDeviceEntry> &devices, DiskCollector &c
                      std::vector<std::string> &warnings)
 {
     std::size_t candidates = 0;
+    std::size_t refused = 0;
     for (const SgDeviceEntry &entry : devices) {
         if (!is_disk_device_type(entry.device_type))
             continue;
@@ -140,10 +200,18 @@ std::string open_all(const std::vector<SgDeviceEntry> &devices, DiskCollector &c
             warnings.push_back("sgfs: skipping " + entry.sg_path + ": " + message);
             continue;
         }
+        if (const std::string why = collector.claim(*disk); !why.empty()) {
+            warnings.push_back("sgfs: skipping " + who(disk->info()) + ": " + why);
+            ++refused;
+            continue;
+        }
         collector.keep(entry.name, std::move(disk));
     }
     if (candidates == 0)
         return "sgfs: no SCSI disks found (sgfs --list shows every sg device)";
+    if (collector.opened().empty() && refused > 0)
+        return "sgfs: none of the " + std::to_string(candidates) +
+               " SCSI disks is free to serve (the lines above say why)";
     if (collector.opened().empty())
         return "sgfs: none of the " + std::to_string(candidates) + " SCSI disks could be opened";
     return {};
@@ -170,8 +238,11 @@ std::string open_by_stable_id(const std::vector<std::string> &ids,
             continue;
         }
         // The first match wins: two sg nodes of one logical unit (multipath) share the id.
-        if (missing.erase(disk->info().stable_id) == 1)
+        if (missing.erase(disk->info().stable_id) == 1) {
+            if (const std::string refused = collector.claim(*disk); !refused.empty())
+                return "sgfs: " + who(disk->info()) + " is " + refused;
             collector.keep(entry.name, std::move(disk));
+        }
     }
     if (missing.empty())
         return {};
@@ -217,14 +288,18 @@ std::string parse_source(std::string_view source, SourceSpec &out)
         std::string_view name = item;
         if (name.starts_with(dev_prefix) && is_sg_name(name.substr(dev_prefix.size())))
             name.remove_prefix(dev_prefix.size());
+        const std::string_view in_dev =
+            std::string_view(item).substr(item.starts_with(dev_prefix) ? dev_prefix.size() : 0);
         if (is_sg_name(name)) {
-            if (std::find(out.sg_names.begin(), out.sg_names.end(), name) == out.sg_names.end()) {
-                out.sg_names.emplace_back(name);
-                out.spelled.push_back(item);
-            }
+            add_sg_name(out, std::string(name), item);
+        } else if (item.starts_with(dev_prefix) && !in_dev.empty() &&
+                   in_dev.find('/') == std::string_view::npos) {
+            // /dev/sda: known to be a block device, but only sysfs knows whose.
+            if (std::find(out.block_devices.begin(), out.block_devices.end(), in_dev) ==
+                out.block_devices.end())
+                out.block_devices.emplace_back(in_dev);
         } else if (item.find('/') != std::string::npos) {
-            return "sgfs: '" + item +
-                   "' is not an sg device (use /dev/sgN, sgN, a stable id or all)";
+            return "sgfs: '" + item + "' is not an sg device (" + source_forms + ")";
         } else if (std::find(out.stable_ids.begin(), out.stable_ids.end(), item) ==
                    out.stable_ids.end()) {
             out.stable_ids.push_back(item);
@@ -233,11 +308,40 @@ std::string parse_source(std::string_view source, SourceSpec &out)
     return {};
 }
 
-OpenedDisks open_source_disks(const SourceSpec &spec, const std::vector<SgDeviceEntry> &devices,
-                              const DiskOpener &open_disk)
+std::string resolve_block_devices(SourceSpec &spec, const std::vector<SgDeviceEntry> &devices)
+{
+    for (const std::string &name : spec.block_devices) {
+        const std::string spelled = std::string(dev_prefix) + name;
+        if (const SgDeviceEntry *disk = block_device_owner(name, devices))
+            add_sg_name(spec, disk->name, spelled);
+        else if (const SgDeviceEntry *owner = partition_owner(name, devices))
+            return a_partition(spelled, *owner);
+        else
+            return "sgfs: '" + spelled + "' is not the block device of an sg disk (" +
+                   source_forms + "; sgfs --list shows them)";
+    }
+    spec.block_devices.clear();
+    // A name that is a block device's is that disk; a stable id never looks like one.
+    std::vector<std::string> stable_ids;
+    for (const std::string &name : spec.stable_ids) {
+        if (const SgDeviceEntry *disk = block_device_owner(name, devices))
+            add_sg_name(spec, disk->name, name);
+        else if (const SgDeviceEntry *owner = partition_owner(name, devices))
+            return a_partition(name, *owner);
+        else
+            stable_ids.push_back(name);
+    }
+    spec.stable_ids = std::move(stable_ids);
+    return {};
+}
+
+OpenedDisks open_source_disks(SourceSpec spec, const std::vector<SgDeviceEntry> &devices,
+                              const DiskOpener &open_disk, const DiskClaimer &claim_disk)
 {
     OpenedDisks result;
-    DiskCollector collector(devices, open_disk);
+    if (result.error = resolve_block_devices(spec, devices); !result.error.empty())
+        return result;
+    DiskCollector collector(devices, open_disk, claim_disk);
     if (spec.all) {
         result.error = open_all(devices, collector, result.warnings);
     } else {

@@ -18,6 +18,8 @@
 namespace sgfs
 {
 
+class DiskClaims;
+
 struct DiskOptions {
     IoMode io_mode = IoMode::automatic;
     // auto: aligned IO at or above this uses mmap/direct
@@ -31,6 +33,9 @@ struct DiskOptions {
     bool fua = false;
     bool read_only = false;
     bool readahead = true; // sequential reads: next windows on spare fds
+    // The claims of the mount these disks serve (disk_claim.hpp), or null: a claimed disk
+    // lets go of its block device while it is gone and takes it again when it is back.
+    std::shared_ptr<DiskClaims> claims;
 };
 
 struct DiskInfo {

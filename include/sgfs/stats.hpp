@@ -50,6 +50,9 @@ struct DeviceStatsSnapshot {
     // node is gone; "" when not known).
     std::string state = "online";
     std::string device_state;
+    // While gone: why, e.g. "refused: /dev/sg2 (/dev/sdc) is in use: /dev/sdc1 mounted at
+    // /mnt" when the disk came back but someone else had taken it meanwhile.
+    std::string gone_reason;
     std::uint64_t path_losses = 0; // times the device went away
     std::uint64_t reattaches = 0;  // times it was found again and swapped in
     std::array<ModeCountersSnapshot, transfer_mode_count> modes{};
@@ -62,7 +65,7 @@ struct DeviceStatsSnapshot {
     std::array<std::uint64_t, error_category_count> errors{};
 
     // Adds other's counters to these (a disk's history across reattaches); the path fields
-    // (state, device_state, path_losses, reattaches) are left as they are.
+    // (state, device_state, gone_reason, path_losses, reattaches) are left as they are.
     void add_counters(const DeviceStatsSnapshot &other);
     // "key value" pairs, keys like "mmap.requested_commands", "read.zero_copy_bytes",
     // "errors.medium_error".
