@@ -82,7 +82,11 @@ struct FakeHost {
             const auto id = ids.find(path);
             if (id == ids.end())
                 return -ENOENT;
-            out = std::make_unique<FakeDisk>(disk_info(path.substr(5), id->second));
+            DiskInfo info = disk_info(path.substr(5), id->second);
+            for (const SgDeviceEntry &e : devices)
+                if (e.sg_path == path)
+                    info.block_device = e.block_device;
+            out = std::make_unique<FakeDisk>(info);
             return 0;
         };
     }
@@ -96,7 +100,7 @@ std::vector<std::string> names(const OpenedDisks &opened)
     return out;
 }
 
-OpenedDisks open_source(FakeHost &host, const std::string &source)
+OpenedDisks open_source(FakeHost &host, const std::string &source, const DiskClaimer &claim = {})
 {
     SourceSpec spec;
     const std::string error = parse_source(source, spec);
@@ -105,7 +109,7 @@ OpenedDisks open_source(FakeHost &host, const std::string &source)
         failed.error = error;
         return failed;
     }
-    return open_source_disks(spec, host.devices, host.opener());
+    return open_source_disks(spec, host.devices, host.opener(), claim);
 }
 
 } // namespace
@@ -124,7 +128,13 @@ TEST_CASE("SOURCE parsing")
     CHECK(parse_source("all,sg0", spec) ==
           "sgfs: SOURCE 'all' cannot be combined with other devices");
     CHECK(parse_source("sg0,,sg1", spec) == "sgfs: empty device name in SOURCE 'sg0,,sg1'");
-    CHECK(parse_source("/dev/sda", spec).starts_with("sgfs: '/dev/sda' is not an sg device"));
+    // A /dev path that is not an sg node is a block device, resolved against sysfs later.
+    REQUIRE(parse_source("/dev/sda,sdb,/dev/sda", spec).empty());
+    CHECK(spec.block_devices == std::vector<std::string>{"sda"});
+    CHECK(spec.stable_ids == std::vector<std::string>{"sdb"});
+    CHECK(parse_source("/dev/disk/by-id/x", spec)
+              .starts_with("sgfs: '/dev/disk/by-id/x' is not an sg device"));
+    CHECK(parse_source("./sg0", spec).starts_with("sgfs: './sg0' is not an sg device"));
     // Not an sg name, so a stable id: it is resolved (and refused) when opening.
     REQUIRE(parse_source("sgx", spec).empty());
     CHECK(spec.stable_ids == std::vector<std::string>{"sgx"});
@@ -186,6 +196,54 @@ TEST_CASE("a bad list item fails the whole mount, naming the culprit")
           "sgfs: no disk with stable id 'wwn-0xdead' (could not probe /dev/sg3: not ready: "
           "medium not present)");
     CHECK(open_source(host, "sg0,wwn-0xdead").disks.empty());
+}
+
+TEST_CASE("a block device name or path means its sg disk; a partition is refused")
+{
+    FakeHost host; // sg0 is sda, sg1 sdb, sg3 sdd
+    OpenedDisks opened = open_source(host, "/dev/sdb,sda,sg1");
+    REQUIRE_MESSAGE(opened.error.empty(), opened.error);
+    CHECK(names(opened) == std::vector<std::string>{"sg0", "sg1"});
+    CHECK(open_source(host, "sda1").error ==
+          "sgfs: 'sda1' is a partition of /dev/sda; sgfs serves whole disks (sda or /dev/sg0)");
+    CHECK(open_source(host, "/dev/sdb15").error ==
+          "sgfs: '/dev/sdb15' is a partition of /dev/sdb; sgfs serves whole disks (sdb or "
+          "/dev/sg1)");
+    CHECK(open_source(host, "/dev/vda").error ==
+          "sgfs: '/dev/vda' is not the block device of an sg disk (use /dev/sgN, sgN, sdX, "
+          "/dev/sdX, a stable id or all; sgfs --list shows them)");
+    // Not a block device sysfs knows: still a stable id.
+    CHECK(open_source(host, "sdz").error == "sgfs: no disk with stable id 'sdz' (could not "
+                                            "probe /dev/sg3: not ready: medium not present)");
+    CHECK(open_source(host, "sdd").error ==
+          "sgfs: cannot open /dev/sg3: not ready: medium not present");
+}
+
+TEST_CASE("a disk refused by the claim: named, it fails the mount; all leaves it out")
+{
+    FakeHost host;
+    const DiskClaimer claim = [](const DiskInfo &disk) {
+        return disk.name == "sg0" ? std::string("in use: /dev/sda1 mounted at /boot")
+                                  : std::string();
+    };
+    OpenedDisks opened = open_source(host, "all", claim);
+    REQUIRE_MESSAGE(opened.error.empty(), opened.error);
+    CHECK(names(opened) == std::vector<std::string>{"sg1", "sg4"});
+    REQUIRE(opened.warnings.size() == 2);
+    CHECK(opened.warnings[0] ==
+          "sgfs: skipping /dev/sg0 (/dev/sda): in use: /dev/sda1 mounted at /boot");
+
+    CHECK(open_source(host, "sg1,sg0", claim).error ==
+          "sgfs: /dev/sg0 (/dev/sda) is in use: /dev/sda1 mounted at /boot");
+    CHECK(open_source(host, "wwn-0x5000000000000000", claim).error ==
+          "sgfs: /dev/sg0 (/dev/sda) is in use: /dev/sda1 mounted at /boot");
+    CHECK(open_source(host, "sda", claim).error ==
+          "sgfs: /dev/sg0 (/dev/sda) is in use: /dev/sda1 mounted at /boot");
+    CHECK(open_source(host, "sg0", claim).disks.empty());
+
+    host.devices = {entry(0, 0)};
+    CHECK(open_source(host, "all", claim).error ==
+          "sgfs: none of the 1 SCSI disks is free to serve (the lines above say why)");
 }
 
 TEST_CASE("a node missing from sysfs still opens, and must be a disk")
@@ -377,6 +435,8 @@ TEST_CASE("--list lines look like lsscsi -g, plus what the disk said")
           "512/4096  max_transfer=512KiB  reserve=1MiB  wwn-0x5000000000000000");
     CHECK(format_device_line(disk, nullptr, "Permission denied")
               .ends_with("/dev/sg0  (cannot open: Permission denied)"));
+    CHECK(format_device_line(disk, &info, "", "/dev/sda1 mounted at /boot")
+              .ends_with("  wwn-0x5000000000000000  in use: /dev/sda1 mounted at /boot"));
     CHECK(short_device_type(0x0e) == "sim dsk");
     CHECK(short_device_type(0x1f) == "no dev");
 }

@@ -469,3 +469,61 @@ TEST_CASE("threads reading while the device goes and comes back: ENODEV or data,
     CHECK(stats.retries == good.load() + 1);
     MESSAGE("reads ", good.load(), " ok, ", gone.load(), " ENODEV; ", stats.path_losses, " losses");
 }
+
+TEST_CASE("the mount's claim is let go at the loss and taken again before the swap")
+{
+    Setup s;
+    std::vector<std::string> claims; // what the hooks were called with, in order
+    std::string refuse;
+    ReattachEnvironment env = s.system.environment();
+    env.release_claim = [&](const DiskInfo &lost) { claims.push_back("release " + lost.name); };
+    env.reclaim = [&](const DiskInfo &back) {
+        claims.push_back("reclaim " + back.name);
+        return refuse;
+    };
+    auto first = std::make_shared<FakeState>();
+    DiskInfo sdd = info_of(3, id);
+    sdd.block_device = "sdd";
+    std::unique_ptr<Disk> disk =
+        make_reattaching_disk(std::make_unique<FakeDisk>(sdd, first), std::move(env));
+    const auto figures = [&] {
+        auto fields = disk->stats().fields();
+        return std::map<std::string, std::string>(fields.begin(), fields.end());
+    };
+    CHECK(figures()["gone_reason"].empty());
+
+    first->result = -ENODEV;
+    s.system.states.erase("sg3");
+    CHECK(disk->pread(s.buffer, 512, 0) == -ENODEV);
+    CHECK(claims == std::vector<std::string>{"release sg3"});
+
+    // Back as sg6, whose block device someone mounted meanwhile: stays gone, and says why.
+    DiskInfo back = info_of(6, id);
+    back.block_device = "sdf";
+    s.system.devices = {entry_of(6)};
+    s.system.states = {{"sg6", "running"}};
+    s.system.openable["/dev/sg6"] = back;
+    refuse = "in use: /dev/sdf1 mounted at /mnt/e";
+    s.system.advance(1000);
+    CHECK(disk->pread(s.buffer, 512, 0) == -ENODEV);
+    CHECK(claims.back() == "reclaim sg6");
+    CHECK(figures()["state"] == "gone");
+    CHECK(figures()["gone_reason"] ==
+          "refused: /dev/sg6 (/dev/sdf) is in use: /dev/sdf1 mounted at /mnt/e");
+    CHECK(s.system.log.back() == "sgfs: sg3 (" + id +
+                                     "): found again, but /dev/sg6 (/dev/sdf) is in use: "
+                                     "/dev/sdf1 mounted at /mnt/e; still gone");
+    // The same refusal again is not logged again.
+    const auto lines = s.system.log.size();
+    s.system.advance(1000);
+    CHECK(disk->pread(s.buffer, 512, 0) == -ENODEV);
+    CHECK(s.system.log.size() == lines);
+
+    // Free again: taken, swapped in, the reason gone.
+    refuse.clear();
+    s.system.advance(1000);
+    CHECK(disk->pread(s.buffer, 512, 0) == 512);
+    CHECK(figures()["state"] == "online");
+    CHECK(figures()["gone_reason"].empty());
+    CHECK(disk->info().block_device == "sdf");
+}

@@ -1,0 +1,322 @@
+// Disks in use (in_use.hpp) against fake sysfs and /proc trees in a temporary directory,
+// and a mount's claims (disk_claim.hpp) with lock files there.
+#include "sgfs/disk_claim.hpp"
+#include "sgfs/in_use.hpp"
+
+#include <cerrno>
+#include <cstdlib>
+#include <doctest/doctest.h>
+#include <fcntl.h>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <sys/wait.h>
+#include <unistd.h>
+
+using namespace sgfs;
+namespace fs = std::filesystem;
+
+namespace
+{
+
+void write_file(const fs::path &path, const std::string &text)
+{
+    fs::create_directories(path.parent_path());
+    std::ofstream(path) << text;
+}
+
+// A temporary root with sys/, proc/ and run/sgfs under it, removed at the end.
+struct FakeSystem {
+    fs::path root;
+    std::map<std::string, DeviceNumber> nodes; // /dev path -> number, for /proc/swaps
+    std::map<std::string, int> exclusive;      // /dev path -> -errno open_exclusive gives
+    std::vector<std::string> opened_exclusive;
+
+    FakeSystem()
+    {
+        char pattern[] = "/tmp/sgfs-in-use-XXXXXX";
+        REQUIRE(mkdtemp(pattern) != nullptr);
+        root = pattern;
+        fs::create_directories(root / "run");
+        write_file(root / "proc/mountinfo", "");
+        write_file(root / "proc/swaps", "Filename\t\t\t\tType\t\tSize\t\tUsed\t\tPriority\n");
+        // sda with partitions 1 and 2; sdb without partitions; sdc's dir has a non-partition
+        // subdirectory (queue/) that must not count.
+        add_block("sda", {8, 0});
+        add_partition("sda", "sda1", {8, 1});
+        add_partition("sda", "sda2", {8, 2});
+        add_block("sdb", {8, 16});
+        fs::create_directories(root / "sys/block/sdb/queue");
+        write_file(root / "sys/block/sdb/queue/dev", "1:1\n"); // not a partition: ignored
+    }
+    ~FakeSystem() { fs::remove_all(root); }
+
+    void add_block(const std::string &name, DeviceNumber number)
+    {
+        write_file(root / "sys/block" / name / "dev",
+                   std::to_string(number.major) + ":" + std::to_string(number.minor) + "\n");
+        fs::create_directories(root / "sys/block" / name / "holders");
+        nodes["/dev/" + name] = number;
+    }
+    void add_partition(const std::string &disk, const std::string &name, DeviceNumber number)
+    {
+        const fs::path dir = root / "sys/block" / disk / name;
+        write_file(dir / "dev",
+                   std::to_string(number.major) + ":" + std::to_string(number.minor) + "\n");
+        write_file(dir / "partition", "1\n");
+        fs::create_directories(dir / "holders");
+        nodes["/dev/" + name] = number;
+    }
+    void mount(const std::string &numbers, const std::string &at, const std::string &type)
+    {
+        std::ofstream(root / "proc/mountinfo", std::ios::app)
+            << "36 25 " << numbers << " / " << at << " rw,relatime shared:1 - " << type
+            << " /dev/x rw\n";
+    }
+
+    InUseSystem system()
+    {
+        InUseSystem s;
+        s.sysfs_root = (root / "sys").string();
+        s.mountinfo_path = (root / "proc/mountinfo").string();
+        s.swaps_path = (root / "proc/swaps").string();
+        s.lock_dir = (root / "run/sgfs").string();
+        s.device_number = [this](const std::string &path, DeviceNumber &out) {
+            const auto it = nodes.find(path);
+            if (it == nodes.end())
+                return -ENOENT;
+            out = it->second;
+            return 0;
+        };
+        s.open_exclusive = [this](const std::string &path) {
+            opened_exclusive.push_back(path);
+            const auto it = exclusive.find(path);
+            if (it != exclusive.end() && it->second < 0)
+                return it->second;
+            return ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+        };
+        return s;
+    }
+};
+
+DiskInfo disk(const std::string &sg, const std::string &block, const std::string &id)
+{
+    DiskInfo info;
+    info.name = sg;
+    info.sg_path = "/dev/" + sg;
+    info.block_device = block;
+    info.stable_id = id;
+    return info;
+}
+
+} // namespace
+
+TEST_CASE("device numbers")
+{
+    DeviceNumber n;
+    CHECK(parse_device_number("8:17", n));
+    CHECK(n == DeviceNumber{8, 17});
+    CHECK_FALSE(parse_device_number("8", n));
+    CHECK_FALSE(parse_device_number("8:", n));
+    CHECK_FALSE(parse_device_number("a:1", n));
+    CHECK_FALSE(parse_device_number("8:1x", n));
+}
+
+TEST_CASE("mountinfo: device, mount point with escapes, type after the separator")
+{
+    const auto mounts = parse_mountinfo(
+        "22 1 0:21 / /proc rw,nosuid - proc proc rw\n"
+        "36 25 8:1 / /mnt/my\\040disk rw,relatime shared:1 master:2 - ext4 /dev/sda1 rw\n"
+        "garbage line\n"
+        "40 25 0:45 / /mnt/sg rw,nosuid - fuse.sgfs sg1 rw,user_id=0\n");
+    REQUIRE(mounts.size() == 3);
+    CHECK(mounts[0].device == DeviceNumber{0, 21});
+    CHECK(mounts[1].device == DeviceNumber{8, 1});
+    CHECK(mounts[1].mount_point == "/mnt/my disk");
+    CHECK(mounts[1].fstype == "ext4");
+    CHECK(mounts[2].mount_point == "/mnt/sg");
+    CHECK(mounts[2].fstype == "fuse.sgfs");
+}
+
+TEST_CASE("/proc/swaps: file names without the header")
+{
+    CHECK(parse_swaps("Filename\tType\tSize\tUsed\tPriority\n"
+                      "/dev/sdb                                partition\t65532\t0\t-2\n"
+                      "/swap\\040file file 1024 0 -3\n") ==
+          std::vector<std::string>{"/dev/sdb", "/swap file"});
+    CHECK(parse_swaps("Filename\tType\tSize\tUsed\tPriority\n").empty());
+}
+
+TEST_CASE("block nodes: the disk, then its partitions")
+{
+    FakeSystem f;
+    const auto nodes = block_nodes(f.system().sysfs_root, "sda");
+    REQUIRE(nodes.size() == 3);
+    CHECK(nodes[0].name == "sda");
+    CHECK(nodes[1].name == "sda1");
+    CHECK(nodes[2].device == DeviceNumber{8, 2});
+    CHECK(block_nodes(f.system().sysfs_root, "sdb").size() == 1);
+    CHECK(block_nodes(f.system().sysfs_root, "sdz").empty());
+    CHECK(block_nodes(f.system().sysfs_root, "").empty());
+    CHECK(block_nodes(f.system().sysfs_root, "../sda").empty());
+}
+
+TEST_CASE("a free disk is not in use, after one O_EXCL try")
+{
+    FakeSystem f;
+    f.mount("0:21", "/proc", "proc");
+    CHECK(block_device_in_use("sda", f.system()).empty());
+    CHECK(f.opened_exclusive == std::vector<std::string>{"/dev/sda"});
+}
+
+TEST_CASE("mounted partitions and the whole disk, each with its mount points")
+{
+    FakeSystem f;
+    f.mount("8:1", "/boot", "ext4");
+    f.mount("8:1", "/mnt/bind", "ext4");
+    f.mount("8:16", "/mnt/b", "xfs");
+    CHECK(block_device_in_use("sda", f.system()) ==
+          std::vector<std::string>{"/dev/sda1 mounted at /boot, /mnt/bind"});
+    CHECK(block_device_in_use("sdb", f.system()) ==
+          std::vector<std::string>{"/dev/sdb mounted at /mnt/b"});
+    // Something else explains it: no O_EXCL try.
+    CHECK(f.opened_exclusive.empty());
+}
+
+TEST_CASE("active swap, found by device number")
+{
+    FakeSystem f;
+    std::ofstream(f.root / "proc/swaps", std::ios::app)
+        << "/dev/sda2                               partition\t65532\t0\t-2\n"
+        << "/dev/disk/by-label/other                partition\t65532\t0\t-3\n";
+    f.nodes["/dev/disk/by-label/other"] = {8, 16}; // a link to sdb
+    CHECK(block_device_in_use("sda", f.system()) ==
+          std::vector<std::string>{"/dev/sda2 is active swap"});
+    CHECK(block_device_in_use("sdb", f.system()) ==
+          std::vector<std::string>{"/dev/sdb is active swap"});
+}
+
+TEST_CASE("holders of the disk and of its partitions")
+{
+    FakeSystem f;
+    fs::create_directories(f.root / "sys/block/sda/holders/dm-0");
+    fs::create_directories(f.root / "sys/block/sda/sda2/holders/md127");
+    CHECK(block_device_in_use("sda", f.system()) ==
+          std::vector<std::string>{"/dev/sda held by dm-0", "/dev/sda2 held by md127"});
+}
+
+TEST_CASE("open exclusively by someone: only O_EXCL tells (btrfs, another program)")
+{
+    FakeSystem f;
+    f.exclusive["/dev/sdb"] = -EBUSY;
+    CHECK(block_device_in_use("sdb", f.system()) ==
+          std::vector<std::string>{"/dev/sdb is open exclusively by another program"});
+    // Other errors say nothing about use (no /dev node, no permission).
+    f.exclusive["/dev/sdb"] = -EACCES;
+    CHECK(block_device_in_use("sdb", f.system()).empty());
+    CHECK(join_reasons({"a", "b"}) == "a; b");
+}
+
+TEST_CASE("claims: a lock file naming the mount, and the block device held")
+{
+    FakeSystem f;
+    DiskClaims claims("/mnt/a", f.system());
+    const DiskInfo sdb = disk("sg1", "sdb", "naa.1");
+    REQUIRE(claims.claim(sdb).empty());
+    std::ifstream lock(f.root / "run/sgfs/naa.1.lock");
+    std::string mount_point, pid;
+    std::getline(lock, mount_point);
+    std::getline(lock, pid);
+    CHECK(mount_point == "/mnt/a");
+    CHECK(pid == std::to_string(getpid()));
+    CHECK((fs::status(f.root / "run/sgfs").permissions() & fs::perms::sticky_bit) !=
+          fs::perms::none);
+
+    // A second mount of the same disk, through another node: refused, naming the first.
+    DiskClaims other("/mnt/b", f.system());
+    CHECK(other.claim(disk("sg5", "sdf", "naa.1")) ==
+          "already served by sgfs at /mnt/a (pid " + pid + ")");
+    CHECK(disk_in_use(sdb, f.system()) ==
+          std::vector<std::string>{"served by sgfs at /mnt/a (pid " + pid + ")"});
+    // The same mount naming it twice.
+    CHECK(claims.claim(disk("sg5", "sdf", "naa.1")) == "the same disk as /dev/sg1 (naa.1)");
+    // Another disk is free to take.
+    CHECK(other.claim(disk("sg0", "sda", "naa.0")).empty());
+}
+
+TEST_CASE("claims are let go when the last owner goes")
+{
+    FakeSystem f;
+    const DiskInfo sdb = disk("sg1", "sdb", "naa.1");
+    {
+        DiskClaims claims("/mnt/a", f.system());
+        REQUIRE(claims.claim(sdb).empty());
+    }
+    CHECK(disk_in_use(sdb, f.system()).empty());
+    DiskClaims again("/mnt/b", f.system());
+    CHECK(again.claim(sdb).empty());
+}
+
+TEST_CASE("claims refuse a disk in use, and hold nothing of it")
+{
+    FakeSystem f;
+    f.mount("8:1", "/boot", "ext4");
+    DiskClaims claims("/mnt/a", f.system());
+    const DiskInfo sda = disk("sg0", "sda", "naa.0");
+    CHECK(claims.claim(sda) == "in use: /dev/sda1 mounted at /boot");
+    CHECK(disk_in_use(sda, f.system()) == std::vector<std::string>{"/dev/sda1 mounted at /boot"});
+    // Not locked: the refusal let the lock file go.
+    CHECK(ServeLock::holder(f.system().lock_dir, "naa.0").empty());
+
+    f.exclusive["/dev/sdb"] = -EBUSY;
+    CHECK(claims.claim(disk("sg1", "sdb", "naa.1")) ==
+          "in use: /dev/sdb is open exclusively by another program");
+    f.exclusive["/dev/sdb"] = -EACCES;
+    CHECK(claims.claim(disk("sg1", "sdb", "naa.1")) ==
+          "not claimable: cannot open /dev/sdb exclusively: Permission denied");
+    // No /dev node (a container with only /dev/sg*): the lock file alone holds it.
+    f.exclusive["/dev/sdb"] = -ENOENT;
+    CHECK(claims.claim(disk("sg1", "sdb", "naa.1")).empty());
+}
+
+TEST_CASE("a disk without a block device or stable id is held by its sg name")
+{
+    FakeSystem f;
+    DiskClaims claims("/mnt/a", f.system());
+    REQUIRE(claims.claim(disk("sg3", "", "")).empty());
+    CHECK(f.opened_exclusive.empty());
+    CHECK(!ServeLock::holder(f.system().lock_dir, "sg3").empty());
+}
+
+TEST_CASE("release lets go of the block device, reclaim takes the returning one")
+{
+    FakeSystem f;
+    DiskClaims claims("/mnt/a", f.system());
+    REQUIRE(claims.claim(disk("sg1", "sdb", "naa.1")).empty());
+    claims.release(disk("sg1", "sdb", "naa.1"));
+    // Back as sg3 / sda, which someone mounted meanwhile: refused, the lock kept.
+    f.mount("8:2", "/mnt/e", "ext4");
+    CHECK(claims.reclaim(disk("sg3", "sda", "naa.1")) == "in use: /dev/sda2 mounted at /mnt/e");
+    CHECK(!ServeLock::holder(f.system().lock_dir, "naa.1").empty());
+    CHECK(claims.reclaim(disk("sg1", "sdb", "naa.1")).empty());
+    // A disk this mount never claimed: nothing to do.
+    CHECK(claims.reclaim(disk("sg0", "sda", "naa.0")).empty());
+}
+
+TEST_CASE("after a fork the lock files name the new holder")
+{
+    FakeSystem f;
+    DiskClaims claims("/mnt/a", f.system());
+    REQUIRE(claims.claim(disk("sg1", "sdb", "naa.1")).empty());
+    const pid_t child = fork();
+    REQUIRE(child >= 0);
+    if (child == 0) {
+        claims.holder_moved_here();
+        _exit(0);
+    }
+    int status = 0;
+    REQUIRE(waitpid(child, &status, 0) == child);
+    // The child's copy of the lock is the parent's: still held, now naming the child.
+    CHECK(ServeLock::holder(f.system().lock_dir, "naa.1") ==
+          "sgfs at /mnt/a (pid " + std::to_string(child) + ")");
+}
