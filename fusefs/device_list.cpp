@@ -68,7 +68,7 @@ std::string format_device_line(const SgDeviceEntry &entry, const DiskInfo *info,
         line += "  (cannot open: " + open_error + ")";
     }
     if (!in_use.empty())
-        line += "  in use: " + in_use;
+        line += "\n" + std::string(13, ' ') + "in use: " + in_use;
     return line;
 }
 

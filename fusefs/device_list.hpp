@@ -17,7 +17,8 @@ std::string short_device_type(int peripheral_device_type);
 
 // One line without the newline. `info` is null for non-disks and for disks that did not
 // open, in which case `open_error` says why. `in_use`: why a mount would refuse the disk
-// (disk_in_use(), joined), or "".
+// (disk_in_use(), joined), or "": when set, a second line says so, indented, so that the
+// device line keeps its fields (the stable id last) for scripts.
 std::string format_device_line(const SgDeviceEntry &entry, const DiskInfo *info,
                                const std::string &open_error, const std::string &in_use = {});
 

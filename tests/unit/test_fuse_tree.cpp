@@ -436,7 +436,8 @@ TEST_CASE("--list lines look like lsscsi -g, plus what the disk said")
     CHECK(format_device_line(disk, nullptr, "Permission denied")
               .ends_with("/dev/sg0  (cannot open: Permission denied)"));
     CHECK(format_device_line(disk, &info, "", "/dev/sda1 mounted at /boot")
-              .ends_with("  wwn-0x5000000000000000  in use: /dev/sda1 mounted at /boot"));
+              .ends_with(
+                  "  wwn-0x5000000000000000\n             in use: /dev/sda1 mounted at /boot"));
     CHECK(short_device_type(0x0e) == "sim dsk");
     CHECK(short_device_type(0x1f) == "no dev");
 }

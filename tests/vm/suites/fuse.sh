@@ -139,7 +139,18 @@ check "bad option value is refused" refuses "queue_depth" sgfs "$sg0" "$mnt" -o 
 check "unknown option is refused" refuses "bogus" sgfs "$sg0" "$mnt" -o bogus=1
 check "bad io mode is refused" refuses "io" sgfs "$sg0" "$mnt" -o io=turbo
 check "missing device is refused" refuses "/dev/sg99" sgfs /dev/sg99 "$mnt"
-check "a block device is refused" refuses "$sd0" sgfs "$sd0" "$mnt"
+check "a /dev path that is no sg disk's block device is refused" \
+	refuses "not the block device of an sg disk" sgfs /dev/null "$mnt"
+check "a partition is refused" refuses "is a partition of $sd0" sgfs "${sd0}1" "$mnt"
+# A block device name means its sg disk.
+block_device_serves_its_disk() {
+	sgfs "$sd0" "$mnt" || return 1
+	local served
+	served=$(ls "$mnt")
+	sgfs_umount "$mnt"
+	[[ $served == *"$(basename "$sg0")"* ]]
+}
+check "$sd0 as SOURCE serves $sg0" block_device_serves_its_disk
 check "mount -t with a bad option is refused" refuses "queue_depth" mount -t fuse.sgfs "$sg0" "$mnt" -o queue_depth=0
 
 # fstab.

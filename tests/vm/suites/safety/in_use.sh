@@ -79,13 +79,15 @@ iu_all_skips_mounted() {
 }
 check "in_use: all leaves the mounted ${iu_sd[0]} out, with one line saying why" iu_all_skips_mounted
 
+# The line after a disk's says why it is in use.
 iu_list_says_in_use() {
 	local lines
 	lines=$(sgfs --list)
 	echo "$lines"
-	grep -qF " ${iu_sg[0]} " <<<"$lines" &&
-		grep -F " ${iu_sg[0]} " <<<"$lines" | grep -qF "  in use: ${iu_sd[0]} mounted at $iu_e" &&
-		grep -F " ${iu_sg[1]} " <<<"$lines" | grep -qE "  in use: served by sgfs at $mnt \(pid [0-9]+\)$"
+	grep -A1 -F " ${iu_sg[0]} " <<<"$lines" | tail -n 1 |
+		grep -qxF "             in use: ${iu_sd[0]} mounted at $iu_e" &&
+		grep -A1 -F " ${iu_sg[1]} " <<<"$lines" | tail -n 1 |
+		grep -qxE " +in use: served by sgfs at $mnt \(pid [0-9]+\)"
 }
 check "in_use: --list shows the mount and the sgfs serving the other disk" iu_list_says_in_use
 
