@@ -32,10 +32,17 @@ WRITE commands to the disk through the Linux sg driver (/dev/sgN).
 
 SOURCE
   all                   every SCSI disk (peripheral type 0x00, or 0x0e RBC); disks
-                        that cannot be opened are skipped with a warning
-  DISK[,DISK...]        /dev/sgN, sgN, or a stable id as --list shows it
-                        (wwn-0x..., scsi-...); each must be a disk that opens,
-                        or nothing is mounted
+                        that cannot be opened or are in use are skipped with a
+                        warning
+  DISK[,DISK...]        /dev/sgN, sgN, a block device (sda, /dev/sda: its sg
+                        node), or a stable id as --list shows it (wwn-0x...,
+                        scsi-...); each must be a disk that opens and is not in
+                        use, or nothing is mounted
+
+A disk is in use when its block device or a partition is mounted, is active swap,
+has holders (dm, md, LVM) or is open with O_EXCL, or another sgfs serves it. While
+mounted, sgfs holds each disk's block device with O_EXCL (mount, mkfs: EBUSY) and a
+lock file in /run/sgfs naming the mount.
 
 Files
   MOUNTPOINT/sgN        the disk; size = capacity, st_blksize = preferred transfer
@@ -51,7 +58,8 @@ Program options
   -d, --debug           trace every FUSE request; implies -f
   -s, --single-threaded serve one request at a time
   -l, --list            list the sg devices like lsscsi -g, plus capacity, block
-                        sizes, max transfer, reserve granted and stable id of disks
+                        sizes, max transfer, reserve granted and stable id of disks,
+                        and why a disk is in use on the line after it
   -h, --help            show this text
   -V, --version         show the program and libfuse versions
 
