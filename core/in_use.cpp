@@ -224,12 +224,12 @@ std::vector<std::string> block_device_in_use(const std::string &block_device,
             if (mount.device == node.device)
                 mounted_at += (mounted_at.empty() ? "" : ", ") + mount.mount_point;
         if (!mounted_at.empty())
-            reasons.push_back(path + " mounted at " + mounted_at);
+            reasons.push_back(path + " mounted at " += mounted_at);
         if (std::find(swaps.begin(), swaps.end(), node.device) != swaps.end())
             reasons.push_back(path + " is active swap");
         const fs::path node_dir = node.name == block_device ? disk_dir : disk_dir / node.name;
         for (const std::string &holder : holders(node_dir))
-            reasons.push_back(path + " held by " + holder);
+            reasons.push_back(path + " held by " += holder);
     }
     // Opening the whole disk with O_EXCL fails while it or any partition is claimed.
     if (reasons.empty() && system.open_exclusive) {
