@@ -93,6 +93,24 @@ iscsid_pid=$!
 iscsid_ready() { grep -q ISCSIADM_ABSTRACT_NAMESPACE /proc/net/unix; }
 
 # The /dev/sgN of the iSCSI device with LUN number $1 ("" when there is none).
+# sgfs_holds_block SG: an sgfs process holds the block device of sg node SG open (its
+# O_EXCL hold, see sgfs(8) DISKS IN USE); status 1 when none does, 2 without a block device.
+sgfs_holds_block() {
+	local blk fd pid
+	blk=$(ls "/sys/class/scsi_generic/${1#/dev/}/device/block/" 2>/dev/null)
+	[[ -n $blk ]] || return 2
+	for fd in $(find /proc/[0-9]*/fd -lname "/dev/$blk" 2>/dev/null); do
+		pid=${fd#/proc/} pid=${pid%%/*}
+		[[ $(<"/proc/$pid/comm") == sgfs ]] && return 0
+	done
+	echo "no sgfs process holds /dev/$blk"
+	return 1
+}
+sgfs_lets_go_of_block() {
+	sgfs_holds_block "$1"
+	(($? == 1))
+}
+
 lun_sg() {
 	local dev vendor
 	for dev in /sys/class/scsi_generic/*; do
@@ -307,6 +325,7 @@ check "outage: a read of LUN 2 fails with ENODEV" \
 	bash -c "dd if=$mnt/$n2 of=/dev/null bs=4k count=1 2>&1 | grep -q 'No such device'"
 diag "outage: the read of LUN 2 failed after $(elapsed "$start" "$(now)") s"
 check "outage: .stats of $n2 says state gone" stat_is "$n2" state gone
+check "outage: sgfs let go of LUN 2's block device" sgfs_lets_go_of_block "$(lun_sg 2)"
 head -c $((1 << 20)) /dev/urandom >"$work/other"
 check "outage: the scsi_debug disk takes a write" \
 	dd if="$work/other" of="$mnt/$nsd" bs=64k conv=notrunc,fsync status=none
@@ -323,6 +342,7 @@ check "target back: writing the whole pattern again succeeds" \
 	dd if="$work/pattern" of="$mnt/$n1" bs=1M conv=notrunc,fsync status=none
 check "target back: the backing file holds it" cmp -n $((48 << 20)) "$work/pattern" "$luns/lun1.img"
 check "target back: LUN 2 works again too" wait_until 60 readable "$n2"
+check "target back: sgfs holds LUN 2's block device again" sgfs_holds_block "$(lun_sg 2)"
 if [[ -n ${syslogd_pid:-} ]]; then
 	check "syslog: sgfs says the LUN is back" grep -q "sgfs: $n1 (wwn-[0-9a-fx]*): back as /dev/sg" "$work/syslog"
 fi
@@ -374,6 +394,8 @@ check "re-login: the first IO on LUN 1 (idle meanwhile) succeeds" readable "$n1"
 check "re-login: LUN 2 is picked up again without a remount" wait_until 120 readable "$n2"
 check "re-login: .stats of $n2 shows its new path $new2" stat_is "$n2" path "$new2"
 check "re-login: .stats of $n1 shows its new path $new1" stat_is "$n1" path "$new1"
+holds_new_blocks() { sgfs_holds_block "$new1" && sgfs_holds_block "$new2"; }
+check "re-login: sgfs holds the LUNs' new block devices" holds_new_blocks
 check "re-login: the by-id link still leads to LUN 1's data" \
 	cmp -n $((8 << 20)) "$mnt/by-id/$(awk '$1 == 1 { print $2 }' "$work/ids-after")" "$luns/lun1.img"
 head -c $((4 << 20)) /dev/urandom >"$work/late"
