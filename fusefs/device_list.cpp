@@ -93,8 +93,13 @@ int list_devices(const MountOptions &options)
                     message = std::strerror(rc < 0 ? -rc : EIO);
             }
         }
-        const std::string in_use =
-            disk ? join_reasons(disk_in_use(disk->info(), system)) : std::string();
+        // A disk that did not open has no stable id to find its lock file by; its block
+        // device still tells.
+        std::string in_use;
+        if (disk)
+            in_use = join_reasons(disk_in_use(disk->info(), system));
+        else if (is_disk_device_type(entry.device_type))
+            in_use = join_reasons(block_device_in_use(entry.block_device, system));
         const std::string line =
             format_device_line(entry, disk ? &disk->info() : nullptr, message, in_use);
         std::printf("%s\n", line.c_str());
