@@ -194,9 +194,10 @@ std::string DiskClaims::claim(const DiskInfo &disk)
     std::string message;
     if (ServeLock::take(system_.lock_dir, key, claim.lock, message) < 0)
         return message.starts_with("already") ? message : "not claimable: " + message;
-    claim.lock.name_holder(mount_point_, ::getpid());
     if (std::string why = take_block_device(disk, claim.block_device); !why.empty())
         return why;
+    // Only now: a refused disk's lock file must not name this mount.
+    claim.lock.name_holder(mount_point_, ::getpid());
     claims_.emplace(key, std::move(claim));
     return {};
 }
