@@ -113,6 +113,9 @@ int ServeLock::take(const std::string &lock_dir, const std::string &key, ServeLo
         }
         return -error;
     }
+    // What an earlier holder wrote is stale now; until name_holder() it says nothing.
+    if (writable)
+        static_cast<void>(::ftruncate(file.get(), 0));
     out.fd_ = std::move(file);
     out.writable_ = writable;
     return 0;
