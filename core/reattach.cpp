@@ -4,8 +4,9 @@
 // messages; it is never held across IO or a device search. search_mutex_ makes one thread
 // at a time look for the device (others fail at once with ENODEV); it is taken before
 // mutex_, never after. The environment's functions (open, reclaim, release_claim, log)
-// run without mutex_: the mount's claims (disk_claim.hpp) have a lock of their own. DiskInfo objects are never freed while the wrapper lives, so the
-// reference info() returns stays valid across swaps (one more per swap that changed it).
+// run without mutex_: the mount's claims (disk_claim.hpp) have a lock of their own.
+// DiskInfo objects are never freed while the wrapper lives, so the reference info()
+// returns stays valid across swaps (one more per swap that changed it).
 #include "reattach.hpp"
 
 #include "sgfs/cdb.hpp"
