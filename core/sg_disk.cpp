@@ -27,7 +27,7 @@ namespace
 
 bool read_allow_dio()
 {
-    std::ifstream in("/sys/module/sg/parameters/allow_dio");
+    std::ifstream in(allow_dio_parameter);
     int value = 0;
     return (in >> value) && value != 0;
 }
@@ -138,6 +138,13 @@ int SgDisk::probe_identity(const SgFd &fd, std::string &message)
         message = info_.sg_path + ": unsupported logical block size " +
                   std::to_string(capacity.logical_block_size);
         return -EPROTO;
+    }
+    // One command moves whole blocks: a smaller max_io could only be ignored.
+    if (options_.max_io != 0 && options_.max_io < capacity.logical_block_size) {
+        message = "max_io=" + std::to_string(options_.max_io) +
+                  " is below the disk's logical block size (" +
+                  std::to_string(capacity.logical_block_size) + " bytes)";
+        return -EINVAL;
     }
     info_.capacity_bytes = capacity.bytes();
     info_.logical_block_size = capacity.logical_block_size;
