@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2154 # $build, $mnt, $work: set by ../safety.sh
 # Safety part (sourced by ../safety.sh): errors that point the right way. Each case is
 # checked against the exact line sgfs puts on stderr, and whether a mount is left.
 

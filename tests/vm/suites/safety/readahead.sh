@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2154 # $build, $mnt, $work: set by ../safety.sh
 # Safety part (sourced by ../safety.sh): read-ahead is never older than the open. A
 # sequential reader leaves read-ahead windows behind; the disk is then written through its
 # sd node with O_DIRECT (another path to it, as another host on a shared LUN would); a
