@@ -15,9 +15,10 @@
 namespace sgfs
 {
 
-ssize_t Disk::read_view(std::size_t length, std::uint64_t offset, const ReadConsumer &consume,
-                        bool &consumed)
+ssize_t Disk::read_view(std::size_t length, std::uint64_t offset, ReaderId reader,
+                        const ReadConsumer &consume, bool &consumed)
 {
+    static_cast<void>(reader); // no read-ahead here
     // Aligned, so that the whole blocks of an unaligned read can still go direct.
     thread_local AlignedBuffer staging;
     if (staging.size() < length)

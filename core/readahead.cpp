@@ -42,6 +42,7 @@ int Readahead::submit_locked(Window &window, std::size_t stream, const BlockRang
     window.state = State::in_flight;
     window.stale = false;
     window.stream = stream;
+    window.reader = streams_[stream].reader;
     window.range = range;
     if (config_.stats != nullptr)
         config_.stats->count_readahead_submitted(request.length);
@@ -61,33 +62,47 @@ void Readahead::reap(Window &window)
 }
 
 // Frees the windows of `stream` nobody will ask for: stale or failed ones, those its reader
-// has passed and, when the stream starts again elsewhere, every one nobody is using. The
-// part of a stale window still ahead of the reader goes to `refill`: a write there must not
-// leave a hole.
+// has passed, those read for a reader that held the stream before and, when the stream
+// starts again elsewhere, every one nobody is using. The part of a stale window still ahead
+// of the reader goes to `refill`: a write there must not leave a hole.
 void Readahead::recycle(std::unique_lock<std::mutex> &lock, std::size_t stream,
                         std::uint64_t reader_lba, bool restart, std::vector<BlockRange> &refill)
 {
-    std::vector<Window *> in_flight;
+    std::vector<Window *> unwanted;
     for (Window &window : windows_) {
         if (window.stream != stream || window.state == State::idle || window.users != 0)
             continue;
-        const bool unwanted = restart || window.stale || window.state == State::failed ||
-                              window.range.end() <= reader_lba;
-        if (!unwanted)
+        if (!belongs(window, stream)) {
+            unwanted.push_back(&window);
+            continue;
+        }
+        if (!restart && !window.stale && window.state != State::failed &&
+            window.range.end() > reader_lba)
             continue;
         if (!restart && window.stale && window.range.end() > reader_lba) {
             const std::uint64_t from = std::max(window.range.lba, reader_lba);
             refill.push_back({from, window.range.end() - from});
         }
-        if (window.state == State::in_flight) {
-            // Its command must complete before the slot takes another; stale, so that no
-            // reader waits for it meanwhile.
-            window.state = State::reaping;
-            window.stale = true;
-            ++window.users;
-            in_flight.push_back(&window);
+        unwanted.push_back(&window);
+    }
+    free_windows(lock, unwanted);
+}
+
+// Makes `windows` (in use by nobody) idle. A command in flight must complete before its
+// slot takes another: it is reaped unlocked, the window stale meanwhile so that no reader
+// waits for it.
+void Readahead::free_windows(std::unique_lock<std::mutex> &lock,
+                             const std::vector<Window *> &windows)
+{
+    std::vector<Window *> in_flight;
+    for (Window *window : windows) {
+        if (window->state == State::in_flight) {
+            window->state = State::reaping;
+            window->stale = true;
+            ++window->users;
+            in_flight.push_back(window);
         } else {
-            window.state = State::idle;
+            window->state = State::idle;
         }
     }
     if (in_flight.empty())
@@ -161,26 +176,27 @@ void Readahead::queue_windows(std::size_t stream, std::uint64_t capacity_blocks,
     }
 }
 
-void Readahead::advance(const BlockRange &request, std::uint64_t capacity_blocks)
+void Readahead::advance(const BlockRange &request, ReaderId reader, std::uint64_t capacity_blocks)
 {
     std::unique_lock lock(mutex_);
-    // A read in a stream's window continues that stream when it lands near where its
-    // reader was: a reader with several reads in flight, out of order by up to a window.
-    // Farther off it is another reader landing there: it must not keep the stream going.
+    // A read in one of its streams' windows continues that stream when it lands near where
+    // the stream was: a reader with several reads in flight, out of order by up to a
+    // window. Farther off it is the same file read at another place: a stream of its own.
     std::size_t owner = StreamTable::no_owner;
     for (const Window &window : windows_) {
-        if (!live(window) || !window.range.contains(request.lba))
+        if (!live(window) || window.reader != reader || !belongs(window, window.stream) ||
+            !window.range.contains(request.lba))
             continue;
-        const std::uint64_t reader = streams_[window.stream].next_lba;
+        const std::uint64_t expected = streams_[window.stream].next_lba;
         const std::uint64_t distance =
-            request.lba > reader ? request.lba - reader : reader - request.lba;
+            request.lba > expected ? request.lba - expected : expected - request.lba;
         if (distance <= config_.max_blocks) {
             owner = window.stream;
             break;
         }
     }
     bool sequential = false;
-    const std::size_t stream = streams_.match(request, owner, sequential);
+    const std::size_t stream = streams_.match(request, reader, owner, sequential);
     std::vector<BlockRange> refill;
     if (!sequential) {
         // This read took over the stream read least recently: what that one read ahead is
@@ -193,7 +209,7 @@ void Readahead::advance(const BlockRange &request, std::uint64_t capacity_blocks
     // window that holds this request too.
     const bool restart = streams_[stream].ahead_lba <= request.lba ||
                          std::none_of(windows_.begin(), windows_.end(), [&](const Window &w) {
-                             return w.stream == stream && live(w) && w.range.end() > request.lba;
+                             return belongs(w, stream) && live(w) && w.range.end() > request.lba;
                          });
     recycle(lock, stream, request.lba, restart, refill);
     release_quiet_streams(lock, stream);
@@ -205,8 +221,8 @@ void Readahead::advance(const BlockRange &request, std::uint64_t capacity_blocks
     queue_windows(stream, capacity_blocks, refill);
 }
 
-bool Readahead::serve(std::uint64_t offset, std::uint64_t length, const ReadConsumer &consume,
-                      int &rc)
+bool Readahead::serve(std::uint64_t offset, std::uint64_t length, ReaderId reader,
+                      const ReadConsumer &consume, int &rc)
 {
     const std::uint64_t block = config_.block_size;
     const BlockRange request{offset / block,
@@ -216,9 +232,10 @@ bool Readahead::serve(std::uint64_t offset, std::uint64_t length, const ReadCons
     std::vector<Window *> to_reap;
     {
         std::lock_guard lock(mutex_);
+        // Only what was read for this reader: another's windows may predate its open.
         std::vector<BlockRange> ranges;
         for (const Window &window : windows_)
-            ranges.push_back(live(window) ? window.range : BlockRange{});
+            ranges.push_back(live(window) && window.reader == reader ? window.range : BlockRange{});
         if (!cover_request(ranges, request, pieces))
             return false;
         for (const WindowPiece &piece : pieces) {
@@ -270,6 +287,19 @@ bool Readahead::serve(std::uint64_t offset, std::uint64_t length, const ReadCons
     for (Window *window : used)
         --window->users;
     return all_good;
+}
+
+void Readahead::end_reader(ReaderId reader)
+{
+    if (reader == no_reader)
+        return;
+    std::unique_lock lock(mutex_);
+    streams_.forget(reader);
+    std::vector<Window *> ended;
+    for (Window &window : windows_)
+        if (window.reader == reader && window.state != State::idle && window.users == 0)
+            ended.push_back(&window);
+    free_windows(lock, ended);
 }
 
 void Readahead::invalidate(const BlockRange &blocks)

@@ -6,6 +6,11 @@
 // window is read again further ahead once its stream's reader has passed it. Several
 // sequential readers of the disk are told apart (StreamTable); each has its own windows
 // and an equal share of the fds, and a stream whose reader went quiet gives its back.
+// A window belongs to the open file (ReaderId) it was read for and answers only that
+// file's reads, so no read returns data read from the disk before its file was opened;
+// end_reader() drops them when the file is released. (What a file's own windows hold can
+// still be older than another writer's write to the disk while it stays open: disks
+// shared with other writers want `noreadahead`.)
 //
 // Concurrency: one mutex guards the windows' state. A window's memory is only handed out
 // while `users` counts the reader; it is resubmitted only with no users. Exactly one
@@ -47,15 +52,20 @@ class Readahead
     void configure(std::vector<std::unique_ptr<Slot>> slots, const ReadaheadConfig &config);
     bool enabled() const { return !slots_.empty(); }
 
-    // Before a read of the blocks `request`: when it continues a stream (or falls in one
-    // of its windows), recycle the windows that stream's reader has passed and queue the
-    // ones that follow, on the idle slots of its share, not past `capacity_blocks`.
-    void advance(const BlockRange &request, std::uint64_t capacity_blocks);
-    // Serves the bytes [offset, offset + length) if windows read ahead hold all of them:
-    // consume() gets their memory and its result lands in `rc`. False when they do not
-    // (or a read-ahead command failed): the caller reads the normal way, which also reports
-    // errors properly.
-    bool serve(std::uint64_t offset, std::uint64_t length, const ReadConsumer &consume, int &rc);
+    // Before a read of the blocks `request` by `reader`: when it continues one of that
+    // reader's streams (or falls in one of its windows), recycle the windows that stream's
+    // reader has passed and queue the ones that follow, on the idle slots of its share,
+    // not past `capacity_blocks`.
+    void advance(const BlockRange &request, ReaderId reader, std::uint64_t capacity_blocks);
+    // Serves the bytes [offset, offset + length) if windows read ahead for `reader` hold all
+    // of them: consume() gets their memory and its result lands in `rc`. False when they do
+    // not (or a read-ahead command failed): the caller reads the normal way, which also
+    // reports errors properly.
+    bool serve(std::uint64_t offset, std::uint64_t length, ReaderId reader,
+               const ReadConsumer &consume, int &rc);
+    // `reader` reads no more: its streams end and its windows are freed (a command in
+    // flight is reaped first). Call with none of its reads running.
+    void end_reader(ReaderId reader);
     // A write to `blocks` makes overlapping windows stale: call before the write starts and
     // again once it completed (a window read while it ran may hold either).
     void invalidate(const BlockRange &blocks);
@@ -68,6 +78,7 @@ class Readahead
         bool stale = false;
         unsigned users = 0; // readers holding its memory or waiting for it
         std::size_t stream = 0;
+        ReaderId reader = no_reader; // the open file it was read for; only it is served
         BlockRange range;
     };
 
@@ -75,10 +86,16 @@ class Readahead
     {
         return window.state != State::idle && window.state != State::failed && !window.stale;
     }
+    // Read for the reader that holds `stream` now, not for one that held it before.
+    bool belongs(const Window &window, std::size_t stream) const
+    {
+        return window.stream == stream && window.reader == streams_[stream].reader;
+    }
     std::uint8_t *memory(const Window &window) const { return window.slot->staging(config_.mode); }
     int submit_locked(Window &window, std::size_t stream, const BlockRange &range);
     void recycle(std::unique_lock<std::mutex> &lock, std::size_t stream, std::uint64_t reader_lba,
                  bool restart, std::vector<BlockRange> &refill);
+    void free_windows(std::unique_lock<std::mutex> &lock, const std::vector<Window *> &windows);
     void release_quiet_streams(std::unique_lock<std::mutex> &lock, std::size_t current);
     void queue_windows(std::size_t stream, std::uint64_t capacity_blocks,
                        std::vector<BlockRange> &refill);

@@ -42,12 +42,14 @@ bool cover_request(std::span<const BlockRange> windows, const BlockRange &reques
     return true;
 }
 
-std::size_t StreamTable::match(const BlockRange &request, std::size_t window_owner,
+std::size_t StreamTable::match(const BlockRange &request, ReaderId reader, std::size_t window_owner,
                                bool &sequential)
 {
-    std::size_t found = window_owner < streams_.size() ? window_owner : streams_.size();
+    std::size_t found = window_owner < streams_.size() && streams_[window_owner].reader == reader
+                            ? window_owner
+                            : streams_.size();
     for (std::size_t i = 0; found == streams_.size() && i < streams_.size(); ++i)
-        if (streams_[i].next_lba == request.lba)
+        if (streams_[i].reader == reader && streams_[i].next_lba == request.lba)
             found = i;
     sequential = found != streams_.size();
     if (!sequential) {
@@ -57,12 +59,21 @@ std::size_t StreamTable::match(const BlockRange &request, std::size_t window_own
                                                           return a.last_used < b.last_used;
                                                       }) -
                                      streams_.begin());
-        streams_[found] = ReadStream{};
+        streams_[found] = ReadStream{.reader = reader};
     }
     streams_[found].next_lba = request.end();
     streams_[found].last_used = ++clock_;
     streams_[found].sequential = sequential;
     return found;
+}
+
+void StreamTable::forget(ReaderId reader)
+{
+    if (reader == no_reader)
+        return;
+    for (ReadStream &stream : streams_)
+        if (stream.reader == reader)
+            stream = ReadStream{}; // last_used 0: taken over before any other
 }
 
 } // namespace sgfs

@@ -2,6 +2,8 @@
 // how large the next window is, and which windows (and which parts of them) answer a read.
 #pragma once
 
+#include "sgfs/disk.hpp"
+
 #include <cstddef>
 #include <cstdint>
 #include <span>
@@ -38,8 +40,9 @@ struct WindowPiece {
 bool cover_request(std::span<const BlockRange> windows, const BlockRange &request,
                    std::vector<WindowPiece> &pieces);
 
-// A sequential reader of a disk, known by the block it reads next.
+// A sequential reader of a disk, known by its open file and the block it reads next.
 struct ReadStream {
+    ReaderId reader = no_reader;         // the open file it reads ahead for
     std::uint64_t next_lba = UINT64_MAX; // where its reader reads next; none yet
     std::uint64_t ahead_lba = 0;         // where its next window starts
     std::uint64_t next_window_blocks = 1;
@@ -47,19 +50,24 @@ struct ReadStream {
     bool sequential = false;     // its last read continued it
 };
 
-// Up to `capacity` readers of one disk told apart, like the kernel's per-file readahead
-// state but for one device file shared by all: a read belongs to the stream whose next
-// block it starts at (or whose window holds it, `window_owner`); a read that continues
-// none takes over the stream read least recently, and is not sequential.
+// Up to `capacity` sequential readers of one disk told apart, like the kernel's per-file
+// readahead state: a read belongs to the stream of its own reader (its open file) whose next
+// block it starts at (or whose window holds it, `window_owner`), never to another reader's;
+// a read that continues none takes over the stream read least recently, and is not
+// sequential. One open file may have several streams (readers at two places of one fd).
 class StreamTable
 {
   public:
     static constexpr std::size_t default_capacity = 4;
     explicit StreamTable(std::size_t capacity = default_capacity) : streams_(capacity) {}
 
-    // The stream `request` belongs to, which from now on expects request.end(); sets
-    // `sequential` when the request continued it, and false when it was taken over.
-    std::size_t match(const BlockRange &request, std::size_t window_owner, bool &sequential);
+    // The stream `request` of `reader` belongs to, which from now on expects request.end();
+    // sets `sequential` when the request continued it, and false when it was taken over.
+    // `window_owner` must be one of `reader`'s streams (or no_owner).
+    std::size_t match(const BlockRange &request, ReaderId reader, std::size_t window_owner,
+                      bool &sequential);
+    // `reader` has ended: its streams are reset, the first to be taken over.
+    void forget(ReaderId reader);
     // Passed to match() when no window holds the request.
     static constexpr std::size_t no_owner = SIZE_MAX;
     // Streams not read in the last `within` reads (of any stream): their readers stopped.
@@ -69,6 +77,7 @@ class StreamTable
     }
 
     ReadStream &operator[](std::size_t stream) { return streams_[stream]; }
+    const ReadStream &operator[](std::size_t stream) const { return streams_[stream]; }
     std::size_t size() const { return streams_.size(); }
 
   private:

@@ -85,12 +85,26 @@ class ReattachingDisk final : public Disk
         return run([&](Disk &disk) { return disk.pread(buffer, length, offset); }, nullptr);
     }
 
-    ssize_t read_view(std::size_t length, std::uint64_t offset, const ReadConsumer &consume,
-                      bool &consumed) override
+    ssize_t read_view(std::size_t length, std::uint64_t offset, ReaderId reader,
+                      const ReadConsumer &consume, bool &consumed) override
     {
         consumed = false;
-        return run([&](Disk &disk) { return disk.read_view(length, offset, consume, consumed); },
-                   &consumed);
+        return run(
+            [&](Disk &disk) { return disk.read_view(length, offset, reader, consume, consumed); },
+            &consumed);
+    }
+
+    // Only the disk in use can hold the reader's read-ahead: one swapped in later never
+    // read for it, a lost one serves nobody again.
+    void end_reader(ReaderId reader) override
+    {
+        std::shared_ptr<Disk> disk;
+        {
+            std::lock_guard lock(mutex_);
+            disk = current_;
+        }
+        if (disk)
+            disk->end_reader(reader);
     }
 
     ssize_t pwrite(const void *buffer, std::size_t length, std::uint64_t offset) override

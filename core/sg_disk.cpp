@@ -27,7 +27,7 @@ namespace
 
 bool read_allow_dio()
 {
-    std::ifstream in("/sys/module/sg/parameters/allow_dio");
+    std::ifstream in(allow_dio_parameter);
     int value = 0;
     return (in >> value) && value != 0;
 }
@@ -138,6 +138,13 @@ int SgDisk::probe_identity(const SgFd &fd, std::string &message)
         message = info_.sg_path + ": unsupported logical block size " +
                   std::to_string(capacity.logical_block_size);
         return -EPROTO;
+    }
+    // One command moves whole blocks: a smaller max_io could only be ignored.
+    if (options_.max_io != 0 && options_.max_io < capacity.logical_block_size) {
+        message = "max_io=" + std::to_string(options_.max_io) +
+                  " is below the disk's logical block size (" +
+                  std::to_string(capacity.logical_block_size) + " bytes)";
+        return -EINVAL;
     }
     info_.capacity_bytes = capacity.bytes();
     info_.logical_block_size = capacity.logical_block_size;
@@ -338,29 +345,30 @@ int SgDisk::read_chunks_in_flight(std::uint64_t lba, std::uint64_t blocks,
     return first_error;
 }
 
-ssize_t SgDisk::read_view(std::size_t length, std::uint64_t offset, const ReadConsumer &consume,
-                          bool &consumed)
+ssize_t SgDisk::read_view(std::size_t length, std::uint64_t offset, ReaderId reader,
+                          const ReadConsumer &consume, bool &consumed)
 {
     consumed = false;
     const std::uint64_t wanted = clamp_length(offset, length, info_.capacity_bytes);
     if (wanted == 0)
-        return Disk::read_view(0, offset, consume, consumed);
+        return Disk::read_view(0, offset, reader, consume, consumed);
     const std::uint32_t block = info_.logical_block_size;
     const BlockPlan plan = plan_blocks(offset, wanted, block);
     if (gone_)
         return fail(-ENODEV, info_.name + ": device is gone");
-    if (readahead_.enabled()) {
+    if (readahead_.enabled() && reader != no_reader) {
         // Queue what follows first, so the device works while this reply is copied.
-        readahead_.advance({plan.first_lba, plan.block_count}, info_.capacity_bytes / block);
+        readahead_.advance({plan.first_lba, plan.block_count}, reader,
+                           info_.capacity_bytes / block);
         int rc = 0;
-        if (readahead_.serve(offset, wanted, consume, rc)) {
+        if (readahead_.serve(offset, wanted, reader, consume, rc)) {
             consumed = true;
             return rc < 0 ? rc : static_cast<ssize_t>(wanted);
         }
     }
     const std::uint64_t chunks = (plan.block_count + max_blocks_ - 1) / max_blocks_;
     if (!plan.aligned() || chunks > std::max(1U, options_.queue_depth))
-        return Disk::read_view(wanted, offset, consume, consumed);
+        return Disk::read_view(wanted, offset, reader, consume, consumed);
 
     const TransferMode mode =
         policy_.choose(std::min<std::uint64_t>(wanted, info_.max_transfer_bytes), true);

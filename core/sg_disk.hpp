@@ -35,8 +35,9 @@ class SgDisk final : public Disk
     {
         return read_bytes(DataPath::read, buffer, length, offset);
     }
-    ssize_t read_view(std::size_t length, std::uint64_t offset, const ReadConsumer &consume,
-                      bool &consumed) override;
+    ssize_t read_view(std::size_t length, std::uint64_t offset, ReaderId reader,
+                      const ReadConsumer &consume, bool &consumed) override;
+    void end_reader(ReaderId reader) override { readahead_.end_reader(reader); }
     ssize_t pwrite(const void *buffer, std::size_t length, std::uint64_t offset) override
     {
         return write_bytes(DataPath::write, buffer, length, offset);

@@ -3,6 +3,7 @@
 #include "device_figures.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cstring>
 #include <fcntl.h>
@@ -18,11 +19,20 @@ namespace sgfs::fusefs
 struct Filesystem::OpenFile {
     const Node &node;
     bool writable;
-    std::string stats_text; // /.stats: generated at open, so one read sequence is consistent
+    std::string stats_text;      // /.stats: generated at open, so one read sequence is consistent
+    ReaderId reader = no_reader; // disk files: read-ahead is this open's alone
 };
 
 namespace
 {
+
+// A reader id per open, never reused: read-ahead done for an earlier open (maybe before
+// another writer changed the disk) can never answer this one.
+ReaderId new_reader()
+{
+    static std::atomic<ReaderId> next{no_reader + 1};
+    return next.fetch_add(1, std::memory_order_relaxed);
+}
 
 // The tree never changes while mounted, so the kernel may keep names and attributes as
 // long as it likes; a day is "forever" without surprising anyone debugging a stale view.
@@ -469,7 +479,7 @@ int Filesystem::open(fuse_ino_t inode, fuse_file_info &fi) const
         // because other hosts or the raw sg node may have changed the disk meanwhile.
         fi.direct_io = options_.cache == CacheMode::none ? 1 : 0;
         fi.keep_cache = 0;
-        fi.fh = reinterpret_cast<std::uint64_t>(new OpenFile{*node, writable, {}});
+        fi.fh = reinterpret_cast<std::uint64_t>(new OpenFile{*node, writable, {}, new_reader()});
         break;
     }
     // A handle that cannot have written has nothing to flush at close.
@@ -497,7 +507,7 @@ int Filesystem::read(const OpenFile &file, std::size_t size, off_t offset,
 
     const DiskSlot &slot = slot_of(file.node);
     // Core clamps to the capacity: a read at or past the end replies with no data (EOF).
-    const ssize_t rc = slot.disk->read_view(size, start, reply, replied);
+    const ssize_t rc = slot.disk->read_view(size, start, file.reader, reply, replied);
     // Once replied, a failure can only be the reply's own (the request was interrupted):
     // there is nothing left to answer.
     if (replied)
@@ -613,6 +623,9 @@ void Filesystem::release(OpenFile *file)
     const std::unique_ptr<OpenFile> owned(file);
     // close() has returned already, so an error here can only be logged (sync_disk did).
     (void)flush(*owned);
+    // No read of this file runs any more: what was read ahead for it goes.
+    if (owned->node.kind == NodeKind::disk_file)
+        slot_of(owned->node).disk->end_reader(owned->reader);
 }
 
 int Filesystem::fsync(const OpenFile &file)

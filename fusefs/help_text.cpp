@@ -69,7 +69,8 @@ Mount options (-o). SIZE is a number with an optional k, m or g suffix (powers o
            io + R"():
                           indirect  copied through the driver's kernel buffer
                           direct    DMA into sgfs's buffers (needs the sg module's
-                                    allow_dio=1; falls back to indirect otherwise)
+                                    allow_dio=1; falls back to indirect otherwise,
+                                    with a warning at mount)
                           mmap      the driver's reserve buffer mapped into sgfs
                           auto      transfers of at least mmap_min go direct when
                                     the driver allows it and the buffer is aligned,
@@ -81,8 +82,9 @@ Mount options (-o). SIZE is a number with an optional k, m or g suffix (powers o
            reserve + R"()
   queue_depth=N         SCSI commands in flight per disk, 1 to 64 (default )" +
            queue_depth + R"()
-  max_io=SIZE           largest transfer of one SCSI command (default: what the
-                        device, the driver and the reserve buffer allow)
+  max_io=SIZE           largest transfer of one SCSI command, at least one logical
+                        block (default: what the device, the driver and the reserve
+                        buffer allow)
   timeout=SEC           per-command timeout, 1 to 86400 seconds (default )" +
            timeout + R"()
   retries=N             retries after unit attention, aborted command or busy,
@@ -91,8 +93,11 @@ Mount options (-o). SIZE is a number with an optional k, m or g suffix (powers o
   fua, nofua            set Force Unit Access on every WRITE (default nofua)
   readahead, noreadahead
                         after sequential reads, read the next windows ahead on
-                        spare sg fds, so the disk works while FUSE copies a reply
-                        (default readahead)
+                        spare sg fds, so the disk works while FUSE copies a reply;
+                        only the open file they were read for gets them, and they
+                        go at its close, but while it stays open they may be older
+                        than another host's or path's write: noreadahead for disks
+                        others write too (default readahead)
   copy_file_range, nocopy_file_range
                         copy_file_range(2) between two disk files of the mount (cp
                         does it) moves the data sg node to sg node, never through
@@ -102,8 +107,9 @@ Mount options (-o). SIZE is a number with an optional k, m or g suffix (powers o
                         page boundary, so direct IO sends it without a copy
                         (default aligned_writes; noaligned_writes: libfuse's loop)
   cache=none|page       none: direct_io, each read and write reaches the disk with
-                        its own size and nothing is cached (default); page: the
-                        kernel page cache with readahead (needed for mmap(2))
+                        its own size and nothing is cached but read-ahead (default);
+                        page: the kernel page cache with readahead (needed for
+                        MAP_SHARED mmap(2): direct_io files refuse it with ENODEV)
   ro, rw                read-only, or read-write (default rw); a write-protected
                         disk is always read-only
   uid=N, gid=N          numeric owner and group of the disk files (default: those

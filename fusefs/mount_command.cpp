@@ -38,22 +38,38 @@ std::string fuse_mounted_at(const std::string &path)
     return fstype;
 }
 
+// A FUSE mount whose daemon died (killed, crashed) answers every lookup with ENOTCONN until
+// it is unmounted: say so, and how, rather than blame the directory.
+std::string bad_mountpoint(const std::string &mountpoint, int error)
+{
+    if (error == ENOTCONN)
+        return "sgfs: " + mountpoint +
+               " is a dead FUSE mount (its daemon is gone: " + std::strerror(ENOTCONN) +
+               "); run fusermount3 -u " + mountpoint;
+    return "sgfs: bad mount point '" + mountpoint + "': " + std::strerror(error);
+}
+
 // The mount point as an absolute path: fuse_daemonize() changes to "/", and unmounting at
 // exit must still find it. "/dev/fd/N" is mount.fuse3's drop_privileges hand-over of an
-// already opened /dev/fuse and is passed on untouched.
+// already opened /dev/fuse and is passed on untouched. A directory with a FUSE file
+// system mounted on it already is refused.
 std::string resolve_mountpoint(const std::string &mountpoint, std::string &error)
 {
     if (mountpoint.starts_with("/dev/fd/"))
         return mountpoint;
     char resolved[PATH_MAX];
     if (!realpath(mountpoint.c_str(), resolved)) {
-        error = "sgfs: bad mount point '" + mountpoint + "': " + std::strerror(errno);
+        error = bad_mountpoint(mountpoint, errno);
         return {};
     }
     struct stat st {
     };
-    if (stat(resolved, &st) != 0 || !S_ISDIR(st.st_mode)) {
-        error = "sgfs: bad mount point '" + mountpoint + "': " + std::strerror(ENOTDIR);
+    if (stat(resolved, &st) != 0) {
+        error = bad_mountpoint(mountpoint, errno);
+        return {};
+    }
+    if (!S_ISDIR(st.st_mode)) {
+        error = bad_mountpoint(mountpoint, ENOTDIR);
         return {};
     }
     if (const std::string fstype = fuse_mounted_at(resolved); !fstype.empty()) {
@@ -119,6 +135,13 @@ int mount_command(const CommandLine &command)
         std::fprintf(stderr, "%s\n", opened.error.c_str());
         return 1;
     }
+    // allow_dio is the driver's, not a disk's: one line says it for all of them.
+    for (const auto &disk : opened.disks)
+        if (const std::string why = io_mode_fallback(disk_options.io_mode, disk->info().allow_dio);
+            !why.empty()) {
+            std::fprintf(stderr, "sgfs: warning: %s\n", why.c_str());
+            break;
+        }
 
     TreeOptions tree_options;
     tree_options.uid = options.uid;

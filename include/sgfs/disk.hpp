@@ -59,6 +59,11 @@ struct DiskInfo {
 // with it when it returns; e.g. it replies to FUSE from those pieces. Returns 0 or -errno.
 using ReadConsumer = std::function<int(std::span<const iovec> pieces)>;
 
+// Who reads: one open file, so that read-ahead serves it only what was read for it, after it
+// was opened, and drops that at its end (end_reader). Never reused within a process.
+using ReaderId = std::uint64_t;
+inline constexpr ReaderId no_reader = 0; // reads no read-ahead serves or queues
+
 // Which end of a copy_range() an error came from, so that a caller (or a wrapper) blames
 // the right device.
 enum class CopyEnd { none, source, destination };
@@ -80,9 +85,13 @@ class Disk
     // The same read without a copy into a caller's buffer: aligned reads hand `consume` the
     // memory the data arrived in; others are staged and counted as a user copy. Returns
     // bytes read, -errno from the disk, or consume's own -errno (then `consumed` is true).
-    // The default stages the data through pread(), for disks without sg memory of their own.
-    virtual ssize_t read_view(std::size_t length, std::uint64_t offset, const ReadConsumer &consume,
-                              bool &consumed);
+    // Read-ahead for `reader` answers it only with data read for it (so read after it
+    // began); no_reader gets none. The default stages the data through pread(), for disks
+    // without sg memory of their own.
+    virtual ssize_t read_view(std::size_t length, std::uint64_t offset, ReaderId reader,
+                              const ReadConsumer &consume, bool &consumed);
+    // `reader` reads no more (its file was released): what was read ahead for it is dropped.
+    virtual void end_reader(ReaderId reader) { static_cast<void>(reader); }
     // Any offset, any length. Unaligned head/tail are read-modify-write, serialized against
     // overlapping IO. Past the end: -ENOSPC. Read-only: -EROFS.
     virtual ssize_t pwrite(const void *buffer, std::size_t length, std::uint64_t offset) = 0;

@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <string>
 #include <string_view>
 
 namespace sgfs
@@ -18,5 +19,14 @@ enum class IoMode : std::uint8_t { automatic, indirect, direct, mmap };
 const char *to_string(TransferMode mode);
 const char *to_string(IoMode mode);
 std::optional<IoMode> parse_io_mode(std::string_view text);
+
+// The sg driver's switch for direct IO (0 or 1), read when a disk is opened.
+inline constexpr const char *allow_dio_parameter = "/sys/module/sg/parameters/allow_dio";
+
+// Why the io= mode asked for can only fall back on this machine, in one line; empty when it
+// works. io=direct with allow_dio off moves every byte indirectly: the driver copies
+// quietly. (io=auto picks direct IO only where allow_dio is on, so it asks for nothing
+// that falls back.)
+std::string io_mode_fallback(IoMode requested, bool allow_dio);
 
 } // namespace sgfs

@@ -46,3 +46,15 @@ TEST_CASE("only auto and mmap need mmap fds")
     CHECK_FALSE(IoPolicy{IoMode::direct}.uses_mmap());
     CHECK_FALSE(IoPolicy{IoMode::indirect}.uses_mmap());
 }
+
+TEST_CASE("only an explicit io=direct without allow_dio is a fallback worth a warning")
+{
+    const std::string why = io_mode_fallback(IoMode::direct, false);
+    CHECK(why.find("/sys/module/sg/parameters/allow_dio is 0") != std::string::npos);
+    CHECK(why.find("indirect") != std::string::npos);
+    CHECK(io_mode_fallback(IoMode::direct, true).empty());
+    // auto picks direct IO only where it works; mmap and indirect never ask for it.
+    CHECK(io_mode_fallback(IoMode::automatic, false).empty());
+    CHECK(io_mode_fallback(IoMode::mmap, false).empty());
+    CHECK(io_mode_fallback(IoMode::indirect, false).empty());
+}

@@ -86,15 +86,15 @@ TEST_CASE("two interleaved sequential readers are two streams, both sequential")
 {
     StreamTable streams;
     bool sequential = true;
-    const std::size_t a = streams.match({0, 16}, StreamTable::no_owner, sequential);
+    const std::size_t a = streams.match({0, 16}, 1, StreamTable::no_owner, sequential);
     CHECK_FALSE(sequential); // a first read continues nothing
-    const std::size_t b = streams.match({1000, 128}, StreamTable::no_owner, sequential);
+    const std::size_t b = streams.match({1000, 128}, 2, StreamTable::no_owner, sequential);
     CHECK_FALSE(sequential);
     CHECK(a != b);
     for (std::uint64_t i = 1; i < 10; ++i) {
-        CHECK(streams.match({i * 16, 16}, StreamTable::no_owner, sequential) == a);
+        CHECK(streams.match({i * 16, 16}, 1, StreamTable::no_owner, sequential) == a);
         CHECK(sequential);
-        CHECK(streams.match({1000 + i * 128, 128}, StreamTable::no_owner, sequential) == b);
+        CHECK(streams.match({1000 + i * 128, 128}, 2, StreamTable::no_owner, sequential) == b);
         CHECK(sequential);
     }
 }
@@ -103,10 +103,10 @@ TEST_CASE("a read inside a stream's window belongs to that stream")
 {
     StreamTable streams;
     bool sequential = false;
-    const std::size_t a = streams.match({0, 16}, StreamTable::no_owner, sequential);
-    streams.match({500, 8}, StreamTable::no_owner, sequential);
+    const std::size_t a = streams.match({0, 16}, 1, StreamTable::no_owner, sequential);
+    streams.match({500, 8}, 1, StreamTable::no_owner, sequential);
     // Not at a's next block, but in one of a's windows (the caller found the owner).
-    CHECK(streams.match({64, 16}, a, sequential) == a);
+    CHECK(streams.match({64, 16}, 1, a, sequential) == a);
     CHECK(sequential);
     CHECK(streams[a].next_lba == 80);
 }
@@ -115,15 +115,15 @@ TEST_CASE("a read that continues no stream takes over the one read least recentl
 {
     StreamTable streams(2);
     bool sequential = false;
-    const std::size_t a = streams.match({0, 8}, StreamTable::no_owner, sequential);
-    const std::size_t b = streams.match({100, 8}, StreamTable::no_owner, sequential);
-    streams.match({8, 8}, StreamTable::no_owner, sequential); // a again: b is the oldest
+    const std::size_t a = streams.match({0, 8}, 1, StreamTable::no_owner, sequential);
+    const std::size_t b = streams.match({100, 8}, 1, StreamTable::no_owner, sequential);
+    streams.match({8, 8}, 1, StreamTable::no_owner, sequential); // a again: b is the oldest
     streams[b].ahead_lba = 200;
-    CHECK(streams.match({5000, 8}, StreamTable::no_owner, sequential) == b);
+    CHECK(streams.match({5000, 8}, 1, StreamTable::no_owner, sequential) == b);
     CHECK_FALSE(sequential);
     CHECK(streams[b].ahead_lba == 0); // nothing of the old stream is kept
     CHECK(streams[b].next_lba == 5008);
-    CHECK(streams.match({16, 8}, StreamTable::no_owner, sequential) == a);
+    CHECK(streams.match({16, 8}, 1, StreamTable::no_owner, sequential) == a);
     CHECK(sequential);
 }
 
@@ -131,11 +131,84 @@ TEST_CASE("a stream nobody read for a while is quiet")
 {
     StreamTable streams;
     bool sequential = false;
-    const std::size_t a = streams.match({0, 8}, StreamTable::no_owner, sequential);
-    const std::size_t b = streams.match({100, 8}, StreamTable::no_owner, sequential);
+    const std::size_t a = streams.match({0, 8}, 1, StreamTable::no_owner, sequential);
+    const std::size_t b = streams.match({100, 8}, 1, StreamTable::no_owner, sequential);
     for (std::uint64_t i = 1; i <= 10; ++i)
-        streams.match({100 + i * 8, 8}, StreamTable::no_owner, sequential);
+        streams.match({100 + i * 8, 8}, 1, StreamTable::no_owner, sequential);
     CHECK(streams.quiet(a, 5));
     CHECK_FALSE(streams.quiet(a, 20));
     CHECK_FALSE(streams.quiet(b, 0));
+}
+
+TEST_CASE("a read at another reader's next block is not that reader's stream")
+{
+    StreamTable streams;
+    bool sequential = true;
+    const std::size_t a = streams.match({0, 16}, 1, StreamTable::no_owner, sequential);
+    streams.match({16, 16}, 1, StreamTable::no_owner, sequential);
+    // Reader 2 opened later and reads on where reader 1 stopped: what reader 1 read ahead
+    // may predate reader 2's open.
+    const std::size_t b = streams.match({32, 16}, 2, StreamTable::no_owner, sequential);
+    CHECK(b != a);
+    CHECK_FALSE(sequential);
+    CHECK(streams[b].reader == 2);
+    CHECK(streams[a].reader == 1);
+    CHECK(streams[a].next_lba == 32); // reader 1's stream is untouched
+    CHECK(streams.match({48, 16}, 2, StreamTable::no_owner, sequential) == b);
+    CHECK(sequential);
+}
+
+TEST_CASE("another reader's window does not make a read that reader's")
+{
+    StreamTable streams;
+    bool sequential = false;
+    const std::size_t a = streams.match({0, 16}, 1, StreamTable::no_owner, sequential);
+    const std::size_t b = streams.match({64, 16}, 2, a, sequential);
+    CHECK(b != a);
+    CHECK_FALSE(sequential);
+    CHECK(streams[a].next_lba == 16);
+}
+
+TEST_CASE("one reader may have two streams")
+{
+    StreamTable streams;
+    bool sequential = false;
+    const std::size_t a = streams.match({0, 8}, 7, StreamTable::no_owner, sequential);
+    const std::size_t b = streams.match({900, 8}, 7, StreamTable::no_owner, sequential);
+    CHECK(a != b);
+    CHECK(streams.match({8, 8}, 7, StreamTable::no_owner, sequential) == a);
+    CHECK(sequential);
+    CHECK(streams.match({908, 8}, 7, StreamTable::no_owner, sequential) == b);
+    CHECK(sequential);
+}
+
+TEST_CASE("a reader that ended leaves no stream, and its slots are taken over first")
+{
+    StreamTable streams(3);
+    bool sequential = false;
+    const std::size_t a = streams.match({0, 8}, 1, StreamTable::no_owner, sequential);
+    const std::size_t b = streams.match({100, 8}, 2, StreamTable::no_owner, sequential);
+    const std::size_t c = streams.match({200, 8}, 3, StreamTable::no_owner, sequential);
+    streams.match({8, 8}, 1, StreamTable::no_owner, sequential);
+    streams.forget(2);
+    CHECK(streams[b].reader == no_reader);
+    CHECK(streams[b].next_lba == UINT64_MAX);
+    // Reader 2's next block no longer continues anything, even for reader 2.
+    CHECK(streams.match({108, 8}, 2, StreamTable::no_owner, sequential) == b);
+    CHECK_FALSE(sequential);
+    CHECK(streams[a].reader == 1);
+    CHECK(streams[c].reader == 3);
+    CHECK(streams.match({16, 8}, 1, StreamTable::no_owner, sequential) == a);
+    CHECK(sequential);
+}
+
+TEST_CASE("forgetting no reader changes nothing")
+{
+    StreamTable streams(2);
+    bool sequential = false;
+    const std::size_t a = streams.match({0, 8}, 1, StreamTable::no_owner, sequential);
+    streams.forget(no_reader);
+    CHECK(streams[a].reader == 1);
+    CHECK(streams.match({8, 8}, 1, StreamTable::no_owner, sequential) == a);
+    CHECK(sequential);
 }

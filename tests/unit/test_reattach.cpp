@@ -19,6 +19,7 @@ struct FakeState {
     ssize_t result = 0; // 0: succeed (length bytes); < 0: fail with it
     std::string message;
     std::uint64_t reads = 0;
+    std::vector<ReaderId> ended; // end_reader() calls, in order
 };
 
 class FakeDisk final : public Disk
@@ -35,8 +36,8 @@ class FakeDisk final : public Disk
         ++reads_;
         return state_->result < 0 ? state_->result : static_cast<ssize_t>(length);
     }
-    ssize_t read_view(std::size_t length, std::uint64_t offset, const ReadConsumer &consume,
-                      bool &consumed) override
+    ssize_t read_view(std::size_t length, std::uint64_t offset, ReaderId,
+                      const ReadConsumer &consume, bool &consumed) override
     {
         consumed = false;
         const ssize_t rc = pread(nullptr, length, offset);
@@ -58,6 +59,7 @@ class FakeDisk final : public Disk
         return s;
     }
     std::string last_error() const override { return state_->message; }
+    void end_reader(ReaderId reader) override { state_->ended.push_back(reader); }
 
   private:
     DiskInfo info_;
@@ -331,10 +333,23 @@ TEST_CASE("a consumer's own error is not a path loss")
     Setup s;
     bool consumed = false;
     const ssize_t rc = s.disk->read_view(
-        512, 0, [](std::span<const iovec>) { return -ENODEV; }, consumed);
+        512, 0, 1, [](std::span<const iovec>) { return -ENODEV; }, consumed);
     CHECK(rc == -ENODEV);
     CHECK(consumed);
     CHECK(s.figures()["state"] == "online");
+}
+
+TEST_CASE("a reader's end reaches the disk in use, and nothing while the disk is gone")
+{
+    Setup s;
+    s.disk->end_reader(5);
+    CHECK(s.first->ended == std::vector<ReaderId>{5});
+    s.first->result = -ENODEV;
+    char buffer[16];
+    CHECK(s.disk->pread(buffer, 16, 0) == -ENODEV);
+    CHECK(s.figures()["state"] == "gone");
+    s.disk->end_reader(6); // no disk to tell; must not search or fail
+    CHECK(s.first->ended == std::vector<ReaderId>{5});
 }
 
 TEST_CASE("stable ids from sysfs VPD pages follow the probe's rules")
@@ -373,8 +388,8 @@ class FlakyDisk final : public Disk
         reads_.fetch_add(1);
         return static_cast<ssize_t>(length);
     }
-    ssize_t read_view(std::size_t length, std::uint64_t offset, const ReadConsumer &consume,
-                      bool &consumed) override
+    ssize_t read_view(std::size_t length, std::uint64_t offset, ReaderId,
+                      const ReadConsumer &consume, bool &consumed) override
     {
         consumed = false;
         const ssize_t rc = pread(nullptr, length, offset);
