@@ -88,6 +88,9 @@ sp_writer_notrunc() {
 }
 
 sp_counters() {
+	diag "$sp_kind: lbpme $(sp_stat lbpme) lbprz $(sp_stat lbprz) lbpu $(sp_stat lbpu)" \
+		"lbpws $(sp_stat lbpws) unmap_granularity $(sp_stat unmap_granularity)" \
+		"max_write_same_blocks $(sp_stat max_write_same_blocks)"
 	diag "$sp_kind: zero.unmap_commands $(sp_stat zero.unmap_commands)" \
 		"zero.write_same_commands $(sp_stat zero.write_same_commands)" \
 		"zero.host_bytes $(sp_stat zero.host_bytes) zero.fallbacks $(sp_stat zero.fallbacks)"
