@@ -3,7 +3,9 @@
 # O_TRUNC makes sgfs zero the disk first (Disk::zero_range). For a thick and a thin
 # (lbpu=1 lbpws=1 lbprz=1) scsi_debug disk of 256 MiB: `cp --sparse=auto` of a 64 MiB
 # image with 10% data, against two anchors that write the whole image without zeroing
-# anything: sg_dd to the sg node, and dd conv=notrunc through sgfs. Prints markdown rows
+# anything: sg_dd to the sg node, and dd conv=notrunc through sgfs; and the zeroing alone
+# (truncate -s 0) next to what host-written zeros cost (dd if=/dev/zero conv=notrunc, the
+# fallback of a device without WRITE SAME or UNMAP). Prints markdown rows
 # (seconds, the .stats zero counters of that one command) and checks each result against
 # sd read with O_DIRECT (untimed). Not meant to be run by hand; see bench/sparse-cp.
 set -u
@@ -52,6 +54,11 @@ verify() {
 		cmp -n "$length" "$work/padded" "$work/back" >/dev/null && echo ok || echo DIFFERS
 }
 
+zeros() {
+	dd if="$sd" of="$work/back" bs=1M iflag=direct status=none &&
+		cmp -n "$capacity" "$work/back" /dev/zero >/dev/null && echo ok || echo DIFFERS
+}
+
 measure() {
 	local kind=$1 sg sd file run t0 t1 before after
 	shift
@@ -74,6 +81,20 @@ measure() {
 		t1=$(now) after=$(counters)
 		row "$kind" "dd conv=notrunc bs=1M, whole image (sgfs)" "$run" "$(elapsed "$t0" "$t1")" \
 			"$before" "$after" "$(verify $((image_mb << 20)))"
+
+		dd if="$work/noise" of="$sd" bs=1M oflag=direct status=none
+		before=$(counters) t0=$(now)
+		truncate -s 0 "$file"
+		t1=$(now) after=$(counters)
+		row "$kind" "truncate -s 0: the whole disk zeroed (sgfs)" "$run" "$(elapsed "$t0" "$t1")" \
+			"$before" "$after" "$(zeros)"
+
+		dd if="$work/noise" of="$sd" bs=1M oflag=direct status=none
+		before=$(counters) t0=$(now)
+		dd if=/dev/zero of="$file" bs=1M count=$size_mb conv=notrunc,fsync status=none
+		t1=$(now) after=$(counters)
+		row "$kind" "dd if=/dev/zero conv=notrunc bs=1M, whole disk: zeros from the host (sgfs)" \
+			"$run" "$(elapsed "$t0" "$t1")" "$before" "$after" "$(zeros)"
 
 		dd if="$work/noise" of="$sd" bs=1M oflag=direct status=none
 		before=$(counters) t0=$(now)
