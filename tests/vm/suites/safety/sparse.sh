@@ -141,6 +141,13 @@ sp_disk() {
 			cmp -n $half $sp_noise $sp_back &&
 			cmp -n $((sp_capacity - half)) -i $half:0 $sp_back /dev/zero"
 	check "$sp_kind: the size stays the capacity" test "$(stat -c %s "$sp_file")" = "$sp_capacity"
+	# truncate(2) by path (coreutils truncate uses ftruncate(2) on an fd).
+	local third=$((sp_capacity / 3))
+	check "$sp_kind: truncate(2) at $third" python3 -c "import os, sys; os.truncate(sys.argv[1], $third)" "$sp_file"
+	check "$sp_kind: after truncate(2), zeros from $third on, before it the old bytes" \
+		bash -c "dd if=$sp_sd of=$sp_back bs=1M iflag=direct status=none &&
+			cmp -n $third $sp_noise $sp_back &&
+			cmp -n $((sp_capacity - third)) -i $third:0 $sp_back /dev/zero"
 	check "$sp_kind: truncate -s 0" truncate -s 0 "$sp_file"
 	check "$sp_kind: after truncate -s 0, sd reads zeros only" \
 		bash -c "dd if=$sp_sd of=$sp_back bs=1M iflag=direct status=none &&
