@@ -12,7 +12,7 @@ set -u
 build=${1:?usage: guest-sparse-cp.sh BUILD_DIR [RUNS]}
 runs=${2:-3}
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-# shellcheck source=../tests/vm/guest-lib.sh
+# shellcheck source=../tests/vm/guest-lib.sh source-path=SCRIPTDIR
 . "$here/tests/vm/guest-lib.sh"
 cmake --install "$build" --prefix /usr/local >/dev/null
 mnt=/mnt/sg

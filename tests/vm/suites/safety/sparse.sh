@@ -1,4 +1,4 @@
-# shellcheck shell=bash
+# shellcheck shell=bash disable=SC2154 # $mnt, $work: set by ../safety.sh
 # Part of safety.sh (issue 11, item 3): tools that skip holes in a regular destination
 # (cp --sparse, qemu-img convert, dd conv=sparse) and truncate get the right disk. Before
 # each writer the disk is filled with random bytes through /dev/sdX; after it, the disk read
@@ -58,6 +58,8 @@ sp_only_data_mapped() {
 		first=${range%-*} last=${range#*-}
 		ok=0
 		for i in "${sp_pieces[@]}"; do
+			# Rounded out to whole 64 KiB (16 granules of 8 blocks): the truncation is meant.
+			# shellcheck disable=SC2017
 			lo=$((i / 65536 * 16)) hi=$(((i + (1 << 18) + 65535) / 65536 * 16))
 			((first >= lo && last < hi)) && ok=1 && break
 		done
