@@ -29,6 +29,7 @@ constexpr std::uint8_t fua_bit = 0x08;        // READ/WRITE(10)/(16) byte 1
 constexpr std::uint8_t dbd_bit = 0x08;        // MODE SENSE(10) byte 1
 constexpr std::uint8_t page_code_mask = 0x3f; // MODE SENSE page code; PC (bits 7-6) stays 0
 constexpr std::uint8_t read_capacity_16_service_action = 0x10;
+constexpr std::uint8_t write_same_unmap_bit = 0x08; // WRITE SAME(16) byte 1
 
 constexpr std::size_t unmap_header_size = 8;
 constexpr std::size_t unmap_descriptor_size = 16;
@@ -347,6 +348,15 @@ Cdb cdb_unmap(std::uint16_t parameter_list_length)
     return cdb;
 }
 
+Cdb cdb_write_same_16(std::uint64_t lba, std::uint32_t blocks, bool unmap)
+{
+    Cdb cdb = make_cdb(opcode::write_same_16, 16);
+    cdb.bytes[1] = unmap ? write_same_unmap_bit : 0;
+    put_be(at(cdb, 2), lba);
+    put_be(at(cdb, 10), blocks);
+    return cdb;
+}
+
 std::vector<std::uint8_t> unmap_parameter_list(std::span<const UnmapRange> ranges)
 {
     if (ranges.size() > unmap_max_descriptors) {
@@ -471,7 +481,38 @@ int decode_vpd_block_limits(std::span<const std::uint8_t> data, BlockLimits &out
     get_if_present(*page, 12, limits.optimal_transfer_length);
     get_if_present(*page, 20, limits.maximum_unmap_lba_count);
     get_if_present(*page, 24, limits.maximum_unmap_block_descriptor_count);
+    get_if_present(*page, 28, limits.optimal_unmap_granularity);
+    std::uint32_t alignment = 0;
+    get_if_present(*page, 32, alignment);
+    // UGAVALID is the top bit of the 4-byte field; the alignment is the other 31 bits.
+    limits.unmap_granularity_alignment_valid = (alignment & 0x80000000U) != 0;
+    limits.unmap_granularity_alignment = alignment & 0x7fffffffU;
+    get_if_present(*page, 36, limits.maximum_write_same_length);
     out = limits;
+    return 0;
+}
+
+// Byte 5 holds the flags; a reply cut before it is malformed, since LBPU and LBPRZ are the
+// reason to read the page at all.
+int decode_vpd_logical_block_provisioning(std::span<const std::uint8_t> data,
+                                          LogicalBlockProvisioning &out)
+{
+    const auto page = vpd_page(data, vpd::logical_block_provisioning, Truncation::accept);
+    if (!page || page->size() < 6) {
+        return -EPROTO;
+    }
+    LogicalBlockProvisioning lbp;
+    lbp.threshold_exponent = (*page)[4];
+    const std::uint8_t flags = (*page)[5];
+    lbp.lbpu = (flags & 0x80) != 0;
+    lbp.lbpws = (flags & 0x40) != 0;
+    lbp.lbpws10 = (flags & 0x20) != 0;
+    lbp.lbprz = (flags & 0x04) != 0;
+    lbp.anc_sup = (flags & 0x02) != 0;
+    if (page->size() > 6) {
+        lbp.provisioning_type = (*page)[6] & 0x07;
+    }
+    out = lbp;
     return 0;
 }
 
@@ -507,6 +548,7 @@ int decode_read_capacity_16(std::span<const std::uint8_t> data, Capacity &out)
     }
     capacity.physical_block_size = static_cast<std::uint32_t>(physical);
     capacity.thin_provisioned = (data[14] & 0x80) != 0;
+    capacity.unmapped_reads_zero = (data[14] & 0x40) != 0;
     out = capacity;
     return 0;
 }

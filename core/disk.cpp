@@ -6,6 +6,7 @@
 #include "reattach.hpp"
 #include "sg_disk.hpp"
 #include "sgfs/disk_claim.hpp"
+#include "sgfs/extent.hpp"
 
 #include <algorithm>
 #include <cerrno>
@@ -62,6 +63,28 @@ ssize_t Disk::copy_range(std::uint64_t from, Disk &destination, std::uint64_t to
         return rc;
     }
     return static_cast<ssize_t>(wanted);
+}
+
+int Disk::zero_range(std::uint64_t offset, std::uint64_t length)
+{
+    if (length == 0)
+        return 0;
+    if (offset >= info().capacity_bytes)
+        return -ENOSPC;
+    const std::uint64_t wanted = clamp_length(offset, length, info().capacity_bytes);
+    constexpr std::uint64_t chunk_bytes = std::uint64_t{1} << 20;
+    AlignedBuffer zeros(std::min(wanted, chunk_bytes));
+    std::memset(zeros.data(), 0, zeros.size());
+    for (std::uint64_t done = 0; done < wanted;) {
+        const ssize_t rc = pwrite(
+            zeros.data(), std::min<std::uint64_t>(wanted - done, zeros.size()), offset + done);
+        if (rc < 0)
+            return static_cast<int>(rc);
+        if (rc == 0)
+            return -EIO; // pwrite promised progress inside the disk
+        done += static_cast<std::uint64_t>(rc);
+    }
+    return 0;
 }
 
 int Disk::open(const std::string &sg_path, const DiskOptions &options, std::unique_ptr<Disk> &out,

@@ -112,6 +112,13 @@ class ReattachingDisk final : public Disk
         return run([&](Disk &disk) { return disk.pwrite(buffer, length, offset); }, nullptr);
     }
 
+    int zero_range(std::uint64_t offset, std::uint64_t length) override
+    {
+        return static_cast<int>(
+            run([&](Disk &disk) { return static_cast<ssize_t>(disk.zero_range(offset, length)); },
+                nullptr));
+    }
+
     // Both ends may be wrapped: the copy runs between the disks in use, and an error is
     // blamed (path loss checked, retried after a reattach) on the end it came from only.
     ssize_t copy_range(std::uint64_t from, Disk &destination, std::uint64_t to, std::size_t length,

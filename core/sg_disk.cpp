@@ -171,11 +171,14 @@ int SgDisk::probe_identity(const SgFd &fd, std::string &message)
     }
     std::uint64_t max_transfer = 1ULL << 30;
     BlockLimits limits;
-    if (has_page(vpd::block_limits) &&
-        sg_ll_inquiry_vpd(fd, ctx, vpd::block_limits, page, ignored) == 0 &&
-        decode_vpd_block_limits(page, limits) == 0 && limits.maximum_transfer_length != 0)
+    if (!has_page(vpd::block_limits) ||
+        sg_ll_inquiry_vpd(fd, ctx, vpd::block_limits, page, ignored) != 0 ||
+        decode_vpd_block_limits(page, limits) != 0)
+        limits = {};
+    if (limits.maximum_transfer_length != 0)
         max_transfer = std::min<std::uint64_t>(
             max_transfer, std::uint64_t{limits.maximum_transfer_length} * info_.logical_block_size);
+    probe_provisioning(fd, capacity, limits, has_page(vpd::logical_block_provisioning));
     if (const long queue_max = fd.max_transfer_bytes(); queue_max > 0)
         max_transfer = std::min<std::uint64_t>(max_transfer, static_cast<std::uint64_t>(queue_max));
     if (options_.max_io != 0)

@@ -12,6 +12,7 @@
 #include "sg_ll.hpp"
 #include "sgfs/disk.hpp"
 #include "slot.hpp"
+#include "zero_plan.hpp"
 
 #include <atomic>
 #include <mutex>
@@ -44,6 +45,7 @@ class SgDisk final : public Disk
     }
     ssize_t copy_range(std::uint64_t from, Disk &destination, std::uint64_t to, std::size_t length,
                        CopyEnd &failed) override;
+    int zero_range(std::uint64_t offset, std::uint64_t length) override; // sg_disk_zero.cpp
     int flush() override;
     DeviceStatsSnapshot stats() const override { return stats_.snapshot(); }
     std::string last_error() const override
@@ -98,6 +100,16 @@ class SgDisk final : public Disk
                               std::vector<Pool<Slot>::Lease> &leases, TransferMode mode,
                               std::vector<iovec> &pieces);
     int probe_identity(const SgFd &fd, std::string &message);
+    // sg_disk_zero.cpp: reads VPD B2 (when listed) into info_.provisioning, with what READ
+    // CAPACITY(16) and VPD B0 said, and derives the zeroing means.
+    void probe_provisioning(const SgFd &fd, const Capacity &capacity, const BlockLimits &limits,
+                            bool has_b2_page);
+    ZeroMeans current_zero_means() const;
+    // Whole blocks by the plan; a command the device refuses is remembered, counted as a
+    // fallback, and its range planned again without it.
+    int zero_blocks(std::uint64_t lba, std::uint64_t blocks);
+    int run_zero_command(const ZeroStep &step);
+    int write_zero_blocks(std::uint64_t lba, std::uint64_t blocks);
     // `path` only says what the data is for, in the per-path counts.
     int transfer_blocks(DataPath path, bool write, std::uint64_t lba, std::uint64_t blocks,
                         std::uint8_t *data);
@@ -122,6 +134,10 @@ class SgDisk final : public Disk
     RangeLock write_ranges_;
     Readahead readahead_;
     std::atomic<bool> gone_{false};
+    ZeroMeans zero_means_; // as probed; the refusals below take means away
+    std::atomic<bool> unmap_refused_{false};
+    std::atomic<bool> write_same_unmap_refused_{false};
+    std::atomic<bool> write_same_refused_{false};
     mutable std::mutex last_error_mutex_;
     std::string last_error_;
 };

@@ -165,6 +165,21 @@ int sg_ll_unmap(const SgFd &fd, const CommandContext &context, std::span<const U
     return sg_ll_run(fd, request, context, done, message);
 }
 
+int sg_ll_write_same_16(const SgFd &fd, const CommandContext &context, std::uint64_t lba,
+                        std::uint32_t blocks, bool unmap, std::span<const std::uint8_t> block,
+                        std::string &message)
+{
+    SgRequest request;
+    request.cdb = cdb_write_same_16(lba, blocks, unmap);
+    request.direction = DataDirection::to_device;
+    // The transport only reads a data-out buffer; SgRequest has one pointer for both ways.
+    request.buffer = const_cast<std::uint8_t *>(block.data());
+    request.length = block.size();
+    request.timeout_ms = context.timeout_ms;
+    SgCompletion done;
+    return sg_ll_run(fd, request, context, done, message);
+}
+
 int sg_ll_read_write(const SgFd &fd, const CommandContext &context, const BlockTransfer &transfer,
                      std::string &message)
 {

@@ -43,6 +43,12 @@ int sg_ll_mode_sense_10_wp(const SgFd &fd, const CommandContext &context, bool &
 int sg_ll_sync_cache(const SgFd &fd, const CommandContext &context, std::string &message);
 int sg_ll_unmap(const SgFd &fd, const CommandContext &context, std::span<const UnmapRange> ranges,
                 std::string &message);
+// WRITE SAME(16): `block` (one logical block) written to `blocks` blocks from `lba`, or
+// those blocks unmapped when `unmap` and the device chooses to. The device may write every
+// block before it answers: context.timeout_ms must allow for that.
+int sg_ll_write_same_16(const SgFd &fd, const CommandContext &context, std::uint64_t lba,
+                        std::uint32_t blocks, bool unmap, std::span<const std::uint8_t> block,
+                        std::string &message);
 
 struct BlockTransfer {
     bool write = false;

@@ -105,11 +105,11 @@ void op_getattr(fuse_req_t req, fuse_ino_t inode, fuse_file_info *)
         fuse_reply_err(req, -rc);
 }
 
-void op_setattr(fuse_req_t req, fuse_ino_t inode, struct stat *, int to_set, fuse_file_info *)
+void op_setattr(fuse_req_t req, fuse_ino_t inode, struct stat *wanted, int to_set, fuse_file_info *)
 {
     struct stat attr {
     };
-    const int rc = filesystem_of(req).setattr(inode, to_set, attr);
+    const int rc = filesystem_of(req).setattr(inode, to_set, wanted->st_size, attr);
     if (rc == 0)
         fuse_reply_attr(req, &attr, cache_timeout_seconds);
     else
@@ -423,7 +423,7 @@ int Filesystem::getattr(fuse_ino_t inode, struct stat &attr) const
     return 0;
 }
 
-int Filesystem::setattr(fuse_ino_t inode, int to_set, struct stat &attr) const
+int Filesystem::setattr(fuse_ino_t inode, int to_set, off_t size, struct stat &attr)
 {
     const Node *node = tree_.find(inode);
     if (!node)
@@ -431,12 +431,37 @@ int Filesystem::setattr(fuse_ino_t inode, int to_set, struct stat &attr) const
     // Owner and mode come from the sg node or the mount options, not from chmod.
     if (to_set & (FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID))
         return -EPERM;
-    // A disk cannot change size. Like a block device, a disk file ignores truncation, so
-    // that `cp img sg0` and `dd of=sg0` (which open with O_TRUNC) work.
     if ((to_set & FUSE_SET_ATTR_SIZE) && node->kind != NodeKind::disk_file)
         return node->is_directory() ? -EISDIR : -EPERM;
+    if (to_set & FUSE_SET_ATTR_SIZE)
+        if (int rc = truncate_disk(slot_of(*node), size); rc != 0)
+            return rc;
     // Times are accepted and forgotten, so that `touch` and `cp -p` do not fail.
     attr = node->attr;
+    return 0;
+}
+
+// A disk cannot grow or shrink, but what truncate(2) promises of the bytes can be kept:
+// from `size` on they read as zeros. So O_TRUNC (setattr(size 0) here, atomic O_TRUNC being
+// off) zeroes the whole disk, and the file keeps its size, the disk's capacity.
+int Filesystem::truncate_disk(DiskSlot &slot, off_t size)
+{
+    if (size < 0)
+        return -EINVAL;
+    const std::uint64_t capacity = slot.disk->info().capacity_bytes;
+    const auto from = static_cast<std::uint64_t>(size);
+    if (from > capacity)
+        return -EFBIG;
+    if (from == capacity)
+        return 0;
+    if (slot.read_only)
+        return -EROFS;
+    const int rc = slot.disk->zero_range(from, capacity - from);
+    if (rc < 0) {
+        log_io_error(slot, "truncate (zeroing)", capacity - from, from, rc);
+        return -as_errno(rc);
+    }
+    slot.unsynced_writes.store(true, std::memory_order_release);
     return 0;
 }
 

@@ -47,7 +47,9 @@ class Filesystem
     void destroy();
     int lookup(fuse_ino_t parent, const char *name, fuse_entry_param &entry) const;
     int getattr(fuse_ino_t inode, struct stat &attr) const;
-    int setattr(fuse_ino_t inode, int to_set, struct stat &attr) const;
+    // FUSE_SET_ATTR_SIZE on a disk: past the capacity EFBIG; below it the bytes from `size`
+    // on are zeroed on the disk (Disk::zero_range) and the size stays the capacity.
+    int setattr(fuse_ino_t inode, int to_set, off_t size, struct stat &attr);
     int readlink(fuse_ino_t inode, const char *&target) const;
     int open(fuse_ino_t inode, fuse_file_info &fi) const;
     // Hands the data, where it lies, to `reply` (which answers FUSE) and sets `replied`;
@@ -84,6 +86,7 @@ class Filesystem
     const DiskSlot &slot_of(const Node &node) const { return *slots_[node.disk_index]; }
     DiskSlot &slot_of(const Node &node) { return *slots_[node.disk_index]; }
     int sync_disk(DiskSlot &slot, const char *why);
+    int truncate_disk(DiskSlot &slot, off_t size);
     void log_io_error(const DiskSlot &slot, const char *what, std::size_t length,
                       std::uint64_t offset, long rc) const;
 

@@ -45,12 +45,15 @@ mounted, sgfs holds each disk's block device with O_EXCL (mount, mkfs: EBUSY) an
 lock file in /run/sgfs naming the mount.
 
 Files
-  MOUNTPOINT/sgN        the disk; size = capacity, st_blksize = preferred transfer
+  MOUNTPOINT/sgN        the disk; size = capacity, st_blksize = preferred transfer;
+                        truncate and O_TRUNC (cp, dd without conv=notrunc, >) zero
+                        it from the new size on: UNMAP or WRITE SAME, see sgfs(8)
   MOUNTPOINT/by-id/ID   symlink to ../sgN, like /dev/disk/by-id
   MOUNTPOINT/.stats     per disk: geometry, settings, and per transfer mode the
                         commands and bytes requested and really done, fallbacks,
-                        retries, errors by category, and per path (read, write,
-                        copy) the bytes copied by sgfs, by the driver, or not at all
+                        retries, errors by category, per path (read, write, copy)
+                        the bytes copied by sgfs, by the driver, or not at all, and
+                        how zeroing was done (zero.*)
   user.sgfs.KEY         the same figures as extended attributes of each disk file
 
 Program options

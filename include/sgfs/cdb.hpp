@@ -38,6 +38,7 @@ inline constexpr std::uint8_t write_16 = 0x8a;
 inline constexpr std::uint8_t synchronize_cache_10 = 0x35;
 inline constexpr std::uint8_t synchronize_cache_16 = 0x91;
 inline constexpr std::uint8_t unmap = 0x42;
+inline constexpr std::uint8_t write_same_16 = 0x93;
 } // namespace opcode
 
 namespace vpd
@@ -46,6 +47,7 @@ inline constexpr std::uint8_t supported_pages = 0x00;
 inline constexpr std::uint8_t unit_serial_number = 0x80;
 inline constexpr std::uint8_t device_identification = 0x83;
 inline constexpr std::uint8_t block_limits = 0xb0;
+inline constexpr std::uint8_t logical_block_provisioning = 0xb2;
 } // namespace vpd
 
 // ---- builders ----
@@ -69,6 +71,10 @@ Cdb cdb_synchronize_cache_16(std::uint64_t lba = 0, std::uint32_t blocks = 0);
 // page_code 0x3f = all pages; dbd = disable block descriptors.
 Cdb cdb_mode_sense_10(std::uint8_t page_code, std::uint16_t allocation_length, bool dbd = true);
 Cdb cdb_unmap(std::uint16_t parameter_list_length);
+// WRITE SAME(16): writes the one block of data-out to `blocks` blocks from `lba`; with
+// `unmap` the device may unmap them instead (SBC-3 5.42). blocks == 0 asks some devices for
+// "to the end of the medium": callers never send it.
+Cdb cdb_write_same_16(std::uint64_t lba, std::uint32_t blocks, bool unmap);
 
 struct UnmapRange {
     std::uint64_t lba;
@@ -117,16 +123,35 @@ struct BlockLimits {
     std::uint32_t maximum_transfer_length = 0; // blocks, 0 = not reported
     std::uint32_t optimal_transfer_length = 0; // blocks, 0 = not reported
     std::uint16_t optimal_transfer_length_granularity = 0;
-    std::uint32_t maximum_unmap_lba_count = 0;
+    std::uint32_t maximum_unmap_lba_count = 0; // per UNMAP command; 0xffffffff = no limit
     std::uint32_t maximum_unmap_block_descriptor_count = 0;
+    std::uint32_t optimal_unmap_granularity = 0;    // blocks, 0 = not reported
+    std::uint32_t unmap_granularity_alignment = 0;  // first whole granule's LBA, if valid
+    bool unmap_granularity_alignment_valid = false; // UGAVALID
+    std::uint64_t maximum_write_same_length = 0;    // blocks, 0 = not reported
 };
 int decode_vpd_block_limits(std::span<const std::uint8_t> data, BlockLimits &out);
+
+// VPD 0xB2 (SBC-3 6.6.4). LBPRZ is byte 5 bit 2 in SBC-3 and the low bit of the 3-bit
+// field (bits 4..2) in SBC-4, where xx1b also means "unmapped blocks read zero".
+struct LogicalBlockProvisioning {
+    std::uint8_t threshold_exponent = 0;
+    bool lbpu = false;                  // UNMAP supported
+    bool lbpws = false;                 // WRITE SAME(16) with UNMAP supported
+    bool lbpws10 = false;               // WRITE SAME(10) with UNMAP supported
+    bool lbprz = false;                 // an unmapped block reads zero
+    bool anc_sup = false;               // ANCHOR supported
+    std::uint8_t provisioning_type = 0; // 0 not reported, 1 resource, 2 thin
+};
+int decode_vpd_logical_block_provisioning(std::span<const std::uint8_t> data,
+                                          LogicalBlockProvisioning &out);
 
 struct Capacity {
     std::uint64_t last_lba = 0;
     std::uint32_t logical_block_size = 0;
     std::uint32_t physical_block_size = 0; // logical << exponent; == logical for (10)
     bool thin_provisioned = false;         // LBPME, (16) only
+    bool unmapped_reads_zero = false;      // LBPRZ, (16) only
     std::uint64_t blocks() const { return last_lba + 1; }
     std::uint64_t bytes() const { return blocks() * logical_block_size; }
 };

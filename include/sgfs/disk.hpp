@@ -38,6 +38,22 @@ struct DiskOptions {
     std::shared_ptr<DiskClaims> claims;
 };
 
+// Logical block provisioning, as probed (READ CAPACITY(16), VPD B0 and B2); all false / 0
+// when the device does not report it. Raw device figures: Disk::zero_range decides from
+// them (core/zero_plan.hpp).
+struct Provisioning {
+    bool lbpme = false;   // thin provisioning enabled (READ CAPACITY(16))
+    bool lbprz = false;   // an unmapped block reads zero (READ CAPACITY(16) or VPD B2)
+    bool lbpu = false;    // UNMAP supported (VPD B2)
+    bool lbpws = false;   // WRITE SAME(16) with UNMAP supported (VPD B2)
+    bool lbpws10 = false; // WRITE SAME(10) with UNMAP supported (VPD B2)
+    std::uint32_t unmap_granularity = 0;           // blocks (VPD B0); 0 = not reported
+    std::uint32_t unmap_granularity_alignment = 0; // LBA of the first whole granule
+    std::uint32_t max_unmap_blocks = 0;            // per UNMAP; 0xffffffff = no limit
+    std::uint32_t max_unmap_descriptors = 0;
+    std::uint64_t max_write_same_blocks = 0; // 0 = not reported
+};
+
 struct DiskInfo {
     std::string sg_path;          // "/dev/sg0"
     std::string name;             // "sg0"
@@ -53,6 +69,7 @@ struct DiskInfo {
     std::uint32_t reserve_granted = 0;    // the reserve size the driver really gave
     bool write_protected = false;         // MODE SENSE WP
     bool allow_dio = false;               // the sg driver's allow_dio at open
+    Provisioning provisioning;
 };
 
 // Receives a read's data where it lies (sg memory, read-ahead buffers) and must be done
@@ -95,6 +112,13 @@ class Disk
     // Any offset, any length. Unaligned head/tail are read-modify-write, serialized against
     // overlapping IO. Past the end: -ENOSPC. Read-only: -EROFS.
     virtual ssize_t pwrite(const void *buffer, std::size_t length, std::uint64_t offset) = 0;
+    // Makes [offset, offset + length) read as zeros, with the device's own means where it
+    // has them (UNMAP where unmapped blocks read zero, WRITE SAME of a zero block) and zero
+    // buffers written through pwrite() elsewhere; unaligned head and tail bytes are
+    // read-modify-write like pwrite's. The range is cut at the end of the disk; starting at
+    // or past the end: -ENOSPC. Read-only: -EROFS. Returns 0 or -errno (then part of the
+    // range may be zeroed). The default writes zero buffers through pwrite().
+    virtual int zero_range(std::uint64_t offset, std::uint64_t length);
     // Copies `length` bytes at `from` on this disk to `to` on `destination`, which may be
     // this disk with overlapping ranges: the result is then memmove's. Stops at either end:
     // returns the bytes copied (0 when `from` is at or past this disk's end), -ENOSPC when

@@ -27,6 +27,19 @@ const char *to_string(DataPath path);
 // buffer), copied by the sg driver between its kernel buffer and our memory (indirect IO
 // done), or neither (direct IO done into or out of the memory FUSE reads from or wrote
 // into, or the mmap-ed reserve buffer handed to FUSE as it is).
+// How a range was made to read as zeros (Disk::zero_range): UNMAP where unmapped blocks
+// read zero, WRITE SAME with one zero block, or zero buffers written by the host.
+enum class ZeroKind { unmap, write_same, host_write };
+
+struct ZeroCountersSnapshot {
+    std::uint64_t unmap_commands = 0;
+    std::uint64_t unmap_bytes = 0;
+    std::uint64_t write_same_commands = 0;
+    std::uint64_t write_same_bytes = 0;
+    std::uint64_t host_bytes = 0; // zero buffers written, partial blocks included
+    std::uint64_t fallbacks = 0;  // UNMAP or WRITE SAME refused: the range done another way
+};
+
 struct PathCountersSnapshot {
     std::uint64_t user_copy_bytes = 0;
     std::uint64_t sg_copy_bytes = 0;
@@ -63,6 +76,7 @@ struct DeviceStatsSnapshot {
     std::uint64_t readahead_bytes = 0;     // read ahead on spare fds
     std::uint64_t readahead_hit_bytes = 0; // of those, answered a read
     std::array<std::uint64_t, error_category_count> errors{};
+    ZeroCountersSnapshot zero;
 
     // Adds other's counters to these (a disk's history across reattaches); the path fields
     // (state, device_state, gone_reason, path_losses, reattaches) are left as they are.
@@ -91,6 +105,9 @@ class DeviceStats
         readahead_hit_bytes_.fetch_add(bytes, std::memory_order_relaxed);
     }
     void count_error(ErrorCategory category);
+    // One zeroing command (or, for host_write, a zero buffer written) covering `bytes`.
+    void count_zeroing(ZeroKind kind, std::uint64_t bytes);
+    void count_zeroing_fallback() { zero_fallbacks_.fetch_add(1, std::memory_order_relaxed); }
     DeviceStatsSnapshot snapshot() const;
 
   private:
@@ -108,6 +125,9 @@ class DeviceStats
     std::atomic<std::uint64_t> readahead_bytes_{0};
     std::atomic<std::uint64_t> readahead_hit_bytes_{0};
     std::array<std::atomic<std::uint64_t>, error_category_count> errors_{};
+    std::atomic<std::uint64_t> zero_unmap_commands_{0}, zero_unmap_bytes_{0};
+    std::atomic<std::uint64_t> zero_write_same_commands_{0}, zero_write_same_bytes_{0};
+    std::atomic<std::uint64_t> zero_host_bytes_{0}, zero_fallbacks_{0};
 };
 
 } // namespace sgfs

@@ -322,6 +322,23 @@ TEST_CASE("UNMAP CDB")
           hex(Bytes{0x42, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x28, 0x00}));
 }
 
+TEST_CASE("WRITE SAME(16)")
+{
+    SUBCASE("without UNMAP")
+    {
+        const Cdb cdb = cdb_write_same_16(0x0102030405060708, 0x090a0b0c, false);
+        CHECK(cdb.length == 16);
+        CHECK(hex(cdb.view()) == hex(Bytes{0x93, 0x00, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07,
+                                           0x08, 0x09, 0x0a, 0x0b, 0x0c, 0x00, 0x00}));
+    }
+    SUBCASE("with UNMAP: byte 1 bit 3, nothing else (no ANCHOR, no NDOB)")
+    {
+        const Cdb cdb = cdb_write_same_16(8, 0xffff, true);
+        CHECK(hex(cdb.view()) == hex(Bytes{0x93, 0x08, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+                                           0x08, 0x00, 0x00, 0xff, 0xff, 0x00, 0x00}));
+    }
+}
+
 TEST_CASE("UNMAP parameter list")
 {
     SUBCASE("two ranges")
@@ -836,8 +853,10 @@ Bytes block_limits_page()
         0x00, 0x00, 0x00, 0x00, // maximum prefetch length
         0x00, 0x40, 0x00, 0x00, // maximum unmap LBA count 0x400000
         0x00, 0x00, 0x01, 0x00, // maximum unmap block descriptor count 0x100
-        0x00, 0x00, 0x00, 0x04, // optimal unmap granularity (not decoded)
-        0x80, 0x00, 0x00, 0x00, // UGAVALID, alignment (not decoded)
+        0x00, 0x00, 0x00, 0x04, // optimal unmap granularity 4
+        0x80, 0x00, 0x00, 0x03, // UGAVALID, unmap granularity alignment 3
+        0x00, 0x00, 0x00, 0x00, // maximum write same length 0xffff (8 bytes)
+        0x00, 0x00, 0xff, 0xff,
     };
     std::copy(fields.begin(), fields.end(), page.begin());
     return page;
@@ -857,6 +876,32 @@ TEST_CASE("VPD block limits")
         CHECK(limits.optimal_transfer_length_granularity == 8);
         CHECK(limits.maximum_unmap_lba_count == 0x400000);
         CHECK(limits.maximum_unmap_block_descriptor_count == 0x100);
+        CHECK(limits.optimal_unmap_granularity == 4);
+        CHECK(limits.unmap_granularity_alignment_valid);
+        CHECK(limits.unmap_granularity_alignment == 3);
+        CHECK(limits.maximum_write_same_length == 0xffff);
+    }
+    SUBCASE("UGAVALID clear: the alignment field says nothing")
+    {
+        Bytes page = block_limits_page();
+        page[32] = 0x00;
+        REQUIRE(decode_vpd_block_limits(page, limits) == 0);
+        CHECK_FALSE(limits.unmap_granularity_alignment_valid);
+        CHECK(limits.unmap_granularity_alignment == 3);
+    }
+    SUBCASE("the alignment is 31 bits, the top one is UGAVALID")
+    {
+        Bytes page = block_limits_page();
+        page[32] = 0xff;
+        REQUIRE(decode_vpd_block_limits(page, limits) == 0);
+        CHECK(limits.unmap_granularity_alignment_valid);
+        CHECK(limits.unmap_granularity_alignment == 0x7f000003);
+    }
+    SUBCASE("cut inside MAXIMUM WRITE SAME LENGTH: not reported")
+    {
+        REQUIRE(decode_vpd_block_limits(first(block_limits_page(), 43), limits) == 0);
+        CHECK(limits.unmap_granularity_alignment == 3);
+        CHECK(limits.maximum_write_same_length == 0);
     }
     SUBCASE("SBC-2 page of length 0x0c has no unmap fields")
     {
@@ -868,6 +913,9 @@ TEST_CASE("VPD block limits")
         CHECK(limits.optimal_transfer_length == 0x80);
         CHECK(limits.maximum_unmap_lba_count == 0);
         CHECK(limits.maximum_unmap_block_descriptor_count == 0);
+        CHECK(limits.optimal_unmap_granularity == 0);
+        CHECK_FALSE(limits.unmap_granularity_alignment_valid);
+        CHECK(limits.maximum_write_same_length == 0);
     }
     SUBCASE("page cut by the allocation length decodes whole fields only")
     {
@@ -900,6 +948,50 @@ TEST_CASE("VPD block limits")
         Bytes page = block_limits_page();
         page[1] = 0xb1;
         CHECK(decode_vpd_block_limits(page, limits) == -EPROTO);
+    }
+}
+
+// ---------------------------------------------------------------- VPD 0xB2
+
+TEST_CASE("VPD logical block provisioning")
+{
+    LogicalBlockProvisioning lbp;
+    SUBCASE("scsi_debug lbpu=1 lbpws=1 lbprz=1: SBC-4 LBPRZ field 001b, thin")
+    {
+        const Bytes page{0x00, 0xb2, 0x00, 0x04, 0x00, 0xc4, 0x02, 0x00};
+        REQUIRE(decode_vpd_logical_block_provisioning(page, lbp) == 0);
+        CHECK(lbp.lbpu);
+        CHECK(lbp.lbpws);
+        CHECK_FALSE(lbp.lbpws10);
+        CHECK(lbp.lbprz);
+        CHECK(lbp.provisioning_type == 2);
+    }
+    SUBCASE("LBPRZ field 010b (provisioning initialization pattern) does not read zero")
+    {
+        const Bytes page{0x00, 0xb2, 0x00, 0x04, 0x00, 0x88, 0x00, 0x00};
+        REQUIRE(decode_vpd_logical_block_provisioning(page, lbp) == 0);
+        CHECK(lbp.lbpu);
+        CHECK_FALSE(lbp.lbpws);
+        CHECK_FALSE(lbp.lbprz);
+    }
+    SUBCASE("LBPWS10, ANC_SUP and the threshold exponent")
+    {
+        const Bytes page{0x00, 0xb2, 0x00, 0x04, 0x07, 0x22, 0x01, 0x00};
+        REQUIRE(decode_vpd_logical_block_provisioning(page, lbp) == 0);
+        CHECK(lbp.threshold_exponent == 7);
+        CHECK(lbp.lbpws10);
+        CHECK(lbp.anc_sup);
+        CHECK_FALSE(lbp.lbpu);
+        CHECK(lbp.provisioning_type == 1);
+    }
+    SUBCASE("no flags byte, or another page: malformed")
+    {
+        lbp.lbpu = true;
+        CHECK(decode_vpd_logical_block_provisioning(Bytes{0x00, 0xb2, 0x00, 0x01, 0x00}, lbp) ==
+              -EPROTO);
+        CHECK(decode_vpd_logical_block_provisioning(
+                  Bytes{0x00, 0xb0, 0x00, 0x04, 0x00, 0xc4, 0x02, 0x00}, lbp) == -EPROTO);
+        CHECK(lbp.lbpu);
     }
 }
 
@@ -967,6 +1059,7 @@ TEST_CASE("READ CAPACITY(16)")
         CHECK(capacity.logical_block_size == 4096);
         CHECK(capacity.physical_block_size == 4096);
         CHECK_FALSE(capacity.thin_provisioned);
+        CHECK_FALSE(capacity.unmapped_reads_zero);
         CHECK(capacity.bytes() == 0x100000001ULL * 4096);
     }
     SUBCASE("512-byte logical, exponent 3 (4096 physical), LBPME, P_I_EXPONENT ignored")
@@ -978,6 +1071,7 @@ TEST_CASE("READ CAPACITY(16)")
         CHECK(capacity.logical_block_size == 512);
         CHECK(capacity.physical_block_size == 4096);
         CHECK(capacity.thin_provisioned);
+        CHECK(capacity.unmapped_reads_zero); // LBPRZ, byte 14 bit 6
     }
     SUBCASE("a longer reply is fine")
     {
@@ -987,6 +1081,7 @@ TEST_CASE("READ CAPACITY(16)")
         REQUIRE(decode_read_capacity_16(data, capacity) == 0);
         CHECK(capacity.last_lba == 0xff);
         CHECK(capacity.thin_provisioned);
+        CHECK_FALSE(capacity.unmapped_reads_zero);
     }
     SUBCASE("31 bytes is too short")
     {

@@ -18,7 +18,9 @@ namespace
 
 // What the fake disks were asked to do, shared with the test.
 struct Journal {
-    std::vector<std::pair<std::uint64_t, std::size_t>> writes; // offset, length
+    std::vector<std::pair<std::uint64_t, std::size_t>> writes;   // offset, length
+    std::vector<std::pair<std::uint64_t, std::uint64_t>> zeroed; // offset, length
+    int zero_result = 0;
     int flushes = 0;
     int flush_result = 0;
     ssize_t read_result = 0; // < 0: pread fails with it
@@ -46,6 +48,11 @@ class FakeDisk final : public Disk
     {
         journal_.writes.emplace_back(offset, length);
         return static_cast<ssize_t>(length);
+    }
+    int zero_range(std::uint64_t offset, std::uint64_t length) override
+    {
+        journal_.zeroed.emplace_back(offset, length);
+        return journal_.zero_result;
     }
     int flush() override
     {
@@ -289,18 +296,54 @@ TEST_CASE("a read replies exactly once, or returns the error for the caller to r
     f.fs->release(&Fixture::handle(fi));
 }
 
-TEST_CASE("setattr: truncation of a disk is ignored, chmod and chown are refused")
+TEST_CASE("setattr: truncation zeroes the disk from the new size on, chmod and chown are "
+          "refused")
 {
+    using Zeroed = std::vector<std::pair<std::uint64_t, std::uint64_t>>;
     Fixture f;
     struct stat attr {
     };
-    CHECK(f.fs->setattr(f.disk_inode(), FUSE_SET_ATTR_SIZE, attr) == 0);
+    // O_TRUNC arrives as size 0: the whole disk reads zero, the file keeps the capacity.
+    CHECK(f.fs->setattr(f.disk_inode(), FUSE_SET_ATTR_SIZE, 0, attr) == 0);
     CHECK(attr.st_size == static_cast<off_t>(capacity));
-    CHECK(f.fs->setattr(f.disk_inode(), FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_ATIME, attr) == 0);
-    CHECK(f.fs->setattr(f.disk_inode(), FUSE_SET_ATTR_MODE, attr) == -EPERM);
-    CHECK(f.fs->setattr(f.disk_inode(), FUSE_SET_ATTR_UID, attr) == -EPERM);
-    CHECK(f.fs->setattr(stats_inode, FUSE_SET_ATTR_SIZE, attr) == -EPERM);
-    CHECK(f.fs->setattr(root_inode, FUSE_SET_ATTR_SIZE, attr) == -EISDIR);
+    CHECK(f.journal.zeroed == Zeroed{{0, capacity}});
+    CHECK(f.fs->setattr(f.disk_inode(), FUSE_SET_ATTR_SIZE, 4097, attr) == 0);
+    CHECK(f.journal.zeroed == Zeroed{{0, capacity}, {4097, capacity - 4097}});
+    // At the capacity there is nothing to zero; past it a disk cannot grow.
+    CHECK(f.fs->setattr(f.disk_inode(), FUSE_SET_ATTR_SIZE, capacity, attr) == 0);
+    CHECK(f.fs->setattr(f.disk_inode(), FUSE_SET_ATTR_SIZE, capacity + 1, attr) == -EFBIG);
+    CHECK(f.fs->setattr(f.disk_inode(), FUSE_SET_ATTR_SIZE, -1, attr) == -EINVAL);
+    CHECK(f.journal.zeroed.size() == 2);
+    // The zeroing wrote: the next close flushes.
+    fuse_file_info fi{};
+    REQUIRE(f.open(f.disk_inode(), O_WRONLY, fi) == 0);
+    CHECK(f.fs->flush(Fixture::handle(fi)) == 0);
+    CHECK(f.journal.flushes == 1);
+    f.fs->release(&Fixture::handle(fi));
+    // The disk's error is the caller's.
+    f.journal.zero_result = -EIO;
+    CHECK(f.fs->setattr(f.disk_inode(), FUSE_SET_ATTR_SIZE, 0, attr) == -EIO);
+
+    CHECK(f.fs->setattr(f.disk_inode(), FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_ATIME, 0, attr) == 0);
+    CHECK(f.fs->setattr(f.disk_inode(), FUSE_SET_ATTR_MODE, 0, attr) == -EPERM);
+    CHECK(f.fs->setattr(f.disk_inode(), FUSE_SET_ATTR_UID, 0, attr) == -EPERM);
+    CHECK(f.fs->setattr(stats_inode, FUSE_SET_ATTR_SIZE, 0, attr) == -EPERM);
+    CHECK(f.fs->setattr(root_inode, FUSE_SET_ATTR_SIZE, 0, attr) == -EISDIR);
+}
+
+TEST_CASE("setattr: read-only mounts and write-protected disks refuse truncation with EROFS")
+{
+    MountOptions ro;
+    ro.disk.read_only = true;
+    Fixture f(ro);
+    struct stat attr {
+    };
+    CHECK(f.fs->setattr(f.disk_inode(), FUSE_SET_ATTR_SIZE, 0, attr) == -EROFS);
+    CHECK(f.fs->setattr(f.disk_inode(), FUSE_SET_ATTR_SIZE, capacity + 1, attr) == -EFBIG);
+    Fixture wp({}, true);
+    CHECK(wp.fs->setattr(wp.disk_inode(), FUSE_SET_ATTR_SIZE, 0, attr) == -EROFS);
+    CHECK(f.journal.zeroed.empty());
+    CHECK(wp.journal.zeroed.empty());
 }
 
 TEST_CASE("xattrs carry the .stats figures")

@@ -1,0 +1,174 @@
+// The zeroing plan: granule arithmetic and command limits (see zero_plan.hpp).
+#include "zero_plan.hpp"
+
+#include <algorithm>
+#include <limits>
+
+namespace sgfs
+{
+namespace
+{
+
+constexpr std::uint64_t max_descriptor_blocks = std::numeric_limits<std::uint32_t>::max();
+constexpr std::uint32_t no_unmap_limit = 0xffffffffU;
+
+std::uint64_t at_least_one(std::uint64_t value)
+{
+    return std::max<std::uint64_t>(value, 1);
+}
+
+std::uint64_t round_down(std::uint64_t value, std::uint64_t multiple)
+{
+    return value / multiple * multiple;
+}
+
+// The first granule boundary at or after `lba`, and the last at or before it.
+std::uint64_t granule_at_or_after(std::uint64_t lba, const ZeroMeans &means)
+{
+    const std::uint64_t g = means.granularity;
+    const std::uint64_t a = means.alignment % g;
+    if (lba <= a)
+        return a;
+    return a + (lba - a + g - 1) / g * g;
+}
+
+std::uint64_t granule_at_or_before(std::uint64_t lba, const ZeroMeans &means)
+{
+    const std::uint64_t g = means.granularity;
+    const std::uint64_t a = means.alignment % g;
+    if (lba < a)
+        return 0; // before the first whole granule: callers see first >= last
+    return a + (lba - a) / g * g;
+}
+
+class Planner
+{
+  public:
+    explicit Planner(const ZeroMeans &means) : means_(means) {}
+
+    std::vector<ZeroStep> plan(std::uint64_t lba, std::uint64_t blocks)
+    {
+        const std::uint64_t end = lba + blocks;
+        if (means_.unmap || (means_.write_same_unmap && means_.write_same)) {
+            const std::uint64_t first = granule_at_or_after(lba, means_);
+            const std::uint64_t last = granule_at_or_before(end, means_);
+            if (first < last) {
+                write(lba, first);
+                whole_granules(first, last);
+                write(last, end);
+                return std::move(steps_);
+            }
+        }
+        write(lba, end);
+        return std::move(steps_);
+    }
+
+  private:
+    // By WRITE SAME without UNMAP, or by the host.
+    void write(std::uint64_t begin, std::uint64_t end)
+    {
+        if (begin >= end)
+            return;
+        if (!means_.write_same) {
+            steps_.push_back({ZeroKind::host_write, begin, end - begin, false, {}});
+            return;
+        }
+        write_same(begin, end, means_.max_write_same_blocks, false);
+    }
+
+    void write_same(std::uint64_t begin, std::uint64_t end, std::uint64_t per_command,
+                    bool unmap_bit)
+    {
+        per_command = std::min(per_command, max_descriptor_blocks);
+        for (std::uint64_t at = begin; at < end;) {
+            const std::uint64_t count = std::min(end - at, per_command);
+            steps_.push_back({ZeroKind::write_same, at, count, unmap_bit, {}});
+            at += count;
+        }
+    }
+
+    // [begin, end) is whole granules.
+    void whole_granules(std::uint64_t begin, std::uint64_t end)
+    {
+        const std::uint64_t g = means_.granularity;
+        if (means_.unmap) {
+            // Each descriptor and each command ends on a granule boundary, so that the next
+            // one starts on one too.
+            const std::uint64_t per_descriptor = round_down(max_descriptor_blocks, g);
+            const std::uint64_t per_command = round_down(
+                std::min(means_.max_unmap_blocks, per_descriptor * means_.max_unmap_descriptors),
+                g);
+            if (per_descriptor > 0 && per_command > 0) {
+                for (std::uint64_t at = begin; at < end;) {
+                    const std::uint64_t count = std::min(end - at, per_command);
+                    ZeroStep step{ZeroKind::unmap, at, count, false, {}};
+                    for (std::uint64_t d = at; d < at + count;) {
+                        const std::uint64_t n = std::min(at + count - d, per_descriptor);
+                        step.ranges.push_back({d, static_cast<std::uint32_t>(n)});
+                        d += n;
+                    }
+                    steps_.push_back(std::move(step));
+                    at += count;
+                }
+                return;
+            }
+        }
+        if (means_.write_same_unmap && means_.write_same) {
+            const std::uint64_t per_command = round_down(means_.max_write_same_blocks, g);
+            if (per_command > 0) {
+                write_same(begin, end, per_command, true);
+                return;
+            }
+        }
+        write(begin, end);
+    }
+
+    const ZeroMeans &means_;
+    std::vector<ZeroStep> steps_;
+};
+
+} // namespace
+
+ZeroMeans zero_means(const Provisioning &p, std::uint32_t block_size)
+{
+    ZeroMeans means;
+    means.unmap =
+        p.lbpme && p.lbpu && p.lbprz && p.max_unmap_blocks != 0 && p.max_unmap_descriptors != 0;
+    means.write_same = true;
+    means.write_same_unmap = p.lbpme && p.lbpws && p.lbprz;
+    means.granularity = static_cast<std::uint32_t>(at_least_one(p.unmap_granularity));
+    means.alignment = p.unmap_granularity_alignment % means.granularity;
+    const std::uint64_t unmap_cap = at_least_one(unmap_cap_bytes / block_size);
+    means.max_unmap_blocks =
+        p.max_unmap_blocks == no_unmap_limit
+            ? unmap_cap
+            : std::min<std::uint64_t>(at_least_one(p.max_unmap_blocks), unmap_cap);
+    means.max_unmap_descriptors = static_cast<std::uint32_t>(at_least_one(p.max_unmap_descriptors));
+    const std::uint64_t write_same_cap = at_least_one(write_same_cap_bytes / block_size);
+    means.max_write_same_blocks = p.max_write_same_blocks == 0
+                                      ? write_same_cap
+                                      : std::min(p.max_write_same_blocks, write_same_cap);
+    return means;
+}
+
+unsigned zero_command_timeout_ms(std::uint64_t bytes, unsigned configured_ms)
+{
+    constexpr std::uint64_t slow_bytes_per_second = std::uint64_t{1} << 20;
+    const std::uint64_t needed_ms = bytes * 1000 / slow_bytes_per_second;
+    return static_cast<unsigned>(std::min<std::uint64_t>(
+        std::max<std::uint64_t>(needed_ms, configured_ms), std::numeric_limits<unsigned>::max()));
+}
+
+std::vector<ZeroStep> plan_zeroing(std::uint64_t lba, std::uint64_t blocks, const ZeroMeans &means)
+{
+    if (blocks == 0)
+        return {};
+    ZeroMeans checked = means;
+    checked.granularity = std::max<std::uint32_t>(checked.granularity, 1);
+    checked.max_unmap_blocks = at_least_one(checked.max_unmap_blocks);
+    checked.max_unmap_descriptors = std::max<std::uint32_t>(checked.max_unmap_descriptors, 1);
+    checked.max_write_same_blocks = at_least_one(checked.max_write_same_blocks);
+    return Planner(checked).plan(lba, blocks);
+}
+
+} // namespace sgfs

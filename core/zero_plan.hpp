@@ -1,0 +1,57 @@
+// How to make a block range read as zeros with a device's own means: a pure plan from the
+// device's provisioning and limits, so that it is tested without a device and shared by
+// every caller that zeroes (truncate today, fallocate's hole punching later).
+#pragma once
+
+#include "sgfs/cdb.hpp"
+#include "sgfs/disk.hpp"
+#include "sgfs/stats.hpp"
+
+#include <cstdint>
+#include <vector>
+
+namespace sgfs
+{
+
+// What a device offers for zeroing, with its limits turned into per-command caps.
+struct ZeroMeans {
+    bool unmap = false;            // UNMAP leaves blocks that read zero
+    bool write_same = true;        // WRITE SAME(16) of a zero block
+    bool write_same_unmap = false; // ... with the UNMAP bit, unmapped blocks reading zero
+    std::uint32_t granularity = 1; // unmap granule, blocks (>= 1)
+    std::uint32_t alignment = 0;   // a granule starts at every LBA == alignment (mod granularity)
+    std::uint64_t max_unmap_blocks = 1;      // per UNMAP command (>= 1)
+    std::uint32_t max_unmap_descriptors = 1; // per UNMAP command (>= 1)
+    std::uint64_t max_write_same_blocks = 1; // per WRITE SAME command (>= 1)
+};
+
+// Per-command caps where the device reports no limit (or a larger one): a WRITE SAME of a
+// thick disk writes every block, and its timeout (zero_command_timeout_ms) must still fit.
+inline constexpr std::uint64_t write_same_cap_bytes = std::uint64_t{64} << 20;
+inline constexpr std::uint64_t unmap_cap_bytes = std::uint64_t{1} << 30;
+
+// The means the probed figures allow: UNMAP only with LBPME, LBPU and LBPRZ and non-zero
+// UNMAP limits; the UNMAP bit of WRITE SAME only with LBPME, LBPWS and LBPRZ. WRITE SAME
+// itself is assumed until the device refuses it.
+ZeroMeans zero_means(const Provisioning &provisioning, std::uint32_t block_size);
+
+// A timeout for a zeroing command over `bytes`: the configured one, or longer when the
+// device may have to write all those bytes at a slow disk's pace (1 MiB/s).
+unsigned zero_command_timeout_ms(std::uint64_t bytes, unsigned configured_ms);
+
+struct ZeroStep {
+    ZeroKind kind = ZeroKind::host_write;
+    std::uint64_t lba = 0;          // the blocks this step zeroes
+    std::uint64_t blocks = 0;       // (the sum of `ranges` for an UNMAP)
+    bool unmap_bit = false;         // WRITE SAME: with UNMAP
+    std::vector<UnmapRange> ranges; // UNMAP: the descriptors of one command
+};
+
+// Splits [lba, lba + blocks) into steps that together zero it, in LBA order: whole unmap
+// granules by UNMAP (or WRITE SAME with UNMAP), the parts outside whole granules by WRITE
+// SAME without UNMAP (a device may leave a partial granule mapped and unchanged), and all
+// of it by WRITE SAME, or by one host_write step (the caller splits it), where the means
+// are missing. Every command step is within the limits of `means`.
+std::vector<ZeroStep> plan_zeroing(std::uint64_t lba, std::uint64_t blocks, const ZeroMeans &means);
+
+} // namespace sgfs

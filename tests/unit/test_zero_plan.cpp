@@ -1,0 +1,237 @@
+// The zeroing plan: which command zeroes which blocks, for devices described by their
+// provisioning figures as SBC-3 defines them (no device needed).
+
+#include "zero_plan.hpp"
+
+#include <cstdint>
+#include <doctest/doctest.h>
+#include <string>
+#include <vector>
+
+using namespace sgfs;
+
+namespace
+{
+
+// "U lba+blocks[descriptors]", "W lba+blocks", "Wu lba+blocks" (UNMAP bit), "H lba+blocks".
+std::string describe(const std::vector<ZeroStep> &steps)
+{
+    std::string text;
+    for (const ZeroStep &step : steps) {
+        if (!text.empty())
+            text += ' ';
+        switch (step.kind) {
+        case ZeroKind::unmap:
+            text += "U";
+            break;
+        case ZeroKind::write_same:
+            text += step.unmap_bit ? "Wu" : "W";
+            break;
+        case ZeroKind::host_write:
+            text += "H";
+            break;
+        }
+        text += std::to_string(step.lba) + "+" + std::to_string(step.blocks);
+        if (step.kind == ZeroKind::unmap && step.ranges.size() != 1)
+            text += "[" + std::to_string(step.ranges.size()) + "]";
+    }
+    return text;
+}
+
+// Every step's blocks, in order, are exactly [lba, lba + blocks); UNMAP descriptors add up.
+void check_covers(const std::vector<ZeroStep> &steps, std::uint64_t lba, std::uint64_t blocks)
+{
+    std::uint64_t at = lba;
+    for (const ZeroStep &step : steps) {
+        CHECK(step.lba == at);
+        CHECK(step.blocks > 0);
+        if (step.kind == ZeroKind::unmap) {
+            std::uint64_t d = step.lba;
+            for (const UnmapRange &range : step.ranges) {
+                CHECK(range.lba == d);
+                d += range.blocks;
+            }
+            CHECK(d == step.lba + step.blocks);
+        }
+        at += step.blocks;
+    }
+    CHECK(at == lba + blocks);
+}
+
+// scsi_debug lbpu=1 lbpws=1 lbprz=1 unmap_granularity=8: B0 and B2 as it reports them.
+Provisioning thin(bool lbprz = true)
+{
+    Provisioning p;
+    p.lbpme = true;
+    p.lbpu = true;
+    p.lbpws = true;
+    p.lbprz = lbprz;
+    p.unmap_granularity = 8;
+    p.max_unmap_blocks = 0xffffffff;
+    p.max_unmap_descriptors = 256;
+    p.max_write_same_blocks = 0xffff;
+    return p;
+}
+
+} // namespace
+
+TEST_CASE("thick disk: WRITE SAME within its maximum length, never UNMAP")
+{
+    Provisioning thick;
+    thick.max_write_same_blocks = 0xffff;
+    const ZeroMeans means = zero_means(thick, 512);
+    CHECK_FALSE(means.unmap);
+    CHECK_FALSE(means.write_same_unmap);
+    const auto steps = plan_zeroing(3, 0x20000, means);
+    CHECK(describe(steps) == "W3+65535 W65538+65535 W131073+2");
+    check_covers(steps, 3, 0x20000);
+}
+
+TEST_CASE("no MAXIMUM WRITE SAME LENGTH: commands are capped so that the timeout fits")
+{
+    const ZeroMeans means = zero_means(Provisioning{}, 512);
+    CHECK(means.max_write_same_blocks == write_same_cap_bytes / 512);
+    const std::uint64_t blocks = 3 * write_same_cap_bytes / 512 + 1;
+    const auto steps = plan_zeroing(0, blocks, means);
+    REQUIRE(steps.size() == 4);
+    CHECK(steps[0].blocks == write_same_cap_bytes / 512);
+    CHECK(steps[3].blocks == 1);
+    check_covers(steps, 0, blocks);
+    // With 4 KiB blocks the cap is the same number of bytes.
+    CHECK(zero_means(Provisioning{}, 4096).max_write_same_blocks == write_same_cap_bytes / 4096);
+    // A larger reported maximum is capped too; a smaller one is kept.
+    Provisioning big;
+    big.max_write_same_blocks = std::uint64_t{1} << 40;
+    CHECK(zero_means(big, 512).max_write_same_blocks == write_same_cap_bytes / 512);
+}
+
+TEST_CASE("thin disk, unmapped blocks read zero: whole granules by UNMAP, the rest by WRITE "
+          "SAME without UNMAP")
+{
+    const ZeroMeans means = zero_means(thin(), 512);
+    CHECK(means.unmap);
+    CHECK(means.write_same_unmap);
+    SUBCASE("unaligned on both sides")
+    {
+        const auto steps = plan_zeroing(5, 100, means); // [5, 105): granules 8..104
+        CHECK(describe(steps) == "W5+3 U8+96 W104+1");
+        check_covers(steps, 5, 100);
+    }
+    SUBCASE("aligned")
+    {
+        CHECK(describe(plan_zeroing(16, 64, means)) == "U16+64");
+    }
+    SUBCASE("inside one granule: no UNMAP at all")
+    {
+        CHECK(describe(plan_zeroing(9, 6, means)) == "W9+6");
+        CHECK(describe(plan_zeroing(9, 7, means)) == "W9+7");
+    }
+    SUBCASE("exactly one granule")
+    {
+        CHECK(describe(plan_zeroing(8, 8, means)) == "U8+8");
+    }
+}
+
+TEST_CASE("granule alignment moves the granule boundaries")
+{
+    Provisioning p = thin();
+    p.unmap_granularity = 8;
+    p.unmap_granularity_alignment = 3; // granules start at 3, 11, 19, ...
+    const ZeroMeans means = zero_means(p, 512);
+    CHECK(describe(plan_zeroing(0, 30, means)) == "W0+3 U3+24 W27+3");
+    CHECK(describe(plan_zeroing(3, 8, means)) == "U3+8");
+    CHECK(describe(plan_zeroing(0, 10, means)) == "W0+10");
+    // An alignment past the granularity counts modulo it.
+    p.unmap_granularity_alignment = 11;
+    CHECK(describe(plan_zeroing(0, 30, zero_means(p, 512))) == "W0+3 U3+24 W27+3");
+}
+
+TEST_CASE("UNMAP limits: MAXIMUM UNMAP LBA COUNT per command, in whole granules")
+{
+    Provisioning p = thin();
+    p.max_unmap_blocks = 20; // not a multiple of the granule: 16 per command
+    const ZeroMeans means = zero_means(p, 512);
+    const auto steps = plan_zeroing(0, 40, means);
+    CHECK(describe(steps) == "U0+16 U16+16 U32+8");
+    check_covers(steps, 0, 40);
+    // Below one granule, UNMAP cannot be used: WRITE SAME with UNMAP takes the granules.
+    p.max_unmap_blocks = 4;
+    CHECK(describe(plan_zeroing(0, 16, zero_means(p, 512))) == "Wu0+16");
+}
+
+TEST_CASE("UNMAP descriptors: each within 32 bits, as many per command as allowed")
+{
+    Provisioning p = thin();
+    p.unmap_granularity = 1;
+    p.max_unmap_blocks = 0xffffffff; // no limit: the per-command cap applies
+    p.max_unmap_descriptors = 2;
+    ZeroMeans means = zero_means(p, 512);
+    CHECK(means.max_unmap_blocks == unmap_cap_bytes / 512);
+    means.max_unmap_blocks = std::uint64_t{1} << 40; // as if no cap, to reach 32-bit counts
+    const std::uint64_t blocks = 5 * std::uint64_t{0xffffffff};
+    const auto steps = plan_zeroing(0, blocks, means);
+    CHECK(describe(steps) == "U0+8589934590[2] U8589934590+8589934590[2] "
+                             "U17179869180+4294967295");
+    check_covers(steps, 0, blocks);
+}
+
+TEST_CASE("LBPRZ=0: unmapped blocks may read old data, so no UNMAP and no UNMAP bit")
+{
+    const ZeroMeans means = zero_means(thin(false), 512);
+    CHECK_FALSE(means.unmap);
+    CHECK_FALSE(means.write_same_unmap);
+    CHECK(describe(plan_zeroing(5, 100, means)) == "W5+100");
+}
+
+TEST_CASE("LBPME off or zero UNMAP limits: no UNMAP")
+{
+    Provisioning p = thin();
+    p.lbpme = false;
+    CHECK_FALSE(zero_means(p, 512).unmap);
+    CHECK_FALSE(zero_means(p, 512).write_same_unmap);
+    p = thin();
+    p.max_unmap_blocks = 0;
+    CHECK_FALSE(zero_means(p, 512).unmap);
+    CHECK(zero_means(p, 512).write_same_unmap);
+    p = thin();
+    p.max_unmap_descriptors = 0;
+    CHECK_FALSE(zero_means(p, 512).unmap);
+}
+
+TEST_CASE("only WRITE SAME with UNMAP (LBPU=0, LBPWS=1): whole granules with the bit")
+{
+    Provisioning p = thin();
+    p.lbpu = false;
+    const ZeroMeans means = zero_means(p, 512);
+    CHECK_FALSE(means.unmap);
+    CHECK(describe(plan_zeroing(5, 100, means)) == "W5+3 Wu8+96 W104+1");
+    // Its maximum length is cut to whole granules.
+    ZeroMeans short_ws = means;
+    short_ws.max_write_same_blocks = 20;
+    const auto steps = plan_zeroing(0, 40, short_ws);
+    CHECK(describe(steps) == "Wu0+16 Wu16+16 Wu32+8");
+}
+
+TEST_CASE("no WRITE SAME (refused): host writes where UNMAP cannot reach")
+{
+    ZeroMeans means = zero_means(thin(), 512);
+    means.write_same = false;
+    CHECK(describe(plan_zeroing(5, 100, means)) == "H5+3 U8+96 H104+1");
+    means.unmap = false;
+    CHECK(describe(plan_zeroing(5, 100, means)) == "H5+100");
+    ZeroMeans thick = zero_means(Provisioning{}, 512);
+    thick.write_same = false;
+    CHECK(describe(plan_zeroing(0, std::uint64_t{1} << 30, thick)) == "H0+1073741824");
+}
+
+TEST_CASE("nothing to zero")
+{
+    CHECK(plan_zeroing(7, 0, zero_means(thin(), 512)).empty());
+}
+
+TEST_CASE("a zeroing command's timeout grows with what the device may have to write")
+{
+    CHECK(zero_command_timeout_ms(512, 60000) == 60000);
+    CHECK(zero_command_timeout_ms(write_same_cap_bytes, 60000) == 64000);
+    CHECK(zero_command_timeout_ms(write_same_cap_bytes, 100000) == 100000);
+}
