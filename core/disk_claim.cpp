@@ -1,9 +1,12 @@
 #include "sgfs/disk_claim.hpp"
 
+#include "reattach.hpp"
+
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <fcntl.h>
+#include <filesystem>
 #include <string_view>
 #include <sys/file.h>
 #include <sys/stat.h>
@@ -13,6 +16,8 @@ namespace sgfs
 {
 namespace
 {
+
+namespace fs = std::filesystem;
 
 std::string lock_path(const std::string &lock_dir, const std::string &key)
 {
@@ -30,27 +35,57 @@ int make_lock_dir(const std::string &lock_dir)
     return errno == EEXIST ? 0 : -errno;
 }
 
+// In a directory every user may write, a lock file may be anybody's: only a regular file
+// with one link (no hard link to a file elsewhere, which ftruncate would empty), owned by
+// us or by root, is used. "" or why not.
+std::string unsafe_lock_file(int fd, const std::string &path)
+{
+    struct stat st {
+    };
+    if (::fstat(fd, &st) != 0)
+        return "cannot stat " + path + ": " + std::strerror(errno);
+    if (!S_ISREG(st.st_mode) || st.st_nlink != 1)
+        return "not using " + path + ": not a regular file with one link (remove it)";
+    if (st.st_uid != ::geteuid() && st.st_uid != 0)
+        return "not using " + path + ": it belongs to uid " + std::to_string(st.st_uid) +
+               ", not to you or root (remove it if no sgfs of that user serves the disk)";
+    return {};
+}
+
 // Opens the lock file for writing, else for reading (flock needs neither). Without
 // O_CREAT first: fs.protected_regular refuses O_CREAT on another user's file in a sticky
-// directory even when it exists.
-int open_lock_file(const std::string &path, bool &writable)
+// directory even when it exists. A descriptor, or -errno with `message` saying why.
+int open_lock_file(const std::string &path, bool &writable, std::string &message)
 {
     for (;;) {
         writable = true;
-        int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+        int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY);
         if (fd < 0 && errno == EACCES) {
             writable = false;
-            fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+            fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY);
         }
-        if (fd >= 0 || errno != ENOENT)
-            return fd < 0 ? -errno : fd;
+        if (fd >= 0) {
+            if (message = unsafe_lock_file(fd, path); !message.empty()) {
+                ::close(fd);
+                return -EPERM;
+            }
+            return fd;
+        }
+        if (errno != ENOENT) {
+            const int error = errno;
+            message = "cannot open " + path + ": " + std::strerror(error);
+            return -error;
+        }
         fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0666);
         if (fd >= 0) {
             ::fchmod(fd, 0666); // past the umask: the next server may be another user
             return fd;
         }
-        if (errno != EEXIST)
-            return -errno;
+        if (errno != EEXIST) {
+            const int error = errno;
+            message = "cannot create " + path + ": " + std::strerror(error);
+            return -error;
+        }
         // Created by someone else just now: open theirs.
     }
 }
@@ -97,21 +132,27 @@ int ServeLock::take(const std::string &lock_dir, const std::string &key, ServeLo
     }
     const std::string path = lock_path(lock_dir, key);
     bool writable = false;
-    const int fd = open_lock_file(path, writable);
-    if (fd < 0) {
-        message = "cannot open " + path + ": " + std::strerror(-fd);
+    const int fd = open_lock_file(path, writable, message);
+    if (fd < 0)
         return fd;
-    }
     OwnedFd file(fd);
-    if (::flock(file.get(), LOCK_EX | LOCK_NB) != 0) {
+    // A file without a holder's name is either a mount between its flock and
+    // name_holder(), or holder()'s brief LOCK_SH probe: the probe is gone within
+    // microseconds, so a few short retries tell the two apart.
+    for (int attempt = 1;; ++attempt) {
+        if (::flock(file.get(), LOCK_EX | LOCK_NB) == 0)
+            break;
         const int error = errno;
-        if (error == EWOULDBLOCK) {
-            const std::string holder = read_holder(file.get());
-            message = "already served by " + (holder.empty() ? "another sgfs mount" : holder);
-        } else {
+        if (error != EWOULDBLOCK) {
             message = "cannot lock " + path + ": " + std::strerror(error);
+            return -error;
         }
-        return -error;
+        const std::string holder = read_holder(file.get());
+        if (!holder.empty() || attempt == 5) {
+            message = "already served by " + (holder.empty() ? "another sgfs mount" : holder);
+            return -error;
+        }
+        ::usleep(10 * 1000);
     }
     // What an earlier holder wrote is stale now; until name_holder() it says nothing.
     if (writable)
@@ -153,13 +194,64 @@ std::string claim_key(const DiskInfo &disk)
     return disk.stable_id.empty() ? disk.name : disk.stable_id;
 }
 
+std::vector<std::string> block_devices_of_disk(const DiskInfo &disk, const std::string &sysfs_root)
+{
+    std::vector<std::string> names;
+    if (!disk.block_device.empty())
+        names.push_back(disk.block_device);
+    if (disk.stable_id.empty())
+        return names;
+    std::vector<std::string> others;
+    std::error_code error;
+    for (const auto &entry : fs::directory_iterator(fs::path(sysfs_root) / "block", error)) {
+        const std::string name = entry.path().filename().string();
+        if (name != disk.block_device &&
+            cached_stable_id_of((entry.path() / "device").string()) == disk.stable_id)
+            others.push_back(name);
+    }
+    std::sort(others.begin(), others.end());
+    names.insert(names.end(), others.begin(), others.end());
+    return names;
+}
+
+namespace
+{
+
+// A reason found on another path to the disk says so: the name alone would puzzle.
+std::string on_path(const DiskInfo &disk, const std::string &block_device, std::string reason)
+{
+    if (block_device != disk.block_device)
+        reason += " (" + block_device_path(block_device) + " is another path to this disk)";
+    return reason;
+}
+
+// block_device_users() of each of `names`, the block devices of `disk`.
+std::vector<std::string> users_on_paths(const DiskInfo &disk, const std::vector<std::string> &names,
+                                        const InUseSystem &system)
+{
+    std::vector<std::string> reasons;
+    for (const std::string &name : names)
+        for (std::string &reason : block_device_users(name, system))
+            reasons.push_back(on_path(disk, name, std::move(reason)));
+    return reasons;
+}
+
+} // namespace
+
 std::vector<std::string> disk_in_use(const DiskInfo &disk, const InUseSystem &system)
 {
     // While a mount serves the disk, its own O_EXCL hold would read as "open exclusively
     // by another program": the mount is the better answer.
     if (std::string holder = ServeLock::holder(system.lock_dir, claim_key(disk)); !holder.empty())
         return {"served by " + holder};
-    return block_device_in_use(disk.block_device, system);
+    const std::vector<std::string> names = block_devices_of_disk(disk, system.sysfs_root);
+    std::vector<std::string> reasons = users_on_paths(disk, names, system);
+    // The O_EXCL probe only when nothing else explains it, as block_device_in_use() does.
+    if (reasons.empty())
+        for (const std::string &name : names)
+            for (std::string &reason : block_device_in_use(name, system))
+                reasons.push_back(on_path(disk, name, std::move(reason)));
+    return reasons;
 }
 
 DiskClaims::DiskClaims(std::string mount_point, InUseSystem system)
@@ -167,22 +259,30 @@ DiskClaims::DiskClaims(std::string mount_point, InUseSystem system)
 {
 }
 
-std::string DiskClaims::take_block_device(const DiskInfo &disk, OwnedFd &fd) const
+std::string DiskClaims::take_block_devices(const DiskInfo &disk, std::vector<OwnedFd> &fds) const
 {
-    fd.reset();
-    if (disk.block_device.empty())
-        return {};
-    if (const auto reasons = block_device_in_use(disk.block_device, system_); !reasons.empty())
+    fds.clear();
+    const std::vector<std::string> names = block_devices_of_disk(disk, system_.sysfs_root);
+    if (const auto reasons = users_on_paths(disk, names, system_); !reasons.empty())
         return "in use: " + join_reasons(reasons);
-    const std::string path = block_device_path(disk.block_device);
-    const int rc = system_.open_exclusive ? system_.open_exclusive(path) : -ENOTSUP;
-    if (rc == -ENOENT)
-        return {}; // sysfs has it, /dev does not (a container): the lock file must do
-    if (rc == -EBUSY)
-        return "in use: " + path + " is open exclusively by another program";
-    if (rc < 0)
+    // No probe first: the open that holds the disk tells EBUSY just as well.
+    for (const std::string &name : names) {
+        const std::string path = block_device_path(name);
+        const int rc = system_.open_exclusive ? system_.open_exclusive(path) : -ENOTSUP;
+        if (rc >= 0) {
+            fds.emplace_back(rc);
+            continue;
+        }
+        fds.clear();
+        // sysfs has it, /dev does not (a container): nothing would stop a mount the
+        // container cannot see, so the disk is not served.
+        if (rc == -ENOENT)
+            return "not claimable: " + path +
+                   " does not exist (no device node to hold it exclusively)";
+        if (rc == -EBUSY)
+            return "in use: " + on_path(disk, name, open_exclusively_reason(name));
         return "not claimable: cannot open " + path + " exclusively: " + std::strerror(-rc);
-    fd = OwnedFd(rc);
+    }
     return {};
 }
 
@@ -197,7 +297,7 @@ std::string DiskClaims::claim(const DiskInfo &disk)
     std::string message;
     if (ServeLock::take(system_.lock_dir, key, claim.lock, message) < 0)
         return message.starts_with("already") ? message : "not claimable: " + message;
-    if (std::string why = take_block_device(disk, claim.block_device); !why.empty())
+    if (std::string why = take_block_devices(disk, claim.block_devices); !why.empty())
         return why;
     // Only now: a refused disk's lock file must not name this mount.
     claim.lock.name_holder(mount_point_, ::getpid());
@@ -209,7 +309,7 @@ void DiskClaims::release(const DiskInfo &disk)
 {
     std::lock_guard lock(mutex_);
     if (const auto it = claims_.find(claim_key(disk)); it != claims_.end())
-        it->second.block_device.reset();
+        it->second.block_devices.clear();
 }
 
 std::string DiskClaims::reclaim(const DiskInfo &disk)
@@ -219,11 +319,20 @@ std::string DiskClaims::reclaim(const DiskInfo &disk)
     if (it == claims_.end())
         return {};
     // Still held (a loss without release): ours would make the new open EBUSY.
-    it->second.block_device.reset();
-    if (std::string why = take_block_device(disk, it->second.block_device); !why.empty())
+    it->second.block_devices.clear();
+    if (std::string why = take_block_devices(disk, it->second.block_devices); !why.empty())
         return why;
     it->second.sg_path = disk.sg_path;
     return {};
+}
+
+void DiskClaims::drop_cached_pages(const DiskInfo &disk)
+{
+    std::lock_guard lock(mutex_);
+    if (const auto it = claims_.find(claim_key(disk)); it != claims_.end())
+        for (const OwnedFd &fd : it->second.block_devices)
+            // Fails only for a descriptor that is not open; the flush has succeeded.
+            static_cast<void>(::posix_fadvise(fd.get(), 0, 0, POSIX_FADV_DONTNEED));
 }
 
 void DiskClaims::holder_moved_here()

@@ -202,14 +202,24 @@ InUseSystem system_in_use()
     return system;
 }
 
-std::vector<std::string> block_device_in_use(const std::string &block_device,
-                                             const InUseSystem &system)
+std::vector<MountEntry> read_mountinfo(const std::string &path)
+{
+    return parse_mountinfo(read_text(path));
+}
+
+std::string open_exclusively_reason(const std::string &block_device)
+{
+    return block_device_path(block_device) + " is open exclusively by another program";
+}
+
+std::vector<std::string> block_device_users(const std::string &block_device,
+                                            const InUseSystem &system)
 {
     std::vector<std::string> reasons;
     const std::vector<BlockNode> nodes = block_nodes(system.sysfs_root, block_device);
     if (nodes.empty())
         return reasons;
-    const std::vector<MountEntry> mounts = parse_mountinfo(read_text(system.mountinfo_path));
+    const std::vector<MountEntry> mounts = read_mountinfo(system.mountinfo_path);
     std::vector<DeviceNumber> swaps;
     for (const std::string &file : parse_swaps(read_text(system.swaps_path))) {
         DeviceNumber number;
@@ -231,14 +241,22 @@ std::vector<std::string> block_device_in_use(const std::string &block_device,
         for (const std::string &holder : holders(node_dir))
             reasons.push_back(path + " held by " += holder);
     }
+    return reasons;
+}
+
+std::vector<std::string> block_device_in_use(const std::string &block_device,
+                                             const InUseSystem &system)
+{
+    std::vector<std::string> reasons = block_device_users(block_device, system);
     // Opening the whole disk with O_EXCL fails while it or any partition is claimed.
-    if (reasons.empty() && system.open_exclusive) {
+    // (Only for a name sysfs knows, like the rest.)
+    if (reasons.empty() && system.open_exclusive &&
+        !block_nodes(system.sysfs_root, block_device).empty()) {
         const int fd = system.open_exclusive(block_device_path(block_device));
         if (fd >= 0)
             ::close(fd);
         else if (fd == -EBUSY)
-            reasons.push_back(block_device_path(block_device) +
-                              " is open exclusively by another program");
+            reasons.push_back(open_exclusively_reason(block_device));
     }
     return reasons;
 }

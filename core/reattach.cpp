@@ -422,6 +422,13 @@ std::string stable_id_from_vpd_pages(std::span<const std::uint8_t> page83,
     return {};
 }
 
+std::string cached_stable_id_of(const std::string &scsi_device_dir)
+{
+    const fs::path device(scsi_device_dir);
+    return stable_id_from_vpd_pages(read_binary(device / "vpd_pg83"),
+                                    read_binary(device / "vpd_pg80"));
+}
+
 bool is_lost_device_state(const std::string &state)
 {
     return state == "missing" || state == "offline" || state == "transport-offline" ||
@@ -436,9 +443,7 @@ ReattachEnvironment system_reattach_environment(DiskOpenFunction open,
     env.open = std::move(open);
     env.list_devices = [sysfs_root] { return enumerate_sg_devices(sysfs_root); };
     env.cached_stable_id = [class_dir](const std::string &sg_name) {
-        const fs::path device = class_dir / sg_name / "device";
-        return stable_id_from_vpd_pages(read_binary(device / "vpd_pg83"),
-                                        read_binary(device / "vpd_pg80"));
+        return cached_stable_id_of((class_dir / sg_name / "device").string());
     };
     env.device_state = [class_dir](const std::string &sg_name, const std::string &hctl) {
         const fs::path device = class_dir / sg_name / "device";

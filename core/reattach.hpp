@@ -64,6 +64,9 @@ std::unique_ptr<Disk> make_reattaching_disk(std::unique_ptr<Disk> first,
 // rules the probe uses; either may be empty. "" when neither gives one.
 std::string stable_id_from_vpd_pages(std::span<const std::uint8_t> page83,
                                      std::span<const std::uint8_t> page80);
+// The stable id of the SCSI device at `scsi_device_dir` (/sys/class/scsi_generic/sg1/device,
+// /sys/block/sdb/device) from the VPD pages sysfs cached at scan time; "" when it has none.
+std::string cached_stable_id_of(const std::string &scsi_device_dir);
 // States in which the device will not answer again without the transport or an
 // administrator bringing it back: missing, offline, transport-offline, cancel, deleted.
 bool is_lost_device_state(const std::string &state);

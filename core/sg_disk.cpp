@@ -8,6 +8,7 @@
 #include "sg_ll.hpp"
 #include "sg_transport.hpp"
 #include "sgfs/discovery.hpp"
+#include "sgfs/disk_claim.hpp"
 #include "sgfs/extent.hpp"
 #include "slot.hpp"
 
@@ -433,6 +434,8 @@ int SgDisk::flush()
     std::string message;
     if (int rc = sg_ll_sync_cache(*lease->fd, context(), message); rc != 0)
         return fail(rc, info_.name + ": " + message);
+    if (options_.claims)
+        options_.claims->drop_cached_pages(info_);
     return 0;
 }
 

@@ -40,7 +40,7 @@ SOURCE
                         use, or nothing is mounted
 
 A disk is in use when its block device or a partition is mounted, is active swap,
-has holders (dm, md, LVM) or is open with O_EXCL, or another sgfs serves it. While
+has holders (dm, md, LVM, bcache) or is open with O_EXCL, or another sgfs serves it. While
 mounted, sgfs holds each disk's block device with O_EXCL (mount, mkfs: EBUSY) and a
 lock file in /run/sgfs naming the mount.
 

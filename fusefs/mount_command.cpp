@@ -13,8 +13,6 @@
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
-#include <fstream>
-#include <iterator>
 #include <memory>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -28,10 +26,8 @@ namespace
 // second sgfs stacked there would hide the first, which keeps serving its disks unseen.
 std::string fuse_mounted_at(const std::string &path)
 {
-    std::ifstream in("/proc/self/mountinfo");
-    const std::string text{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
     std::string fstype;
-    for (const MountEntry &mount : parse_mountinfo(text))
+    for (const MountEntry &mount : read_mountinfo())
         if (mount.mount_point == path && (mount.fstype == "fuse" || mount.fstype == "fuseblk" ||
                                           mount.fstype.starts_with("fuse.")))
             fstype = mount.fstype; // the last one is on top

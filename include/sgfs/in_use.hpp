@@ -28,6 +28,8 @@ struct MountEntry {
 };
 // The lines of /proc/self/mountinfo; malformed lines are skipped.
 std::vector<MountEntry> parse_mountinfo(std::string_view text);
+// parse_mountinfo() of the file at `path` (empty when it cannot be read).
+std::vector<MountEntry> read_mountinfo(const std::string &path = "/proc/self/mountinfo");
 
 // The file names of /proc/swaps, header skipped, escapes undone.
 std::vector<std::string> parse_swaps(std::string_view text);
@@ -67,9 +69,18 @@ InUseSystem system_in_use();
 // exclusively by another program" (that last one only when nothing else explains it:
 // a btrfs, whose mountinfo number is not the disk's, or a program holding it with
 // O_EXCL). Empty when the disk is free. A disk without a block device has nothing to
-// check here.
+// check here. The last reason takes a probe: the whole disk is opened with O_EXCL and
+// closed again (a mount or mkfs in that instant gets EBUSY). A mount does not probe: it
+// checks block_device_users() and then opens for good (disk_claim.hpp).
 std::vector<std::string> block_device_in_use(const std::string &block_device,
                                              const InUseSystem &system);
+// block_device_in_use() without the probe: mounts, swap and holders, read from /proc and
+// sysfs only.
+std::vector<std::string> block_device_users(const std::string &block_device,
+                                            const InUseSystem &system);
+// "/dev/sda is open exclusively by another program": the reason when an O_EXCL open of
+// `block_device` fails with EBUSY.
+std::string open_exclusively_reason(const std::string &block_device);
 
 // The reasons as one line: "a; b".
 std::string join_reasons(const std::vector<std::string> &reasons);

@@ -4,13 +4,17 @@
 #include "sgfs/in_use.hpp"
 
 #include <cerrno>
+#include <chrono>
 #include <cstdlib>
 #include <doctest/doctest.h>
 #include <fcntl.h>
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <sys/file.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
+#include <thread>
 #include <unistd.h>
 
 using namespace sgfs;
@@ -274,9 +278,75 @@ TEST_CASE("claims refuse a disk in use, and hold nothing of it")
     f.exclusive["/dev/sdb"] = -EACCES;
     CHECK(claims.claim(disk("sg1", "sdb", "naa.1")) ==
           "not claimable: cannot open /dev/sdb exclusively: Permission denied");
-    // No /dev node (a container with only /dev/sg*): the lock file alone holds it.
+    // No /dev node (a container with only /dev/sg*, whose mountinfo shows none of the
+    // host's mounts): nothing could hold it, so it is not served.
     f.exclusive["/dev/sdb"] = -ENOENT;
-    CHECK(claims.claim(disk("sg1", "sdb", "naa.1")).empty());
+    CHECK(claims.claim(disk("sg1", "sdb", "naa.1")) ==
+          "not claimable: /dev/sdb does not exist (no device node to hold it exclusively)");
+    CHECK(ServeLock::holder(f.system().lock_dir, "naa.1").empty());
+}
+
+TEST_CASE("a claim opens the block device once, with no probe before")
+{
+    FakeSystem f;
+    DiskClaims claims("/mnt/a", f.system());
+    REQUIRE(claims.claim(disk("sg1", "sdb", "naa.1")).empty());
+    CHECK(f.opened_exclusive == std::vector<std::string>{"/dev/sdb"});
+}
+
+TEST_CASE("two paths to one disk: both checked, both held")
+{
+    FakeSystem f;
+    // sdb and sdc are one logical unit seen through two portals: the same VPD 0x83.
+    const std::string page83 = {0x00, static_cast<char>(0x83),
+                                0x00, 0x0c,
+                                0x01, 0x03,
+                                0x00, 0x08,
+                                0x30, 0x00,
+                                0x00, 0x01,
+                                0x00, 0x00,
+                                0x00, 0x01};
+    const std::string id = "wwn-0x3000000100000001";
+    f.add_block("sdc", {8, 32});
+    f.add_partition("sdc", "sdc1", {8, 33});
+    write_file(f.root / "sys/block/sdb/device/vpd_pg83", page83);
+    write_file(f.root / "sys/block/sdc/device/vpd_pg83", page83);
+    write_file(f.root / "sys/block/sda/device/vpd_pg80",
+               {0x00, static_cast<char>(0x80), 0x00, 0x02, 'x', 'y'});
+    const DiskInfo sdb = disk("sg1", "sdb", id);
+    CHECK(block_devices_of_disk(sdb, f.system().sysfs_root) ==
+          std::vector<std::string>{"sdb", "sdc"});
+
+    // /dev/sdc1 mounted: sgfs on the other path must not serve it.
+    f.mount("8:33", "/mnt/e", "ext4");
+    DiskClaims claims("/mnt/a", f.system());
+    const std::string reason =
+        "/dev/sdc1 mounted at /mnt/e (/dev/sdc is another path to this disk)";
+    CHECK(claims.claim(sdb) == "in use: " + reason);
+    CHECK(disk_in_use(sdb, f.system()) == std::vector<std::string>{reason});
+    // Explained without a probe.
+    CHECK(f.opened_exclusive.empty());
+
+    // Unmounted: both paths held, sdb first.
+    fs::remove(f.root / "proc/mountinfo");
+    write_file(f.root / "proc/mountinfo", "");
+    REQUIRE(claims.claim(sdb).empty());
+    CHECK(f.opened_exclusive == std::vector<std::string>{"/dev/sdb", "/dev/sdc"});
+
+    // Lost and back: everything let go, then both taken again; a path someone else
+    // holds now keeps the disk gone, and the whole disk is let go.
+    claims.release(sdb);
+    f.opened_exclusive.clear();
+    f.exclusive["/dev/sdc"] = -EBUSY;
+    CHECK(claims.reclaim(sdb) == "in use: /dev/sdc is open exclusively by another program "
+                                 "(/dev/sdc is another path to this disk)");
+    f.exclusive.erase("/dev/sdc");
+    CHECK(claims.reclaim(sdb).empty());
+    CHECK(f.opened_exclusive ==
+          std::vector<std::string>{"/dev/sdb", "/dev/sdc", "/dev/sdb", "/dev/sdc"});
+    // A disk without a stable id is only its own block device.
+    CHECK(block_devices_of_disk(disk("sg1", "sdb", ""), f.system().sysfs_root) ==
+          std::vector<std::string>{"sdb"});
 }
 
 TEST_CASE("a disk without a block device or stable id is held by its sg name")
@@ -319,4 +389,60 @@ TEST_CASE("after a fork the lock files name the new holder")
     // The child's copy of the lock is the parent's: still held, now naming the child.
     CHECK(ServeLock::holder(f.system().lock_dir, "naa.1") ==
           "sgfs at /mnt/a (pid " + std::to_string(child) + ")");
+}
+
+TEST_CASE("lock files that are not ours to trust are refused")
+{
+    FakeSystem f;
+    DiskClaims claims("/mnt/a", f.system());
+    fs::create_directories(f.root / "run/sgfs");
+    // A hard link: ftruncate would empty the file it links to.
+    write_file(f.root / "victim", "keep me\n");
+    fs::create_hard_link(f.root / "victim", f.root / "run/sgfs/naa.1.lock");
+    const std::string lock = (f.root / "run/sgfs/naa.1.lock").string();
+    CHECK(claims.claim(disk("sg1", "sdb", "naa.1")) ==
+          "not claimable: not using " + lock + ": not a regular file with one link (remove it)");
+    std::ifstream victim(f.root / "victim");
+    std::string text;
+    std::getline(victim, text);
+    CHECK(text == "keep me");
+    // Not a regular file.
+    REQUIRE(mkfifo((f.root / "run/sgfs/naa.0.lock").c_str(), 0666) == 0);
+    CHECK(claims.claim(disk("sg0", "sda", "naa.0")) ==
+          "not claimable: not using " + (f.root / "run/sgfs/naa.0.lock").string() +
+              ": not a regular file with one link (remove it)");
+    // Another user's (only root can make one here).
+    if (geteuid() == 0) {
+        const fs::path foreign = f.root / "run/sgfs/naa.2.lock";
+        write_file(foreign, "");
+        REQUIRE(chown(foreign.c_str(), 12345, 12345) == 0);
+        CHECK(claims.claim(disk("sg2", "sdc", "naa.2")) ==
+              "not claimable: not using " + foreign.string() +
+                  ": it belongs to uid 12345, not to you or root (remove it if no sgfs of "
+                  "that user serves the disk)");
+    }
+}
+
+TEST_CASE("a holder probe's brief shared lock does not refuse a mount")
+{
+    FakeSystem f;
+    fs::create_directories(f.root / "run/sgfs");
+    const fs::path lock = f.root / "run/sgfs/naa.1.lock";
+    write_file(lock, "");
+    // What ServeLock::holder() does for a moment: a shared lock on the unnamed file.
+    OwnedFd probe(::open(lock.c_str(), O_RDONLY | O_CLOEXEC));
+    REQUIRE(::flock(probe.get(), LOCK_SH | LOCK_NB) == 0);
+    std::thread unlock([&probe] {
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+        probe.reset();
+    });
+    DiskClaims claims("/mnt/a", f.system());
+    const std::string why = claims.claim(disk("sg1", "sdb", "naa.1"));
+    unlock.join();
+    CHECK(why.empty());
+    // A real holder (the claim above) with no name in the file, as between its flock and
+    // name_holder(): still refused, after the retries.
+    DiskClaims other("/mnt/b", f.system());
+    std::ofstream(lock, std::ios::trunc).flush();
+    CHECK(other.claim(disk("sg5", "sdf", "naa.1")) == "already served by another sgfs mount");
 }

@@ -6,7 +6,7 @@
 # running, a logout and a re-login on other sg numbers, while a scsi_debug disk in the same
 # mount keeps working.
 #   usage (inside the guest, via vm-run): iscsi.sh BUILD_DIR
-# Nothing here addresses anything but 127.0.0.1.
+# Nothing here addresses anything but the loopback (127.0.0.1, and 127.0.0.2 as a second portal).
 set -u
 build=${1:?usage: iscsi.sh BUILD_DIR}
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -406,6 +406,61 @@ sgfs_umount "$mnt"
 
 if [[ -n ${syslogd_pid:-} ]]; then
 	grep "sgfs" "$work/syslog" | tail -n 12 | sed 's/^/#   syslog: /'
+fi
+
+diag "$SECONDS s into the suite"
+# --- two paths to one LUN without dm-multipath: a second portal, a second session -------
+# LUN 1 is then two disks of the same VPD 0x83 id; sgfs serving one path must see a file
+# system mounted through the other, and hold both (sgfs(8) DISKS IN USE).
+portal2=127.0.0.2:3260
+lun1_sgs() {
+	local dev vendor
+	for dev in /sys/class/scsi_generic/*; do
+		read -r vendor <"$dev/device/vendor" 2>/dev/null || continue
+		[[ $vendor == IET && $(readlink -f "$dev/device") == *:1 ]] && echo "/dev/${dev##*/}"
+	done
+}
+block_of() { echo "/dev/$(ls "/sys/class/scsi_generic/${1#/dev/}/device/block/")"; }
+two_paths() { (($(lun1_sgs | wc -l) == 2)); }
+second_login() {
+	tgtadm --lld iscsi --op new --mode portal --param portal=$portal2 &&
+		iscsiadm -m node -T $iqn -p $portal2 -o new >/dev/null &&
+		iscsiadm -m node -T $iqn -p $portal2 --login >/dev/null && wait_until 60 two_paths
+}
+check "two paths: a second login to the target, through $portal2" second_login
+if two_paths; then
+	p2_sg=$(lun1_sgs | grep -vx "$new1")
+	p1_sd=$(block_of "$new1") p2_sd=$(block_of "$p2_sg")
+	diag "two paths: LUN 1 is $new1 ($p1_sd) and $p2_sg ($p2_sd)"
+	mkdir -p "$work/p2"
+	if ! { mkfs.ext4 -q -F "$p2_sd" && mount "$p2_sd" "$work/p2"; }; then
+		fail "two paths: mount $p2_sd"
+	fi
+	refused_other_path() {
+		if sgfs "${new1#/dev/}" "$mnt" 2>"$work/out"; then
+			sgfs_umount "$mnt"
+			return 1
+		fi
+		cat "$work/out"
+		[[ $(<"$work/out") == "sgfs: $new1 ($p1_sd) is in use: $p2_sd mounted at $work/p2 ($p2_sd is another path to this disk)" ]]
+	}
+	check "two paths: serving $new1 is refused while $p2_sd is mounted" refused_other_path
+	umount "$work/p2"
+	check "two paths: e2fsck -fn $p2_sd: the file system was not touched" e2fsck -fn "$p2_sd"
+	other_path_busy() {
+		sgfs "${new1#/dev/}" "$mnt" || return 1
+		! mount "$p2_sd" "$work/p2" 2>"$work/out" || {
+			umount "$work/p2"
+			return 1
+		}
+		cat "$work/out"
+		grep -qF "$p2_sd already mounted or mount point busy" "$work/out"
+	}
+	check "two paths: while sgfs serves $new1, mount $p2_sd gets EBUSY" other_path_busy
+	both_held() { sgfs_holds_block "$new1" && sgfs_holds_block "$p2_sg"; }
+	check "two paths: sgfs holds both block devices" both_held
+	sgfs_umount "$mnt"
+	iscsiadm -m node -T $iqn -p $portal2 --logout >/dev/null
 fi
 
 diag "$SECONDS s into the suite"

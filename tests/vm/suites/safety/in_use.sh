@@ -129,6 +129,20 @@ check "in_use: ... and by its stable id" iu_mount_fails "$iu_served_line" "$iu_i
 check "in_use: a second sgfs stacked on $mnt is refused" iu_mount_fails \
 	"sgfs: $mnt is already a mount point (fuse.sgfs); umount it first" "${iu_sg[1]#/dev/}" "$mnt"
 
+# The hold keeps /dev/sdX's page cache: a buffered reader must still see what sgfs wrote
+# once it is flushed (a close after writing sends SYNCHRONIZE CACHE). At 40 MiB, past the
+# file system's metadata: the path loss case below mounts it.
+iu_page_cache() {
+	local at=$((40 << 20)) size=$((1 << 20))
+	head -c $size /dev/urandom >"$work/iu.data"
+	# Fill the page cache with the old data: a buffered read of /dev/sdX.
+	cmp -s -n $size -i $at:0 "${iu_sd[1]}" "$work/iu.data" && return 1
+	dd if="$work/iu.data" of="$mnt/${iu_sg[1]#/dev/}" bs=64k seek=$((at / 65536)) \
+		conv=notrunc status=none || return 1
+	cmp -n $size -i $at:0 "${iu_sd[1]}" "$work/iu.data"
+}
+check "in_use: a buffered read of ${iu_sd[1]} after sgfs wrote and closed sees the new data" iu_page_cache
+
 # ---- path loss: the claim is let go, and taken back only if the disk is free -----------
 iu_hctl1=$(sdebug_devices | awk -v sg="${iu_sg[1]}" '$2 == sg { print $1 }')
 iu_field() { sed -n "/^device ${iu_sg[1]#/dev/}\$/,/^\$/s/^  $1 //p" "$mnt/.stats"; }
