@@ -106,7 +106,8 @@ class SgDisk final : public Disk
                             bool has_b2_page);
     ZeroMeans current_zero_means() const;
     // Whole blocks by the plan; a command the device refuses is remembered, counted as a
-    // fallback, and its range planned again without it.
+    // fallback, and the rest of the range (from the refused step on) planned again
+    // without it.
     int zero_blocks(std::uint64_t lba, std::uint64_t blocks);
     int run_zero_command(const ZeroStep &step);
     int write_zero_blocks(std::uint64_t lba, std::uint64_t blocks);
@@ -135,7 +136,6 @@ class SgDisk final : public Disk
     Readahead readahead_;
     std::atomic<bool> gone_{false};
     ZeroMeans zero_means_; // as probed; the refusals below take means away
-    std::atomic<bool> unmap_refused_{false};
     std::atomic<bool> write_same_unmap_refused_{false};
     std::atomic<bool> write_same_refused_{false};
     mutable std::mutex last_error_mutex_;

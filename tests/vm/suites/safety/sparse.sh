@@ -3,10 +3,11 @@
 # (cp --sparse, qemu-img convert, dd conv=sparse) and truncate get the right disk. Before
 # each writer the disk is filled with random bytes through /dev/sdX; after it, the disk read
 # through /dev/sdX with O_DIRECT must equal the image zero-padded to the capacity (cmp),
-# and qemu-img compare must agree. Three disks: thick, thin with LBPRZ=1 (scsi_debug's map
-# must show the zeroed ranges unmapped) and thin with LBPRZ=0 (unmapped blocks keep their
-# old bytes there, so UNMAP must not be used). .stats must show the device's own zeroing
-# commands, not host writes.
+# and qemu-img compare must agree. Three disks: thick, thin with LBPRZ=1 (zeroed by WRITE
+# SAME with the UNMAP bit: scsi_debug's map must show the zeroed ranges unmapped) and thin
+# with LBPRZ=0 (unmapped blocks keep their old bytes there, so no UNMAP bit). .stats must
+# show the device's own zeroing commands, not host writes. Plain UNMAP is never a zeroing
+# means (the device may ignore it): no counter for it exists.
 #   variables from safety.sh: $build $here $mnt $work
 
 sp_size_mb=64
@@ -93,8 +94,8 @@ sp_counters() {
 	diag "$sp_kind: lbpme $(sp_stat lbpme) lbprz $(sp_stat lbprz) lbpu $(sp_stat lbpu)" \
 		"lbpws $(sp_stat lbpws) unmap_granularity $(sp_stat unmap_granularity)" \
 		"max_write_same_blocks $(sp_stat max_write_same_blocks)"
-	diag "$sp_kind: zero.unmap_commands $(sp_stat zero.unmap_commands)" \
-		"zero.write_same_commands $(sp_stat zero.write_same_commands)" \
+	diag "$sp_kind: zero.write_same_commands $(sp_stat zero.write_same_commands)" \
+		"zero.write_same_unmap_commands $(sp_stat zero.write_same_unmap_commands)" \
 		"zero.host_bytes $(sp_stat zero.host_bytes) zero.fallbacks $(sp_stat zero.fallbacks)"
 }
 
@@ -118,18 +119,20 @@ sp_disk() {
 	sp_counters
 	case $sp_kind in
 	thick)
-		check "$sp_kind: zeroed by WRITE SAME, no UNMAP, no host writes" \
-			test "$(sp_stat zero.write_same_commands)" -gt 0 -a "$(sp_stat zero.unmap_commands)" = 0 \
+		check "$sp_kind: zeroed by WRITE SAME without the UNMAP bit, no host writes" \
+			test "$(sp_stat zero.write_same_commands)" -gt 0 \
+			-a "$(sp_stat zero.write_same_unmap_commands)" = 0 \
 			-a "$(sp_stat zero.host_bytes)" = 0 -a "$(sp_stat zero.fallbacks)" = 0
 		;;
 	thin-lbprz1)
-		check "$sp_kind: zeroed by UNMAP, no host writes" \
-			test "$(sp_stat zero.unmap_commands)" -gt 0 \
+		check "$sp_kind: whole granules zeroed by WRITE SAME with UNMAP, no host writes" \
+			test "$(sp_stat zero.write_same_unmap_commands)" -gt 0 \
 			-a "$(sp_stat zero.host_bytes)" = 0 -a "$(sp_stat zero.fallbacks)" = 0
 		;;
 	thin-lbprz0)
-		check "$sp_kind: unmapped blocks do not read zero: WRITE SAME, never UNMAP" \
-			test "$(sp_stat zero.write_same_commands)" -gt 0 -a "$(sp_stat zero.unmap_commands)" = 0 \
+		check "$sp_kind: unmapped blocks do not read zero: WRITE SAME, never the UNMAP bit" \
+			test "$(sp_stat zero.write_same_commands)" -gt 0 \
+			-a "$(sp_stat zero.write_same_unmap_commands)" = 0 \
 			-a "$(sp_stat zero.host_bytes)" = 0 -a "$(sp_stat zero.fallbacks)" = 0
 		;;
 	esac
@@ -173,3 +176,4 @@ check "ro mount: truncate fails with Read-only file system" \
 	bash -c "! truncate -s 0 $mnt/${sp_sg#/dev/} 2>$work/err && grep -q 'Read-only file system' $work/err"
 sgfs_umount "$mnt"
 check "ro mount: the disk is untouched" bash -c "dd if=$sp_sd of=$sp_back bs=1M iflag=direct status=none && cmp $sp_noise $sp_back"
+
