@@ -15,6 +15,7 @@
 #include "zero_plan.hpp"
 
 #include <atomic>
+#include <functional>
 #include <mutex>
 #include <span>
 #include <string>
@@ -76,6 +77,18 @@ class SgDisk final : public Disk
     ssize_t read_bytes(DataPath path, void *buffer, std::size_t length, std::uint64_t offset);
     ssize_t write_bytes(DataPath path, const void *buffer, std::size_t length,
                         std::uint64_t offset);
+    // What write_bytes and zero_range share: the read-only and end-of-disk checks (`what`
+    // names the operation in the message), the blocks held against overlapping writes, and
+    // read-ahead windows dropped before and after (one read ahead meanwhile may hold old or
+    // new data). `partial` and `whole` write the pieces, as for_each_piece calls them;
+    // `wanted` is the bytes within the disk. Returns 0 or -errno.
+    using PartialBlockWriter = std::function<int(std::uint64_t lba, std::uint32_t skip,
+                                                 std::uint64_t bytes, std::uint64_t done)>;
+    using WholeBlockWriter =
+        std::function<int(std::uint64_t lba, std::uint64_t blocks, std::uint64_t done)>;
+    int write_pieces(const char *what, std::uint64_t offset, std::uint64_t length,
+                     std::uint64_t &wanted, const PartialBlockWriter &partial,
+                     const WholeBlockWriter &whole);
     CopyModes copy_modes() const;
     int staged_copy_to(SgDisk &target, std::uint64_t from, std::uint64_t to, std::uint64_t length,
                        CopyEnd &failed);

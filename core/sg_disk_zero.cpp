@@ -7,20 +7,12 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <cstring>
 #include <vector>
 
 namespace sgfs
 {
 namespace
 {
-
-AlignedBuffer zeroed_buffer(std::size_t bytes)
-{
-    AlignedBuffer buffer(bytes);
-    std::memset(buffer.data(), 0, buffer.size());
-    return buffer;
-}
 
 // ILLEGAL REQUEST with "invalid command operation code" or "invalid field in CDB /
 // parameter list" (both EOPNOTSUPP, core/sense.cpp): the device does not do this command
@@ -69,7 +61,8 @@ ZeroMeans SgDisk::current_zero_means() const
 int SgDisk::write_zero_blocks(std::uint64_t lba, std::uint64_t blocks)
 {
     const std::uint32_t block = info_.logical_block_size;
-    const AlignedBuffer zeros = zeroed_buffer(std::min<std::uint64_t>(blocks, max_blocks_) * block);
+    const AlignedBuffer zeros =
+        AlignedBuffer::zeroed(std::min<std::uint64_t>(blocks, max_blocks_) * block);
     return for_each_chunk(
         lba, blocks, max_blocks_, [&](std::uint64_t chunk_lba, std::uint32_t count, std::uint64_t) {
             if (int rc = transfer_blocks(DataPath::write, true, chunk_lba, count, zeros.data());
@@ -86,7 +79,7 @@ int SgDisk::run_zero_command(const ZeroStep &step)
     auto lease = copy_pool_.acquire();
     CommandContext ctx = context();
     ctx.timeout_ms = zero_command_timeout_ms(bytes, ctx.timeout_ms);
-    const AlignedBuffer zeros = zeroed_buffer(info_.logical_block_size);
+    const AlignedBuffer zeros = AlignedBuffer::zeroed(info_.logical_block_size);
     std::string message;
     const int rc = sg_ll_write_same_16(
         *lease->fd, ctx, step.lba, static_cast<std::uint32_t>(step.blocks),
@@ -133,22 +126,10 @@ int SgDisk::zero_blocks(std::uint64_t lba, std::uint64_t blocks)
 
 int SgDisk::zero_range(std::uint64_t offset, std::uint64_t length)
 {
-    if (options_.read_only || info_.write_protected)
-        return fail(-EROFS, info_.name + ": read-only");
-    if (length == 0)
-        return 0;
-    if (offset >= info_.capacity_bytes)
-        return fail(-ENOSPC, info_.name + ": zeroing past the end of the device");
-    const std::uint64_t wanted = clamp_length(offset, length, info_.capacity_bytes);
-    const std::uint32_t block = info_.logical_block_size;
-    const BlockPlan plan = plan_blocks(offset, wanted, block);
-    // As write_bytes: the blocks are held against overlapping writes, and no read-ahead
-    // window from before (or during) the zeroing survives it.
-    auto held = write_ranges_.lock(plan.first_lba, plan.first_lba + plan.block_count);
-    readahead_.invalidate({plan.first_lba, plan.block_count});
-    const AlignedBuffer zeros = zeroed_buffer(block);
-    const int rc = for_each_piece(
-        plan, wanted, block,
+    const AlignedBuffer zeros = AlignedBuffer::zeroed(info_.logical_block_size);
+    std::uint64_t wanted = 0;
+    return write_pieces(
+        "zeroing", offset, length, wanted,
         [&](std::uint64_t lba, std::uint32_t skip, std::uint64_t bytes, std::uint64_t) {
             if (int err = read_modify_write(DataPath::write, lba, skip, zeros.data(), bytes);
                 err != 0)
@@ -159,8 +140,6 @@ int SgDisk::zero_range(std::uint64_t offset, std::uint64_t length)
         [&](std::uint64_t lba, std::uint64_t blocks, std::uint64_t) {
             return zero_blocks(lba, blocks);
         });
-    readahead_.invalidate({plan.first_lba, plan.block_count});
-    return rc;
 }
 
 } // namespace sgfs

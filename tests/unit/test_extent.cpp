@@ -1,6 +1,7 @@
 // Byte-range to block arithmetic: plans, clamping, chunking and the head/whole/tail walk.
 #include "sgfs/extent.hpp"
 
+#include <cerrno>
 #include <doctest/doctest.h>
 #include <vector>
 
@@ -43,6 +44,24 @@ TEST_CASE("clamp_length")
     CHECK(clamp_length(1000, 100, 1000) == 0);
     CHECK(clamp_length(5000, 100, 1000) == 0);
     CHECK(clamp_length(0, UINT64_MAX, 1000) == 1000);
+}
+
+TEST_CASE("write_extent: cut at the end, ENOSPC from the end on, nothing for length 0")
+{
+    std::uint64_t wanted = 7;
+    CHECK(write_extent(0, 100, 1000, wanted) == 0);
+    CHECK(wanted == 100);
+    CHECK(write_extent(950, 100, 1000, wanted) == 0);
+    CHECK(wanted == 50);
+    CHECK(write_extent(1000, 100, 1000, wanted) == -ENOSPC);
+    CHECK(wanted == 0);
+    CHECK(write_extent(5000, 1, 1000, wanted) == -ENOSPC);
+    // An empty write succeeds anywhere, as pwrite(2) of 0 bytes does.
+    wanted = 7;
+    CHECK(write_extent(5000, 0, 1000, wanted) == 0);
+    CHECK(wanted == 0);
+    CHECK(write_extent(0, UINT64_MAX, 1000, wanted) == 0);
+    CHECK(wanted == 1000);
 }
 
 TEST_CASE("max_blocks_per_command")
