@@ -111,6 +111,8 @@ ZeroMeans zero_means(const Provisioning &p, std::uint32_t block_size)
 {
     ZeroMeans means;
     means.write_same = true;
+    // Not LBPU: plain UNMAP may be ignored and still return GOOD (zero_plan.hpp), so it is no
+    // zeroing means; WRITE SAME with UNMAP either unmaps (reads zero: LBPRZ) or writes zeros.
     means.write_same_unmap = p.lbpme && p.lbpws && p.lbprz;
     means.granularity = static_cast<std::uint32_t>(at_least_one(p.unmap_granularity));
     means.alignment = p.unmap_granularity_alignment % means.granularity;
