@@ -5,7 +5,7 @@
 # image with 10% data, against two anchors that write the whole image without zeroing
 # anything: sg_dd to the sg node, and dd conv=notrunc through sgfs; and the zeroing alone
 # (truncate -s 0) next to what host-written zeros cost (dd if=/dev/zero conv=notrunc, the
-# fallback of a device without WRITE SAME or UNMAP). Prints markdown rows
+# fallback of a device without WRITE SAME). Prints markdown rows
 # (seconds, the .stats zero counters of that one command) and checks each result against
 # sd read with O_DIRECT (untimed). Not meant to be run by hand; see bench/sparse-cp.
 set -u
@@ -35,7 +35,7 @@ head -c $((4 << 20)) /dev/urandom >"$work/noise4"
 for ((i = 0; i < size_mb / 4; i++)); do cat "$work/noise4"; done >"$work/noise"
 
 stat_of() { awk -v key="$1" '$1 == key { print $2 }' "$mnt/.stats"; }
-counters() { echo "$(stat_of zero.unmap_commands) $(stat_of zero.write_same_commands) $(stat_of zero.host_bytes) $(stat_of zero.fallbacks)"; }
+counters() { echo "$(stat_of zero.write_same_unmap_commands) $(stat_of zero.write_same_commands) $(stat_of zero.host_bytes) $(stat_of zero.fallbacks)"; }
 now() { echo "$EPOCHREALTIME"; }
 elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }
 
@@ -106,7 +106,7 @@ measure() {
 	sgfs_umount "$mnt"
 }
 
-echo "| disk | writer | run | seconds | zero.unmap_commands | zero.write_same_commands | zero.host_bytes | zero.fallbacks | sd O_DIRECT |"
+echo "| disk | writer | run | seconds | zero.write_same_unmap_commands | zero.write_same_commands | zero.host_bytes | zero.fallbacks | sd O_DIRECT |"
 echo "|---|---|---|---|---|---|---|---|---|"
 measure thick
 measure "thin (lbpu=1 lbpws=1 lbprz=1 unmap_granularity=8)" lbpu=1 lbpws=1 lbprz=1 unmap_granularity=8

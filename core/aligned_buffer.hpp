@@ -4,6 +4,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
+#include <cstring>
 #include <new>
 #include <utility>
 
@@ -35,6 +36,14 @@ class AlignedBuffer
         std::swap(data_, other.data_);
         std::swap(size_, other.size_);
         return *this;
+    }
+    // `size` bytes, all zero: what zeroing writes.
+    static AlignedBuffer zeroed(std::size_t size)
+    {
+        AlignedBuffer buffer(size);
+        if (size != 0)
+            std::memset(buffer.data(), 0, size);
+        return buffer;
     }
     AlignedBuffer(const AlignedBuffer &) = delete;
     AlignedBuffer &operator=(const AlignedBuffer &) = delete;

@@ -10,7 +10,6 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <cstring>
 #include <memory>
 
 namespace sgfs
@@ -67,14 +66,12 @@ ssize_t Disk::copy_range(std::uint64_t from, Disk &destination, std::uint64_t to
 
 int Disk::zero_range(std::uint64_t offset, std::uint64_t length)
 {
-    if (length == 0)
-        return 0;
-    if (offset >= info().capacity_bytes)
-        return -ENOSPC;
-    const std::uint64_t wanted = clamp_length(offset, length, info().capacity_bytes);
+    std::uint64_t wanted = 0;
+    if (int rc = write_extent(offset, length, info().capacity_bytes, wanted);
+        rc != 0 || wanted == 0)
+        return rc;
     constexpr std::uint64_t chunk_bytes = std::uint64_t{1} << 20;
-    AlignedBuffer zeros(std::min(wanted, chunk_bytes));
-    std::memset(zeros.data(), 0, zeros.size());
+    const AlignedBuffer zeros = AlignedBuffer::zeroed(std::min(wanted, chunk_bytes));
     for (std::uint64_t done = 0; done < wanted;) {
         const ssize_t rc = pwrite(
             zeros.data(), std::min<std::uint64_t>(wanted - done, zeros.size()), offset + done);

@@ -1,6 +1,7 @@
 #include "sgfs/extent.hpp"
 
 #include <bit>
+#include <cerrno>
 #include <cstdint>
 
 namespace sgfs
@@ -25,6 +26,18 @@ std::uint64_t clamp_length(std::uint64_t offset, std::uint64_t length, std::uint
     if (offset >= capacity)
         return 0;
     return length < capacity - offset ? length : capacity - offset;
+}
+
+int write_extent(std::uint64_t offset, std::uint64_t length, std::uint64_t capacity,
+                 std::uint64_t &wanted)
+{
+    wanted = 0;
+    if (length == 0)
+        return 0;
+    if (offset >= capacity)
+        return -ENOSPC;
+    wanted = clamp_length(offset, length, capacity);
+    return 0;
 }
 
 std::uint32_t max_blocks_per_command(std::uint64_t max_bytes, std::uint32_t block_size)

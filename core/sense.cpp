@@ -331,7 +331,10 @@ Verdict illegal_request(const SenseData &sense)
 {
     if (sense.asc == 0x21) // LBA out of range, invalid element address
         return {ErrorCategory::lba_out_of_range, EINVAL, false};
-    if (sense.asc == 0x20) // invalid command operation code
+    // Invalid command operation code, invalid field in CDB, invalid field in parameter list:
+    // the device does not do this command in this form. EOPNOTSUPP keeps them apart from an
+    // LBA out of range, so that a caller can fall back to another command (zeroing does).
+    if (sense.asc == 0x20 || sense.asc == 0x24 || sense.asc == 0x26)
         return {ErrorCategory::illegal_request, EOPNOTSUPP, false};
     return {ErrorCategory::illegal_request, EINVAL, false};
 }

@@ -400,30 +400,39 @@ int SgDisk::read_modify_write(DataPath path, std::uint64_t lba, std::uint32_t sk
 ssize_t SgDisk::write_bytes(DataPath path, const void *buffer, std::size_t length,
                             std::uint64_t offset)
 {
-    if (options_.read_only || info_.write_protected)
-        return fail(-EROFS, info_.name + ": read-only");
-    if (length == 0)
-        return 0;
-    if (offset >= info_.capacity_bytes)
-        return fail(-ENOSPC, info_.name + ": write past the end of the device");
-    const std::uint64_t wanted = clamp_length(offset, length, info_.capacity_bytes);
     // The data is only read; transfer_blocks takes a mutable pointer for both directions.
     auto *in = const_cast<std::uint8_t *>(static_cast<const std::uint8_t *>(buffer));
-    const std::uint32_t block = info_.logical_block_size;
-    const BlockPlan plan = plan_blocks(offset, wanted, block);
-    auto held = write_ranges_.lock(plan.first_lba, plan.first_lba + plan.block_count);
-    readahead_.invalidate({plan.first_lba, plan.block_count});
-    const int rc = for_each_piece(
-        plan, wanted, block,
+    std::uint64_t wanted = 0;
+    const int rc = write_pieces(
+        "write", offset, length, wanted,
         [&](std::uint64_t lba, std::uint32_t skip, std::uint64_t bytes, std::uint64_t done) {
             return read_modify_write(path, lba, skip, in + done, bytes);
         },
         [&](std::uint64_t lba, std::uint64_t blocks, std::uint64_t done) {
             return transfer_blocks(path, true, lba, blocks, in + done);
         });
+    return rc != 0 ? rc : static_cast<ssize_t>(wanted);
+}
+
+int SgDisk::write_pieces(const char *what, std::uint64_t offset, std::uint64_t length,
+                         std::uint64_t &wanted, const PartialBlockWriter &partial,
+                         const WholeBlockWriter &whole)
+{
+    wanted = 0;
+    if (options_.read_only || info_.write_protected)
+        return fail(-EROFS, info_.name + ": read-only");
+    if (int rc = write_extent(offset, length, info_.capacity_bytes, wanted); rc != 0)
+        return fail(rc, info_.name + ": " + what + " past the end of the device");
+    if (wanted == 0)
+        return 0;
+    const std::uint32_t block = info_.logical_block_size;
+    const BlockPlan plan = plan_blocks(offset, wanted, block);
+    auto held = write_ranges_.lock(plan.first_lba, plan.first_lba + plan.block_count);
+    readahead_.invalidate({plan.first_lba, plan.block_count});
+    const int rc = for_each_piece(plan, wanted, block, partial, whole);
     // A window read ahead while this write ran may hold old or new data: drop it.
     readahead_.invalidate({plan.first_lba, plan.block_count});
-    return rc != 0 ? rc : static_cast<ssize_t>(wanted);
+    return rc;
 }
 
 int SgDisk::flush()

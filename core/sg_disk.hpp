@@ -15,6 +15,7 @@
 #include "zero_plan.hpp"
 
 #include <atomic>
+#include <functional>
 #include <mutex>
 #include <span>
 #include <string>
@@ -76,6 +77,18 @@ class SgDisk final : public Disk
     ssize_t read_bytes(DataPath path, void *buffer, std::size_t length, std::uint64_t offset);
     ssize_t write_bytes(DataPath path, const void *buffer, std::size_t length,
                         std::uint64_t offset);
+    // What write_bytes and zero_range share: the read-only and end-of-disk checks (`what`
+    // names the operation in the message), the blocks held against overlapping writes, and
+    // read-ahead windows dropped before and after (one read ahead meanwhile may hold old or
+    // new data). `partial` and `whole` write the pieces, as for_each_piece calls them;
+    // `wanted` is the bytes within the disk. Returns 0 or -errno.
+    using PartialBlockWriter = std::function<int(std::uint64_t lba, std::uint32_t skip,
+                                                 std::uint64_t bytes, std::uint64_t done)>;
+    using WholeBlockWriter =
+        std::function<int(std::uint64_t lba, std::uint64_t blocks, std::uint64_t done)>;
+    int write_pieces(const char *what, std::uint64_t offset, std::uint64_t length,
+                     std::uint64_t &wanted, const PartialBlockWriter &partial,
+                     const WholeBlockWriter &whole);
     CopyModes copy_modes() const;
     int staged_copy_to(SgDisk &target, std::uint64_t from, std::uint64_t to, std::uint64_t length,
                        CopyEnd &failed);
@@ -106,7 +119,8 @@ class SgDisk final : public Disk
                             bool has_b2_page);
     ZeroMeans current_zero_means() const;
     // Whole blocks by the plan; a command the device refuses is remembered, counted as a
-    // fallback, and its range planned again without it.
+    // fallback, and the rest of the range (from the refused step on) planned again
+    // without it.
     int zero_blocks(std::uint64_t lba, std::uint64_t blocks);
     int run_zero_command(const ZeroStep &step);
     int write_zero_blocks(std::uint64_t lba, std::uint64_t blocks);
@@ -135,7 +149,6 @@ class SgDisk final : public Disk
     Readahead readahead_;
     std::atomic<bool> gone_{false};
     ZeroMeans zero_means_; // as probed; the refusals below take means away
-    std::atomic<bool> unmap_refused_{false};
     std::atomic<bool> write_same_unmap_refused_{false};
     std::atomic<bool> write_same_refused_{false};
     mutable std::mutex last_error_mutex_;

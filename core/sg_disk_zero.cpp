@@ -7,7 +7,6 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <cstring>
 #include <vector>
 
 namespace sgfs
@@ -15,19 +14,12 @@ namespace sgfs
 namespace
 {
 
-AlignedBuffer zeroed_buffer(std::size_t bytes)
-{
-    AlignedBuffer buffer(bytes);
-    std::memset(buffer.data(), 0, buffer.size());
-    return buffer;
-}
-
-// ILLEGAL REQUEST with "invalid command operation code" (EOPNOTSUPP) or "invalid field in
-// CDB / parameter list" (EINVAL): the device does not do this command this way. The ranges
-// are within the disk, so it is not an LBA out of range.
+// ILLEGAL REQUEST with "invalid command operation code" or "invalid field in CDB /
+// parameter list" (both EOPNOTSUPP, core/sense.cpp): the device does not do this command
+// this way. An LBA out of range (EINVAL) or any other error is a failure, not a refusal.
 bool is_refusal(int rc)
 {
-    return rc == -EOPNOTSUPP || rc == -EINVAL;
+    return rc == -EOPNOTSUPP;
 }
 
 } // namespace
@@ -61,7 +53,6 @@ void SgDisk::probe_provisioning(const SgFd &fd, const Capacity &capacity, const 
 ZeroMeans SgDisk::current_zero_means() const
 {
     ZeroMeans means = zero_means_;
-    means.unmap = means.unmap && !unmap_refused_;
     means.write_same_unmap = means.write_same_unmap && !write_same_unmap_refused_;
     means.write_same = means.write_same && !write_same_refused_;
     return means;
@@ -70,7 +61,8 @@ ZeroMeans SgDisk::current_zero_means() const
 int SgDisk::write_zero_blocks(std::uint64_t lba, std::uint64_t blocks)
 {
     const std::uint32_t block = info_.logical_block_size;
-    const AlignedBuffer zeros = zeroed_buffer(std::min<std::uint64_t>(blocks, max_blocks_) * block);
+    const AlignedBuffer zeros =
+        AlignedBuffer::zeroed(std::min<std::uint64_t>(blocks, max_blocks_) * block);
     return for_each_chunk(
         lba, blocks, max_blocks_, [&](std::uint64_t chunk_lba, std::uint32_t count, std::uint64_t) {
             if (int rc = transfer_blocks(DataPath::write, true, chunk_lba, count, zeros.data());
@@ -86,16 +78,12 @@ int SgDisk::run_zero_command(const ZeroStep &step)
     const std::uint64_t bytes = step.blocks * info_.logical_block_size;
     auto lease = copy_pool_.acquire();
     CommandContext ctx = context();
+    ctx.timeout_ms = zero_command_timeout_ms(bytes, ctx.timeout_ms);
+    const AlignedBuffer zeros = AlignedBuffer::zeroed(info_.logical_block_size);
     std::string message;
-    int rc = 0;
-    if (step.kind == ZeroKind::unmap) {
-        rc = sg_ll_unmap(*lease->fd, ctx, step.ranges, message);
-    } else {
-        ctx.timeout_ms = zero_command_timeout_ms(bytes, ctx.timeout_ms);
-        const AlignedBuffer zeros = zeroed_buffer(info_.logical_block_size);
-        rc = sg_ll_write_same_16(*lease->fd, ctx, step.lba, static_cast<std::uint32_t>(step.blocks),
-                                 step.unmap_bit, {zeros.data(), zeros.size()}, message);
-    }
+    const int rc = sg_ll_write_same_16(
+        *lease->fd, ctx, step.lba, static_cast<std::uint32_t>(step.blocks),
+        step.kind == ZeroKind::write_same_unmap, {zeros.data(), zeros.size()}, message);
     if (rc == 0) {
         stats_.count_zeroing(step.kind, bytes);
         return 0;
@@ -107,51 +95,41 @@ int SgDisk::run_zero_command(const ZeroStep &step)
 
 int SgDisk::zero_blocks(std::uint64_t lba, std::uint64_t blocks)
 {
-    for (const ZeroStep &step : plan_zeroing(lba, blocks, current_zero_means())) {
-        if (gone_)
-            return fail(-ENODEV, info_.name + ": device is gone");
-        if (step.kind == ZeroKind::host_write) {
-            if (int rc = write_zero_blocks(step.lba, step.blocks); rc != 0)
+    const std::uint64_t end = lba + blocks;
+    std::uint64_t at = lba;
+    // Each pass plans [at, end) with the means left; a refusal takes one means away for
+    // good and plans the rest again from the refused step, so this ends.
+    while (at < end) {
+        for (const ZeroStep &step : plan_zeroing(at, end - at, current_zero_means())) {
+            if (gone_)
+                return fail(-ENODEV, info_.name + ": device is gone");
+            const int rc = step.kind == ZeroKind::host_write
+                               ? write_zero_blocks(step.lba, step.blocks)
+                               : run_zero_command(step);
+            if (rc == 0) {
+                at = step.lba + step.blocks;
+                continue;
+            }
+            if (step.kind == ZeroKind::host_write || !is_refusal(rc))
                 return rc;
-            continue;
+            if (step.kind == ZeroKind::write_same_unmap)
+                write_same_unmap_refused_ = true;
+            else
+                write_same_refused_ = true;
+            stats_.count_zeroing_fallback();
+            at = step.lba;
+            break;
         }
-        const int rc = run_zero_command(step);
-        if (rc == 0)
-            continue;
-        if (!is_refusal(rc))
-            return rc;
-        // Each refusal takes one means away for good, so this recursion ends.
-        if (step.kind == ZeroKind::unmap)
-            unmap_refused_ = true;
-        else if (step.unmap_bit)
-            write_same_unmap_refused_ = true;
-        else
-            write_same_refused_ = true;
-        stats_.count_zeroing_fallback();
-        if (int again = zero_blocks(step.lba, step.blocks); again != 0)
-            return again;
     }
     return 0;
 }
 
 int SgDisk::zero_range(std::uint64_t offset, std::uint64_t length)
 {
-    if (options_.read_only || info_.write_protected)
-        return fail(-EROFS, info_.name + ": read-only");
-    if (length == 0)
-        return 0;
-    if (offset >= info_.capacity_bytes)
-        return fail(-ENOSPC, info_.name + ": zeroing past the end of the device");
-    const std::uint64_t wanted = clamp_length(offset, length, info_.capacity_bytes);
-    const std::uint32_t block = info_.logical_block_size;
-    const BlockPlan plan = plan_blocks(offset, wanted, block);
-    // As write_bytes: the blocks are held against overlapping writes, and no read-ahead
-    // window from before (or during) the zeroing survives it.
-    auto held = write_ranges_.lock(plan.first_lba, plan.first_lba + plan.block_count);
-    readahead_.invalidate({plan.first_lba, plan.block_count});
-    const AlignedBuffer zeros = zeroed_buffer(block);
-    const int rc = for_each_piece(
-        plan, wanted, block,
+    const AlignedBuffer zeros = AlignedBuffer::zeroed(info_.logical_block_size);
+    std::uint64_t wanted = 0;
+    return write_pieces(
+        "zeroing", offset, length, wanted,
         [&](std::uint64_t lba, std::uint32_t skip, std::uint64_t bytes, std::uint64_t) {
             if (int err = read_modify_write(DataPath::write, lba, skip, zeros.data(), bytes);
                 err != 0)
@@ -162,8 +140,6 @@ int SgDisk::zero_range(std::uint64_t offset, std::uint64_t length)
         [&](std::uint64_t lba, std::uint64_t blocks, std::uint64_t) {
             return zero_blocks(lba, blocks);
         });
-    readahead_.invalidate({plan.first_lba, plan.block_count});
-    return rc;
 }
 
 } // namespace sgfs

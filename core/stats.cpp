@@ -56,13 +56,13 @@ void DeviceStats::count_error(ErrorCategory category)
 void DeviceStats::count_zeroing(ZeroKind kind, std::uint64_t bytes)
 {
     switch (kind) {
-    case ZeroKind::unmap:
-        zero_unmap_commands_.fetch_add(1, std::memory_order_relaxed);
-        zero_unmap_bytes_.fetch_add(bytes, std::memory_order_relaxed);
-        break;
     case ZeroKind::write_same:
         zero_write_same_commands_.fetch_add(1, std::memory_order_relaxed);
         zero_write_same_bytes_.fetch_add(bytes, std::memory_order_relaxed);
+        break;
+    case ZeroKind::write_same_unmap:
+        zero_write_same_unmap_commands_.fetch_add(1, std::memory_order_relaxed);
+        zero_write_same_unmap_bytes_.fetch_add(bytes, std::memory_order_relaxed);
         break;
     case ZeroKind::host_write:
         zero_host_bytes_.fetch_add(bytes, std::memory_order_relaxed);
@@ -97,10 +97,11 @@ DeviceStatsSnapshot DeviceStats::snapshot() const
     snap.readahead_hit_bytes = readahead_hit_bytes_.load(std::memory_order_relaxed);
     for (int i = 0; i < error_category_count; ++i)
         snap.errors[i] = errors_[i].load(std::memory_order_relaxed);
-    snap.zero.unmap_commands = zero_unmap_commands_.load(std::memory_order_relaxed);
-    snap.zero.unmap_bytes = zero_unmap_bytes_.load(std::memory_order_relaxed);
     snap.zero.write_same_commands = zero_write_same_commands_.load(std::memory_order_relaxed);
     snap.zero.write_same_bytes = zero_write_same_bytes_.load(std::memory_order_relaxed);
+    snap.zero.write_same_unmap_commands =
+        zero_write_same_unmap_commands_.load(std::memory_order_relaxed);
+    snap.zero.write_same_unmap_bytes = zero_write_same_unmap_bytes_.load(std::memory_order_relaxed);
     snap.zero.host_bytes = zero_host_bytes_.load(std::memory_order_relaxed);
     snap.zero.fallbacks = zero_fallbacks_.load(std::memory_order_relaxed);
     return snap;
@@ -130,10 +131,10 @@ void DeviceStatsSnapshot::add_counters(const DeviceStatsSnapshot &other)
     readahead_hit_bytes += other.readahead_hit_bytes;
     for (int i = 0; i < error_category_count; ++i)
         errors[i] += other.errors[i];
-    zero.unmap_commands += other.zero.unmap_commands;
-    zero.unmap_bytes += other.zero.unmap_bytes;
     zero.write_same_commands += other.zero.write_same_commands;
     zero.write_same_bytes += other.zero.write_same_bytes;
+    zero.write_same_unmap_commands += other.zero.write_same_unmap_commands;
+    zero.write_same_unmap_bytes += other.zero.write_same_unmap_bytes;
     zero.host_bytes += other.zero.host_bytes;
     zero.fallbacks += other.zero.fallbacks;
 }
@@ -170,10 +171,11 @@ std::vector<std::pair<std::string, std::string>> DeviceStatsSnapshot::fields() c
     for (int i = 1; i < error_category_count; ++i)
         out.emplace_back(std::string("errors.") + to_string(static_cast<ErrorCategory>(i)),
                          std::to_string(errors[i]));
-    out.emplace_back("zero.unmap_commands", std::to_string(zero.unmap_commands));
-    out.emplace_back("zero.unmap_bytes", std::to_string(zero.unmap_bytes));
     out.emplace_back("zero.write_same_commands", std::to_string(zero.write_same_commands));
     out.emplace_back("zero.write_same_bytes", std::to_string(zero.write_same_bytes));
+    out.emplace_back("zero.write_same_unmap_commands",
+                     std::to_string(zero.write_same_unmap_commands));
+    out.emplace_back("zero.write_same_unmap_bytes", std::to_string(zero.write_same_unmap_bytes));
     out.emplace_back("zero.host_bytes", std::to_string(zero.host_bytes));
     out.emplace_back("zero.fallbacks", std::to_string(zero.fallbacks));
     return out;

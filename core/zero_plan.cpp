@@ -9,8 +9,8 @@ namespace sgfs
 namespace
 {
 
-constexpr std::uint64_t max_descriptor_blocks = std::numeric_limits<std::uint32_t>::max();
-constexpr std::uint32_t no_unmap_limit = 0xffffffffU;
+// WRITE SAME(16) carries a 32-bit NUMBER OF LOGICAL BLOCKS.
+constexpr std::uint64_t max_command_blocks = std::numeric_limits<std::uint32_t>::max();
 
 std::uint64_t at_least_one(std::uint64_t value)
 {
@@ -49,7 +49,7 @@ class Planner
     std::vector<ZeroStep> plan(std::uint64_t lba, std::uint64_t blocks)
     {
         const std::uint64_t end = lba + blocks;
-        if (means_.unmap || (means_.write_same_unmap && means_.write_same)) {
+        if (means_.write_same_unmap && means_.write_same) {
             const std::uint64_t first = granule_at_or_after(lba, means_);
             const std::uint64_t last = granule_at_or_before(end, means_);
             if (first < last) {
@@ -70,57 +70,35 @@ class Planner
         if (begin >= end)
             return;
         if (!means_.write_same) {
-            steps_.push_back({ZeroKind::host_write, begin, end - begin, false, {}});
+            steps_.push_back({ZeroKind::host_write, begin, end - begin});
             return;
         }
-        write_same(begin, end, means_.max_write_same_blocks, false);
+        write_same(ZeroKind::write_same, begin, end, means_.max_write_same_blocks);
     }
 
-    void write_same(std::uint64_t begin, std::uint64_t end, std::uint64_t per_command,
-                    bool unmap_bit)
+    void write_same(ZeroKind kind, std::uint64_t begin, std::uint64_t end,
+                    std::uint64_t per_command)
     {
-        per_command = std::min(per_command, max_descriptor_blocks);
+        per_command = std::min(per_command, max_command_blocks);
         for (std::uint64_t at = begin; at < end;) {
             const std::uint64_t count = std::min(end - at, per_command);
-            steps_.push_back({ZeroKind::write_same, at, count, unmap_bit, {}});
+            steps_.push_back({kind, at, count});
             at += count;
         }
     }
 
-    // [begin, end) is whole granules.
+    // [begin, end) is whole granules: WRITE SAME with UNMAP, each command ending on a
+    // granule boundary so that the next one starts on one too.
     void whole_granules(std::uint64_t begin, std::uint64_t end)
     {
         const std::uint64_t g = means_.granularity;
-        if (means_.unmap) {
-            // Each descriptor and each command ends on a granule boundary, so that the next
-            // one starts on one too.
-            const std::uint64_t per_descriptor = round_down(max_descriptor_blocks, g);
-            const std::uint64_t per_command = round_down(
-                std::min(means_.max_unmap_blocks, per_descriptor * means_.max_unmap_descriptors),
-                g);
-            if (per_descriptor > 0 && per_command > 0) {
-                for (std::uint64_t at = begin; at < end;) {
-                    const std::uint64_t count = std::min(end - at, per_command);
-                    ZeroStep step{ZeroKind::unmap, at, count, false, {}};
-                    for (std::uint64_t d = at; d < at + count;) {
-                        const std::uint64_t n = std::min(at + count - d, per_descriptor);
-                        step.ranges.push_back({d, static_cast<std::uint32_t>(n)});
-                        d += n;
-                    }
-                    steps_.push_back(std::move(step));
-                    at += count;
-                }
-                return;
-            }
+        const std::uint64_t per_command =
+            round_down(std::min(means_.max_write_same_blocks, max_command_blocks), g);
+        if (per_command == 0) {
+            write(begin, end);
+            return;
         }
-        if (means_.write_same_unmap && means_.write_same) {
-            const std::uint64_t per_command = round_down(means_.max_write_same_blocks, g);
-            if (per_command > 0) {
-                write_same(begin, end, per_command, true);
-                return;
-            }
-        }
-        write(begin, end);
+        write_same(ZeroKind::write_same_unmap, begin, end, per_command);
     }
 
     const ZeroMeans &means_;
@@ -132,18 +110,12 @@ class Planner
 ZeroMeans zero_means(const Provisioning &p, std::uint32_t block_size)
 {
     ZeroMeans means;
-    means.unmap =
-        p.lbpme && p.lbpu && p.lbprz && p.max_unmap_blocks != 0 && p.max_unmap_descriptors != 0;
     means.write_same = true;
+    // Not LBPU: plain UNMAP may be ignored and still return GOOD (zero_plan.hpp), so it is no
+    // zeroing means; WRITE SAME with UNMAP either unmaps (reads zero: LBPRZ) or writes zeros.
     means.write_same_unmap = p.lbpme && p.lbpws && p.lbprz;
     means.granularity = static_cast<std::uint32_t>(at_least_one(p.unmap_granularity));
     means.alignment = p.unmap_granularity_alignment % means.granularity;
-    const std::uint64_t unmap_cap = at_least_one(unmap_cap_bytes / block_size);
-    means.max_unmap_blocks =
-        p.max_unmap_blocks == no_unmap_limit
-            ? unmap_cap
-            : std::min<std::uint64_t>(at_least_one(p.max_unmap_blocks), unmap_cap);
-    means.max_unmap_descriptors = static_cast<std::uint32_t>(at_least_one(p.max_unmap_descriptors));
     const std::uint64_t write_same_cap = at_least_one(write_same_cap_bytes / block_size);
     means.max_write_same_blocks = p.max_write_same_blocks == 0
                                       ? write_same_cap
@@ -165,8 +137,6 @@ std::vector<ZeroStep> plan_zeroing(std::uint64_t lba, std::uint64_t blocks, cons
         return {};
     ZeroMeans checked = means;
     checked.granularity = std::max<std::uint32_t>(checked.granularity, 1);
-    checked.max_unmap_blocks = at_least_one(checked.max_unmap_blocks);
-    checked.max_unmap_descriptors = std::max<std::uint32_t>(checked.max_unmap_descriptors, 1);
     checked.max_write_same_blocks = at_least_one(checked.max_write_same_blocks);
     return Planner(checked).plan(lba, blocks);
 }

@@ -1,9 +1,15 @@
 // How to make a block range read as zeros with a device's own means: a pure plan from the
 // device's provisioning and limits, so that it is tested without a device and shared by
 // every caller that zeroes (truncate today, fallocate's hole punching later).
+//
+// Plain UNMAP is never a zeroing means. LBPRZ says only what an *unmapped* block reads, and
+// UNMAP is advisory: the device server may ignore all or part of it and still return GOOD,
+// leaving the old data (Linux dropped discard_zeroes_data for UNMAP for this reason). Only
+// WRITE SAME with the UNMAP bit guarantees zeros: the device either unmaps the blocks (which
+// then read zero, LBPRZ) or writes the zero block. UNMAP (sg_ll_unmap) is for discarding,
+// where the old data may stay.
 #pragma once
 
-#include "sgfs/cdb.hpp"
 #include "sgfs/disk.hpp"
 #include "sgfs/stats.hpp"
 
@@ -15,24 +21,19 @@ namespace sgfs
 
 // What a device offers for zeroing, with its limits turned into per-command caps.
 struct ZeroMeans {
-    bool unmap = false;            // UNMAP leaves blocks that read zero
     bool write_same = true;        // WRITE SAME(16) of a zero block
     bool write_same_unmap = false; // ... with the UNMAP bit, unmapped blocks reading zero
     std::uint32_t granularity = 1; // unmap granule, blocks (>= 1)
     std::uint32_t alignment = 0;   // a granule starts at every LBA == alignment (mod granularity)
-    std::uint64_t max_unmap_blocks = 1;      // per UNMAP command (>= 1)
-    std::uint32_t max_unmap_descriptors = 1; // per UNMAP command (>= 1)
     std::uint64_t max_write_same_blocks = 1; // per WRITE SAME command (>= 1)
 };
 
-// Per-command caps where the device reports no limit (or a larger one): a WRITE SAME of a
+// The per-command cap where the device reports no limit (or a larger one): a WRITE SAME of a
 // thick disk writes every block, and its timeout (zero_command_timeout_ms) must still fit.
 inline constexpr std::uint64_t write_same_cap_bytes = std::uint64_t{64} << 20;
-inline constexpr std::uint64_t unmap_cap_bytes = std::uint64_t{1} << 30;
 
-// The means the probed figures allow: UNMAP only with LBPME, LBPU and LBPRZ and non-zero
-// UNMAP limits; the UNMAP bit of WRITE SAME only with LBPME, LBPWS and LBPRZ. WRITE SAME
-// itself is assumed until the device refuses it.
+// The means the probed figures allow: the UNMAP bit of WRITE SAME only with LBPME, LBPWS
+// and LBPRZ. WRITE SAME itself is assumed until the device refuses it.
 ZeroMeans zero_means(const Provisioning &provisioning, std::uint32_t block_size);
 
 // A timeout for a zeroing command over `bytes`: the configured one, or longer when the
@@ -41,17 +42,15 @@ unsigned zero_command_timeout_ms(std::uint64_t bytes, unsigned configured_ms);
 
 struct ZeroStep {
     ZeroKind kind = ZeroKind::host_write;
-    std::uint64_t lba = 0;          // the blocks this step zeroes
-    std::uint64_t blocks = 0;       // (the sum of `ranges` for an UNMAP)
-    bool unmap_bit = false;         // WRITE SAME: with UNMAP
-    std::vector<UnmapRange> ranges; // UNMAP: the descriptors of one command
+    std::uint64_t lba = 0; // the blocks this step zeroes
+    std::uint64_t blocks = 0;
 };
 
 // Splits [lba, lba + blocks) into steps that together zero it, in LBA order: whole unmap
-// granules by UNMAP (or WRITE SAME with UNMAP), the parts outside whole granules by WRITE
-// SAME without UNMAP (a device may leave a partial granule mapped and unchanged), and all
-// of it by WRITE SAME, or by one host_write step (the caller splits it), where the means
-// are missing. Every command step is within the limits of `means`.
+// granules by WRITE SAME with UNMAP, the parts outside whole granules by WRITE SAME without
+// UNMAP (a device may leave a partial granule mapped and unchanged), and all of it by WRITE
+// SAME, or by one host_write step (the caller splits it), where the means are missing.
+// Every command step is within the limits of `means`.
 std::vector<ZeroStep> plan_zeroing(std::uint64_t lba, std::uint64_t blocks, const ZeroMeans &means);
 
 } // namespace sgfs

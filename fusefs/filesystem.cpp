@@ -109,11 +109,14 @@ void op_setattr(fuse_req_t req, fuse_ino_t inode, struct stat *wanted, int to_se
 {
     struct stat attr {
     };
-    const int rc = filesystem_of(req).setattr(inode, to_set, wanted->st_size, attr);
+    Filesystem &filesystem = filesystem_of(req);
+    Filesystem::StaleRange stale;
+    const int rc = filesystem.setattr(inode, to_set, wanted->st_size, attr, stale);
     if (rc == 0)
         fuse_reply_attr(req, &attr, cache_timeout_seconds);
     else
         fuse_reply_err(req, -rc);
+    filesystem.invalidate_cached(inode, stale);
 }
 
 void op_readlink(fuse_req_t req, fuse_ino_t inode)
@@ -423,8 +426,10 @@ int Filesystem::getattr(fuse_ino_t inode, struct stat &attr) const
     return 0;
 }
 
-int Filesystem::setattr(fuse_ino_t inode, int to_set, off_t size, struct stat &attr)
+int Filesystem::setattr(fuse_ino_t inode, int to_set, off_t size, struct stat &attr,
+                        StaleRange &stale)
 {
+    stale = {};
     const Node *node = tree_.find(inode);
     if (!node)
         return -ENOENT;
@@ -433,12 +438,29 @@ int Filesystem::setattr(fuse_ino_t inode, int to_set, off_t size, struct stat &a
         return -EPERM;
     if ((to_set & FUSE_SET_ATTR_SIZE) && node->kind != NodeKind::disk_file)
         return node->is_directory() ? -EISDIR : -EPERM;
-    if (to_set & FUSE_SET_ATTR_SIZE)
-        if (int rc = truncate_disk(slot_of(*node), size); rc != 0)
+    if (to_set & FUSE_SET_ATTR_SIZE) {
+        DiskSlot &slot = slot_of(*node);
+        if (int rc = truncate_disk(slot, size); rc != 0)
             return rc;
+        const auto capacity = static_cast<off_t>(slot.disk->info().capacity_bytes);
+        if (options_.cache == CacheMode::page && size < capacity)
+            stale = {size, capacity - size};
+    }
     // Times are accepted and forgotten, so that `touch` and `cp -p` do not fail.
     attr = node->attr;
     return 0;
+}
+
+void Filesystem::invalidate_cached(fuse_ino_t inode, const StaleRange &stale) const
+{
+    if (stale.length == 0 || session_ == nullptr)
+        return;
+    // -ENOENT: the kernel has no inode (no page) to drop. Any other failure leaves pages
+    // that an open file may still read: say so.
+    const int rc = fuse_lowlevel_notify_inval_inode(session_, inode, stale.offset, stale.length);
+    if (rc != 0 && rc != -ENOENT)
+        fuse_log(FUSE_LOG_ERR, "sgfs: cannot drop cached pages after truncate: %s\n",
+                 std::strerror(-rc));
 }
 
 // A disk cannot grow or shrink, but what truncate(2) promises of the bytes can be kept:

@@ -47,9 +47,22 @@ class Filesystem
     void destroy();
     int lookup(fuse_ino_t parent, const char *name, fuse_entry_param &entry) const;
     int getattr(fuse_ino_t inode, struct stat &attr) const;
+    // Bytes of a file whose page cache no longer matches the disk; length 0: none.
+    struct StaleRange {
+        off_t offset = 0;
+        off_t length = 0;
+    };
     // FUSE_SET_ATTR_SIZE on a disk: past the capacity EFBIG; below it the bytes from `size`
-    // on are zeroed on the disk (Disk::zero_range) and the size stays the capacity.
-    int setattr(fuse_ino_t inode, int to_set, off_t size, struct stat &attr);
+    // on are zeroed on the disk (Disk::zero_range) and the size stays the capacity. With
+    // cache=page, `stale` is the zeroed range: the kernel drops cached pages only when the
+    // size changes, so the handler invalidates it (invalidate_cached) after replying.
+    int setattr(fuse_ino_t inode, int to_set, off_t size, struct stat &attr, StaleRange &stale);
+    // The session the loop serves, for invalidate_cached; set before the loop runs.
+    void set_session(fuse_session *session) { session_ = session; }
+    // Drops the kernel's cached pages of `stale` (fuse_lowlevel_notify_inval_inode). Only
+    // after the reply to the request that made them stale: inside the handler it would wait
+    // on the kernel, which holds the inode (FUSE_NOWRITE) until that reply.
+    void invalidate_cached(fuse_ino_t inode, const StaleRange &stale) const;
     int readlink(fuse_ino_t inode, const char *&target) const;
     int open(fuse_ino_t inode, fuse_file_info &fi) const;
     // Hands the data, where it lies, to `reply` (which answers FUSE) and sets `replied`;
@@ -93,6 +106,7 @@ class Filesystem
     std::vector<std::unique_ptr<DiskSlot>> slots_;
     Tree tree_;
     MountOptions options_;
+    fuse_session *session_ = nullptr;
 };
 
 } // namespace sgfs::fusefs

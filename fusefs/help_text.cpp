@@ -47,7 +47,7 @@ lock file in /run/sgfs naming the mount.
 Files
   MOUNTPOINT/sgN        the disk; size = capacity, st_blksize = preferred transfer;
                         truncate and O_TRUNC (cp, dd without conv=notrunc, >) zero
-                        it from the new size on: UNMAP or WRITE SAME, see sgfs(8)
+                        it from the new size on by WRITE SAME, see sgfs(8)
   MOUNTPOINT/by-id/ID   symlink to ../sgN, like /dev/disk/by-id
   MOUNTPOINT/.stats     per disk: geometry, settings, and per transfer mode the
                         commands and bytes requested and really done, fallbacks,

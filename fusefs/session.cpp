@@ -197,6 +197,7 @@ int serve(Filesystem &filesystem, const MountOptions &options, const SessionSett
             return 1;
         }
     }
+    filesystem.set_session(session.get());
     const int rc = run_loop(session.get(), filesystem.max_threads(), settings.single_threaded,
                             options.aligned_writes);
     // A positive rc is the signal that ended the loop: a normal way to stop.

@@ -21,6 +21,12 @@ BlockPlan plan_blocks(std::uint64_t offset, std::uint64_t length, std::uint32_t 
 // Bytes of [offset, offset + length) that lie before `capacity`.
 std::uint64_t clamp_length(std::uint64_t offset, std::uint64_t length, std::uint64_t capacity);
 
+// The bytes of a write (or zeroing) of [offset, offset + length) that a disk of `capacity`
+// takes, in `wanted`: cut at the end; 0 for length 0; -ENOSPC when a non-empty range starts
+// at or past the end (a write cannot be short there, unlike a read).
+int write_extent(std::uint64_t offset, std::uint64_t length, std::uint64_t capacity,
+                 std::uint64_t &wanted);
+
 // Largest whole number of blocks that fits in `max_bytes` (at least one block).
 std::uint32_t max_blocks_per_command(std::uint64_t max_bytes, std::uint32_t block_size);
 

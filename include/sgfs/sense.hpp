@@ -8,7 +8,8 @@
 #include <span>
 #include <string>
 
-namespace sgfs {
+namespace sgfs
+{
 
 struct SenseData {
     bool valid = false;
@@ -23,18 +24,18 @@ SenseData decode_sense(std::span<const std::uint8_t> sense);
 
 enum class ErrorCategory {
     ok,
-    recovered,          // recovered error: data is good
-    unit_attention,     // retry
-    aborted_command,    // retry
+    recovered,       // recovered error: data is good
+    unit_attention,  // retry
+    aborted_command, // retry
     not_ready,
-    medium_error,       // EIO, names the failing LBA
+    medium_error, // EIO, names the failing LBA
     hardware_error,
-    illegal_request,    // EINVAL
-    lba_out_of_range,   // illegal request, ASC 0x21
-    data_protect,       // EROFS
+    illegal_request,  // EINVAL; EOPNOTSUPP for ASC 0x20, 0x24, 0x26
+    lba_out_of_range, // illegal request, ASC 0x21
+    data_protect,     // EROFS
     reservation_conflict,
-    busy,               // device busy / task set full: retry
-    transport_error,    // host (HBA/initiator) status: device gone, connection lost
+    busy,            // device busy / task set full: retry
+    transport_error, // host (HBA/initiator) status: device gone, connection lost
     driver_error,
     timeout,
     other,
@@ -43,17 +44,17 @@ const char *to_string(ErrorCategory category);
 
 // The raw completion of one command, as the transport saw it.
 struct CommandStatus {
-    std::uint8_t scsi_status = 0;   // SAM status (0 good, 2 check condition, 8 busy, ...)
-    std::uint16_t host_status = 0;  // DID_* from the HBA / initiator
-    std::uint16_t driver_status = 0;// DRIVER_* (DRIVER_TIMEOUT, DRIVER_SENSE...)
-    bool timed_out = false;         // the transport's own timeout verdict
+    std::uint8_t scsi_status = 0;    // SAM status (0 good, 2 check condition, 8 busy, ...)
+    std::uint16_t host_status = 0;   // DID_* from the HBA / initiator
+    std::uint16_t driver_status = 0; // DRIVER_* (DRIVER_TIMEOUT, DRIVER_SENSE...)
+    bool timed_out = false;          // the transport's own timeout verdict
     std::span<const std::uint8_t> sense;
 };
 
 struct CommandOutcome {
     ErrorCategory category = ErrorCategory::ok;
-    int error = 0;               // 0 or a positive errno value (EIO, EROFS, ...)
-    bool retryable = false;      // unit attention, aborted command, busy
+    int error = 0;          // 0 or a positive errno value (EIO, EROFS, ...)
+    bool retryable = false; // unit attention, aborted command, busy
     SenseData sense;
     // One line, readable, names the command:
     // "READ(10): medium error at LBA 4660 (0x1234): Unrecovered read error"

@@ -22,24 +22,25 @@ enum class DataPath { none, read, write, copy };
 inline constexpr int data_path_count = static_cast<int>(DataPath::copy) + 1;
 const char *to_string(DataPath path);
 
+// How a range was made to read as zeros (Disk::zero_range): WRITE SAME of one zero block,
+// the same with the UNMAP bit where unmapped blocks read zero, or zero buffers written by
+// the host. Never plain UNMAP: the device may ignore it (see core/zero_plan.hpp).
+enum class ZeroKind { write_same, write_same_unmap, host_write };
+
+struct ZeroCountersSnapshot {
+    std::uint64_t write_same_commands = 0; // without the UNMAP bit
+    std::uint64_t write_same_bytes = 0;
+    std::uint64_t write_same_unmap_commands = 0; // with the UNMAP bit
+    std::uint64_t write_same_unmap_bytes = 0;
+    std::uint64_t host_bytes = 0; // zero buffers written, partial blocks included
+    std::uint64_t fallbacks = 0;  // a WRITE SAME form refused: the range done another way
+};
+
 // Per path, where each byte of a data command was copied on its way. A command's bytes
 // count once, as the first that applies: copied by sgfs in user space (mmap area or bounce
 // buffer), copied by the sg driver between its kernel buffer and our memory (indirect IO
 // done), or neither (direct IO done into or out of the memory FUSE reads from or wrote
 // into, or the mmap-ed reserve buffer handed to FUSE as it is).
-// How a range was made to read as zeros (Disk::zero_range): UNMAP where unmapped blocks
-// read zero, WRITE SAME with one zero block, or zero buffers written by the host.
-enum class ZeroKind { unmap, write_same, host_write };
-
-struct ZeroCountersSnapshot {
-    std::uint64_t unmap_commands = 0;
-    std::uint64_t unmap_bytes = 0;
-    std::uint64_t write_same_commands = 0;
-    std::uint64_t write_same_bytes = 0;
-    std::uint64_t host_bytes = 0; // zero buffers written, partial blocks included
-    std::uint64_t fallbacks = 0;  // UNMAP or WRITE SAME refused: the range done another way
-};
-
 struct PathCountersSnapshot {
     std::uint64_t user_copy_bytes = 0;
     std::uint64_t sg_copy_bytes = 0;
@@ -125,8 +126,8 @@ class DeviceStats
     std::atomic<std::uint64_t> readahead_bytes_{0};
     std::atomic<std::uint64_t> readahead_hit_bytes_{0};
     std::array<std::atomic<std::uint64_t>, error_category_count> errors_{};
-    std::atomic<std::uint64_t> zero_unmap_commands_{0}, zero_unmap_bytes_{0};
     std::atomic<std::uint64_t> zero_write_same_commands_{0}, zero_write_same_bytes_{0};
+    std::atomic<std::uint64_t> zero_write_same_unmap_commands_{0}, zero_write_same_unmap_bytes_{0};
     std::atomic<std::uint64_t> zero_host_bytes_{0}, zero_fallbacks_{0};
 };
 

@@ -1,6 +1,7 @@
 // Byte-range to block arithmetic: plans, clamping, chunking and the head/whole/tail walk.
 #include "sgfs/extent.hpp"
 
+#include <cerrno>
 #include <doctest/doctest.h>
 #include <vector>
 
@@ -45,10 +46,28 @@ TEST_CASE("clamp_length")
     CHECK(clamp_length(0, UINT64_MAX, 1000) == 1000);
 }
 
+TEST_CASE("write_extent: cut at the end, ENOSPC from the end on, nothing for length 0")
+{
+    std::uint64_t wanted = 7;
+    CHECK(write_extent(0, 100, 1000, wanted) == 0);
+    CHECK(wanted == 100);
+    CHECK(write_extent(950, 100, 1000, wanted) == 0);
+    CHECK(wanted == 50);
+    CHECK(write_extent(1000, 100, 1000, wanted) == -ENOSPC);
+    CHECK(wanted == 0);
+    CHECK(write_extent(5000, 1, 1000, wanted) == -ENOSPC);
+    // An empty write succeeds anywhere, as pwrite(2) of 0 bytes does.
+    wanted = 7;
+    CHECK(write_extent(5000, 0, 1000, wanted) == 0);
+    CHECK(wanted == 0);
+    CHECK(write_extent(0, UINT64_MAX, 1000, wanted) == 0);
+    CHECK(wanted == 1000);
+}
+
 TEST_CASE("max_blocks_per_command")
 {
-    CHECK(max_blocks_per_command(512 * 1024, 512) == 1024);
-    CHECK(max_blocks_per_command(512 * 1024, 4096) == 128);
+    CHECK(max_blocks_per_command(std::uint64_t{512} * 1024, 512) == 1024);
+    CHECK(max_blocks_per_command(std::uint64_t{512} * 1024, 4096) == 128);
     CHECK(max_blocks_per_command(1000, 512) == 1);
     CHECK(max_blocks_per_command(100, 4096) == 1);
 }
@@ -58,7 +77,7 @@ TEST_CASE("powers of two and alignment")
     CHECK(is_power_of_two(4096));
     CHECK_FALSE(is_power_of_two(0));
     CHECK_FALSE(is_power_of_two(4095));
-    CHECK(round_down_power_of_two(1280 * 1024) == 1024 * 1024);
+    CHECK(round_down_power_of_two(std::uint64_t{1280} * 1024) == 1024 * 1024);
     CHECK(round_down_power_of_two(1) == 1);
     CHECK(is_aligned(std::uint64_t{8192}, 4096));
     CHECK_FALSE(is_aligned(std::uint64_t{8193}, 512));
@@ -98,11 +117,11 @@ TEST_CASE("for_each_chunk stops at the first error")
 TEST_CASE("for_each_piece covers every byte range exactly")
 {
     constexpr std::uint32_t block = 8;
-    for (std::uint64_t offset = 0; offset < 3 * block; ++offset) {
-        for (std::uint64_t length = 1; length < 5 * block; ++length) {
+    for (std::uint64_t offset = 0; offset < std::uint64_t{3} * block; ++offset) {
+        for (std::uint64_t length = 1; length < std::uint64_t{5} * block; ++length) {
             CAPTURE(offset);
             CAPTURE(length);
-            std::vector<int> covered(offset + length + 2 * block, 0);
+            std::vector<int> covered(offset + length + std::uint64_t{2} * block, 0);
             std::uint64_t expected_done = 0;
             const int rc = for_each_piece(
                 plan_blocks(offset, length, block), length, block,

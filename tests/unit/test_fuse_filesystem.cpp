@@ -303,16 +303,17 @@ TEST_CASE("setattr: truncation zeroes the disk from the new size on, chmod and c
     Fixture f;
     struct stat attr {
     };
+    Filesystem::StaleRange stale;
     // O_TRUNC arrives as size 0: the whole disk reads zero, the file keeps the capacity.
-    CHECK(f.fs->setattr(f.disk_inode(), FUSE_SET_ATTR_SIZE, 0, attr) == 0);
+    CHECK(f.fs->setattr(f.disk_inode(), FUSE_SET_ATTR_SIZE, 0, attr, stale) == 0);
     CHECK(attr.st_size == static_cast<off_t>(capacity));
     CHECK(f.journal.zeroed == Zeroed{{0, capacity}});
-    CHECK(f.fs->setattr(f.disk_inode(), FUSE_SET_ATTR_SIZE, 4097, attr) == 0);
+    CHECK(f.fs->setattr(f.disk_inode(), FUSE_SET_ATTR_SIZE, 4097, attr, stale) == 0);
     CHECK(f.journal.zeroed == Zeroed{{0, capacity}, {4097, capacity - 4097}});
     // At the capacity there is nothing to zero; past it a disk cannot grow.
-    CHECK(f.fs->setattr(f.disk_inode(), FUSE_SET_ATTR_SIZE, capacity, attr) == 0);
-    CHECK(f.fs->setattr(f.disk_inode(), FUSE_SET_ATTR_SIZE, capacity + 1, attr) == -EFBIG);
-    CHECK(f.fs->setattr(f.disk_inode(), FUSE_SET_ATTR_SIZE, -1, attr) == -EINVAL);
+    CHECK(f.fs->setattr(f.disk_inode(), FUSE_SET_ATTR_SIZE, capacity, attr, stale) == 0);
+    CHECK(f.fs->setattr(f.disk_inode(), FUSE_SET_ATTR_SIZE, capacity + 1, attr, stale) == -EFBIG);
+    CHECK(f.fs->setattr(f.disk_inode(), FUSE_SET_ATTR_SIZE, -1, attr, stale) == -EINVAL);
     CHECK(f.journal.zeroed.size() == 2);
     // The zeroing wrote: the next close flushes.
     fuse_file_info fi{};
@@ -322,13 +323,44 @@ TEST_CASE("setattr: truncation zeroes the disk from the new size on, chmod and c
     f.fs->release(&Fixture::handle(fi));
     // The disk's error is the caller's.
     f.journal.zero_result = -EIO;
-    CHECK(f.fs->setattr(f.disk_inode(), FUSE_SET_ATTR_SIZE, 0, attr) == -EIO);
+    CHECK(f.fs->setattr(f.disk_inode(), FUSE_SET_ATTR_SIZE, 0, attr, stale) == -EIO);
 
-    CHECK(f.fs->setattr(f.disk_inode(), FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_ATIME, 0, attr) == 0);
-    CHECK(f.fs->setattr(f.disk_inode(), FUSE_SET_ATTR_MODE, 0, attr) == -EPERM);
-    CHECK(f.fs->setattr(f.disk_inode(), FUSE_SET_ATTR_UID, 0, attr) == -EPERM);
-    CHECK(f.fs->setattr(stats_inode, FUSE_SET_ATTR_SIZE, 0, attr) == -EPERM);
-    CHECK(f.fs->setattr(root_inode, FUSE_SET_ATTR_SIZE, 0, attr) == -EISDIR);
+    CHECK(f.fs->setattr(f.disk_inode(), FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_ATIME, 0, attr,
+                        stale) == 0);
+    CHECK(f.fs->setattr(f.disk_inode(), FUSE_SET_ATTR_MODE, 0, attr, stale) == -EPERM);
+    CHECK(f.fs->setattr(f.disk_inode(), FUSE_SET_ATTR_UID, 0, attr, stale) == -EPERM);
+    CHECK(f.fs->setattr(stats_inode, FUSE_SET_ATTR_SIZE, 0, attr, stale) == -EPERM);
+    CHECK(f.fs->setattr(root_inode, FUSE_SET_ATTR_SIZE, 0, attr, stale) == -EISDIR);
+    // cache=none: no page cache to drop.
+    CHECK(f.fs->setattr(f.disk_inode(), FUSE_SET_ATTR_SIZE, 4097, attr, stale) == -EIO);
+    f.journal.zero_result = 0;
+    CHECK(f.fs->setattr(f.disk_inode(), FUSE_SET_ATTR_SIZE, 4097, attr, stale) == 0);
+    CHECK(stale.length == 0);
+}
+
+TEST_CASE("setattr with cache=page: the zeroed range is the stale one, and only on success")
+{
+    MountOptions page;
+    page.cache = CacheMode::page;
+    Fixture f(page);
+    struct stat attr {
+    };
+    Filesystem::StaleRange stale;
+    CHECK(f.fs->setattr(f.disk_inode(), FUSE_SET_ATTR_SIZE, 4097, attr, stale) == 0);
+    CHECK(stale.offset == 4097);
+    CHECK(stale.length == static_cast<off_t>(capacity - 4097));
+    CHECK(f.fs->setattr(f.disk_inode(), FUSE_SET_ATTR_SIZE, 0, attr, stale) == 0);
+    CHECK(stale.offset == 0);
+    CHECK(stale.length == static_cast<off_t>(capacity));
+    CHECK(f.fs->setattr(f.disk_inode(), FUSE_SET_ATTR_SIZE, capacity, attr, stale) == 0);
+    CHECK(stale.length == 0);
+    f.journal.zero_result = -EIO;
+    CHECK(f.fs->setattr(f.disk_inode(), FUSE_SET_ATTR_SIZE, 0, attr, stale) == -EIO);
+    CHECK(stale.length == 0);
+    CHECK(f.fs->setattr(f.disk_inode(), FUSE_SET_ATTR_MTIME, 0, attr, stale) == 0);
+    CHECK(stale.length == 0);
+    // Without a session (no loop yet) there is nothing to notify, and nothing fails.
+    f.fs->invalidate_cached(f.disk_inode(), {0, 4096});
 }
 
 TEST_CASE("setattr: read-only mounts and write-protected disks refuse truncation with EROFS")
@@ -338,10 +370,11 @@ TEST_CASE("setattr: read-only mounts and write-protected disks refuse truncation
     Fixture f(ro);
     struct stat attr {
     };
-    CHECK(f.fs->setattr(f.disk_inode(), FUSE_SET_ATTR_SIZE, 0, attr) == -EROFS);
-    CHECK(f.fs->setattr(f.disk_inode(), FUSE_SET_ATTR_SIZE, capacity + 1, attr) == -EFBIG);
+    Filesystem::StaleRange stale;
+    CHECK(f.fs->setattr(f.disk_inode(), FUSE_SET_ATTR_SIZE, 0, attr, stale) == -EROFS);
+    CHECK(f.fs->setattr(f.disk_inode(), FUSE_SET_ATTR_SIZE, capacity + 1, attr, stale) == -EFBIG);
     Fixture wp({}, true);
-    CHECK(wp.fs->setattr(wp.disk_inode(), FUSE_SET_ATTR_SIZE, 0, attr) == -EROFS);
+    CHECK(wp.fs->setattr(wp.disk_inode(), FUSE_SET_ATTR_SIZE, 0, attr, stale) == -EROFS);
     CHECK(f.journal.zeroed.empty());
     CHECK(wp.journal.zeroed.empty());
 }

@@ -412,12 +412,24 @@ TEST_CASE("classify: illegal request")
         CHECK(out.category == ErrorCategory::illegal_request);
         CHECK(out.error == EOPNOTSUPP);
     }
-    SUBCASE("invalid field in CDB")
+    SUBCASE("invalid field in CDB: the command in this form is not supported")
     {
         const auto out = classify_sense(fixed_sense(0x05, 0x24, 0x00));
         CHECK(out.category == ErrorCategory::illegal_request);
-        CHECK(out.error == EINVAL);
+        CHECK(out.error == EOPNOTSUPP);
         CHECK(contains(out.message, "illegal request: Invalid field in cdb"));
+    }
+    SUBCASE("invalid field in parameter list")
+    {
+        const auto out = classify_sense(fixed_sense(0x05, 0x26, 0x00));
+        CHECK(out.category == ErrorCategory::illegal_request);
+        CHECK(out.error == EOPNOTSUPP);
+    }
+    SUBCASE("other illegal requests stay EINVAL (parameter list length error)")
+    {
+        const auto out = classify_sense(fixed_sense(0x05, 0x1a, 0x00));
+        CHECK(out.category == ErrorCategory::illegal_request);
+        CHECK(out.error == EINVAL);
     }
 }
 

@@ -3,10 +3,12 @@
 # (cp --sparse, qemu-img convert, dd conv=sparse) and truncate get the right disk. Before
 # each writer the disk is filled with random bytes through /dev/sdX; after it, the disk read
 # through /dev/sdX with O_DIRECT must equal the image zero-padded to the capacity (cmp),
-# and qemu-img compare must agree. Three disks: thick, thin with LBPRZ=1 (scsi_debug's map
-# must show the zeroed ranges unmapped) and thin with LBPRZ=0 (unmapped blocks keep their
-# old bytes there, so UNMAP must not be used). .stats must show the device's own zeroing
-# commands, not host writes.
+# and qemu-img compare must agree. Three disks: thick, thin with LBPRZ=1 (zeroed by WRITE
+# SAME with the UNMAP bit: scsi_debug's map must show the zeroed ranges unmapped) and thin
+# with LBPRZ=0 (unmapped blocks keep their old bytes there, so no UNMAP bit). .stats must
+# show the device's own zeroing commands, not host writes. Plain UNMAP is never a zeroing
+# means (the device may ignore it): no counter for it exists. Last, with cache=page a file
+# opened before a truncate must read the zeros through its old fd and mapping.
 #   variables from safety.sh: $build $here $mnt $work
 
 sp_size_mb=64
@@ -93,8 +95,8 @@ sp_counters() {
 	diag "$sp_kind: lbpme $(sp_stat lbpme) lbprz $(sp_stat lbprz) lbpu $(sp_stat lbpu)" \
 		"lbpws $(sp_stat lbpws) unmap_granularity $(sp_stat unmap_granularity)" \
 		"max_write_same_blocks $(sp_stat max_write_same_blocks)"
-	diag "$sp_kind: zero.unmap_commands $(sp_stat zero.unmap_commands)" \
-		"zero.write_same_commands $(sp_stat zero.write_same_commands)" \
+	diag "$sp_kind: zero.write_same_commands $(sp_stat zero.write_same_commands)" \
+		"zero.write_same_unmap_commands $(sp_stat zero.write_same_unmap_commands)" \
 		"zero.host_bytes $(sp_stat zero.host_bytes) zero.fallbacks $(sp_stat zero.fallbacks)"
 }
 
@@ -118,18 +120,20 @@ sp_disk() {
 	sp_counters
 	case $sp_kind in
 	thick)
-		check "$sp_kind: zeroed by WRITE SAME, no UNMAP, no host writes" \
-			test "$(sp_stat zero.write_same_commands)" -gt 0 -a "$(sp_stat zero.unmap_commands)" = 0 \
+		check "$sp_kind: zeroed by WRITE SAME without the UNMAP bit, no host writes" \
+			test "$(sp_stat zero.write_same_commands)" -gt 0 \
+			-a "$(sp_stat zero.write_same_unmap_commands)" = 0 \
 			-a "$(sp_stat zero.host_bytes)" = 0 -a "$(sp_stat zero.fallbacks)" = 0
 		;;
 	thin-lbprz1)
-		check "$sp_kind: zeroed by UNMAP, no host writes" \
-			test "$(sp_stat zero.unmap_commands)" -gt 0 \
+		check "$sp_kind: whole granules zeroed by WRITE SAME with UNMAP, no host writes" \
+			test "$(sp_stat zero.write_same_unmap_commands)" -gt 0 \
 			-a "$(sp_stat zero.host_bytes)" = 0 -a "$(sp_stat zero.fallbacks)" = 0
 		;;
 	thin-lbprz0)
-		check "$sp_kind: unmapped blocks do not read zero: WRITE SAME, never UNMAP" \
-			test "$(sp_stat zero.write_same_commands)" -gt 0 -a "$(sp_stat zero.unmap_commands)" = 0 \
+		check "$sp_kind: unmapped blocks do not read zero: WRITE SAME, never the UNMAP bit" \
+			test "$(sp_stat zero.write_same_commands)" -gt 0 \
+			-a "$(sp_stat zero.write_same_unmap_commands)" = 0 \
 			-a "$(sp_stat zero.host_bytes)" = 0 -a "$(sp_stat zero.fallbacks)" = 0
 		;;
 	esac
@@ -173,3 +177,51 @@ check "ro mount: truncate fails with Read-only file system" \
 	bash -c "! truncate -s 0 $mnt/${sp_sg#/dev/} 2>$work/err && grep -q 'Read-only file system' $work/err"
 sgfs_umount "$mnt"
 check "ro mount: the disk is untouched" bash -c "dd if=$sp_sd of=$sp_back bs=1M iflag=direct status=none && cmp $sp_noise $sp_back"
+
+# cache=page: the file keeps its size on truncate, so the kernel drops no cached page by
+# itself; sgfs must. (Every open drops the cache, keep_cache being off, so only a truncate
+# without an open shows it: ftruncate(2) on an fd opened before, truncate(2) by path.) A
+# reader opened and mapped (MAP_SHARED) before reads 64 KiB at 1 MiB and at 3 MiB into the
+# page cache; ftruncate at 3 MiB must leave 1 MiB old and make 3 MiB read zeros through the
+# old fd and the mapping; truncate(2) to 0 from another process must zero 1 MiB too. sd with
+# O_DIRECT is the oracle for the disk itself.
+sp_stale_reader() {
+	python3 - "$1" "$2" <<'PY'
+import mmap, os, subprocess, sys
+path, noise = sys.argv[1], sys.argv[2]
+length, low, high = 65536, 1 << 20, 3 << 20
+with open(noise, "rb") as f:
+    old = {at: (f.seek(at), f.read(length))[1] for at in (low, high)}
+zeros = bytes(length)
+writer = os.open(path, os.O_WRONLY)
+reader = os.open(path, os.O_RDONLY)
+mapped = mmap.mmap(reader, 4 << 20, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ)
+
+def expect(at, wanted, when):
+    if os.pread(reader, length, at) != wanted:
+        sys.exit(f"{when}: the fd opened before reads the wrong bytes at {at}")
+    if mapped[at:at + length] != wanted:
+        sys.exit(f"{when}: the mapping made before reads the wrong bytes at {at}")
+
+expect(low, old[low], "before any truncate")
+expect(high, old[high], "before any truncate")
+os.ftruncate(writer, high)
+expect(low, old[low], "after ftruncate at 3 MiB")
+expect(high, zeros, "after ftruncate at 3 MiB")
+subprocess.run([sys.executable, "-c", "import os, sys; os.truncate(sys.argv[1], 0)", path],
+               check=True)
+expect(low, zeros, "after truncate(2) to 0")
+PY
+}
+if command -v python3 >/dev/null; then
+	sp_fill
+	check "cache=page: mount" sgfs "$sp_sg" "$mnt" -o cache=page
+	check "cache=page: after truncate, an fd and a mapping from before it read zeros" \
+		sp_stale_reader "$mnt/${sp_sg#/dev/}" "$sp_noise"
+	check "cache=page: after truncate -s 0, sd reads zeros only" \
+		bash -c "dd if=$sp_sd of=$sp_back bs=1M iflag=direct status=none &&
+			cmp -n $sp_capacity $sp_back /dev/zero"
+	sgfs_umount "$mnt"
+else
+	skip_check "cache=page: truncate drops the cached pages" "no python3 in the guest"
+fi
