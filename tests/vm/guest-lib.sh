@@ -200,6 +200,16 @@ set_allow_dio() {
 sgfs_mounted() { grep -q " $1 fuse.sgfs " /proc/mounts; }
 # sgfs_umount DIR: nothing of sgfs is mounted at DIR any more (lazily if it is busy).
 sgfs_umount() { while sgfs_mounted "$1"; do umount "$1" 2>/dev/null || umount -l "$1"; done; }
+# mount_gets_ebusy DEV DIR: mount(8) refuses DEV as a disk in use, in its own words (shown).
+mount_gets_ebusy() {
+	local err
+	if err=$(mount "$1" "$2" 2>&1); then
+		umount "$2"
+		return 1
+	fi
+	printf '%s\n' "$err"
+	[[ $err == *"$1 already mounted or mount point busy"* ]]
+}
 
 # --- TAP-like reporting -------------------------------------------------------------
 

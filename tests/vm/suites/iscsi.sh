@@ -449,12 +449,7 @@ if two_paths; then
 	check "two paths: e2fsck -fn $p2_sd: the file system was not touched" e2fsck -fn "$p2_sd"
 	other_path_busy() {
 		sgfs "${new1#/dev/}" "$mnt" || return 1
-		! mount "$p2_sd" "$work/p2" 2>"$work/out" || {
-			umount "$work/p2"
-			return 1
-		}
-		cat "$work/out"
-		grep -qF "$p2_sd already mounted or mount point busy" "$work/out"
+		mount_gets_ebusy "$p2_sd" "$work/p2"
 	}
 	check "two paths: while sgfs serves $new1, mount $p2_sd gets EBUSY" other_path_busy
 	both_held() { sgfs_holds_block "$new1" && sgfs_holds_block "$p2_sg"; }

@@ -101,15 +101,7 @@ check "in_use: a partition as SOURCE is refused" iu_mount_fails \
 	"${iu_sd[0]#/dev/}1" "$iu_other"
 
 # ---- exclusive while served --------------------------------------------------------
-iu_mount_busy() {
-	! mount "${iu_sd[1]}" "$iu_x" 2>"$work/iu.err" || {
-		umount "$iu_x"
-		return 1
-	}
-	cat "$work/iu.err"
-	grep -qF "${iu_sd[1]} already mounted or mount point busy" "$work/iu.err"
-}
-check "in_use: mount ${iu_sd[1]} while sgfs serves it: EBUSY" iu_mount_busy
+check "in_use: mount ${iu_sd[1]} while sgfs serves it: EBUSY" mount_gets_ebusy "${iu_sd[1]}" "$iu_x"
 iu_mkfs_busy() {
 	! mkfs.ext4 -q -F "${iu_sd[1]}" 2>"$work/iu.err" || return 1
 	cat "$work/iu.err"
@@ -196,12 +188,7 @@ iu_partition() {
 }
 iu_partition_busy() {
 	mount -t fuse.sgfs "${iu_sg[1]#/dev/}" "$mnt" || return 1
-	! mount "${iu_sd[1]}1" "$iu_x" 2>"$work/iu.err" || {
-		umount "$iu_x"
-		return 1
-	}
-	cat "$work/iu.err"
-	grep -qF "${iu_sd[1]}1 already mounted or mount point busy" "$work/iu.err"
+	mount_gets_ebusy "${iu_sd[1]}1" "$iu_x"
 }
 iu_partition_mounted() {
 	mount "${iu_sd[1]}1" "$iu_x" || return 1
