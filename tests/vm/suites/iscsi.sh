@@ -61,9 +61,13 @@ truncate -s 64M "$luns/lun1.img" "$luns/lun2.img"
 head -c $((8 << 20)) /dev/urandom >"$luns/lun3.img"
 truncate -s 4M "$luns/cd.iso"
 
-# Run through check, in a subshell: the pid goes through a file.
+# Run through check, in a subshell: the pid goes through a file. tgtd listens on a side
+# port while the target is set up, and on $portal only once it is: an initiator retrying
+# its session (after the target was killed) that logged in between would be told "target
+# not found", which open-iscsi takes as final and stops recovering the session.
+setup_portal=127.0.0.1:3261
 start_target() {
-	tgtd -f --iscsi portal=$portal >>"$work/tgtd.log" 2>&1 &
+	tgtd -f --iscsi portal=$setup_portal >>"$work/tgtd.log" 2>&1 &
 	echo $! >"$work/tgtd.pid"
 	wait_until 30 tgtadm --op show --mode system >/dev/null || return 1
 	tgtadm --lld iscsi --op new --mode target --tid 1 -T $iqn &&
@@ -72,7 +76,9 @@ start_target() {
 		tgtadm --lld iscsi --op new --mode logicalunit --tid 1 --lun 3 -b "$luns/lun3.img" &&
 		tgtadm --lld iscsi --op update --mode logicalunit --tid 1 --lun 3 --params readonly=1 &&
 		tgtadm --lld iscsi --op new --mode logicalunit --tid 1 --lun 4 -b "$luns/cd.iso" --device-type cd &&
-		tgtadm --lld iscsi --op bind --mode target --tid 1 -I 127.0.0.1
+		tgtadm --lld iscsi --op bind --mode target --tid 1 -I 127.0.0.1 &&
+		tgtadm --lld iscsi --op new --mode portal --param portal=$portal &&
+		tgtadm --lld iscsi --op delete --mode portal --param portal=$setup_portal
 }
 # tgtd ignores SIGTERM.
 stop_target() {
