@@ -54,6 +54,11 @@ std::vector<SgDeviceEntry> enumerate_sg_devices(const std::string &sysfs_root)
     return devices;
 }
 
+bool is_disk_device_type(int peripheral_device_type)
+{
+    return peripheral_device_type == 0x00 || peripheral_device_type == 0x0e;
+}
+
 std::string device_type_name(int peripheral_device_type)
 {
     char name[80] = {};

@@ -29,11 +29,6 @@ namespace
 
 namespace fs = std::filesystem;
 
-bool is_disk_type(int type)
-{
-    return type == 0x00 || type == 0x0e;
-}
-
 std::vector<std::uint8_t> read_binary(const fs::path &path)
 {
     std::ifstream in(path, std::ios::binary);
@@ -342,7 +337,7 @@ std::shared_ptr<Disk> ReattachingDisk::search(bool now_regardless)
     // search_mutex_, so IO on this disk keeps failing fast meanwhile.
     std::string refused;
     for (const SgDeviceEntry &entry : env_.list_devices()) {
-        if (!is_disk_type(entry.device_type))
+        if (!is_disk_device_type(entry.device_type))
             continue;
         const std::string cached = env_.cached_stable_id(entry.name);
         if (!cached.empty() && cached != stable_id_)

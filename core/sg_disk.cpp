@@ -39,11 +39,6 @@ std::string base_name(const std::string &path)
     return slash == std::string::npos ? path : path.substr(slash + 1);
 }
 
-bool is_disk_type(int type)
-{
-    return type == 0x00 || type == 0x0e;
-}
-
 } // namespace
 
 int SgDisk::fail(int rc, const std::string &message)
@@ -123,7 +118,7 @@ int SgDisk::probe_identity(const SgFd &fd, std::string &message)
     info_.vendor = inquiry.vendor;
     info_.model = inquiry.product;
     info_.revision = inquiry.revision;
-    if (!is_disk_type(inquiry.peripheral_device_type)) {
+    if (!is_disk_device_type(inquiry.peripheral_device_type)) {
         message = info_.sg_path + " is not a disk (" +
                   device_type_name(inquiry.peripheral_device_type) + ")";
         return -ENOTBLK;

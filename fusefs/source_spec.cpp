@@ -257,11 +257,6 @@ std::string open_by_stable_id(const std::vector<std::string> &ids,
 
 } // namespace
 
-bool is_disk_device_type(int peripheral_device_type)
-{
-    return peripheral_device_type == 0x00 || peripheral_device_type == 0x0e;
-}
-
 std::string parse_source(std::string_view source, SourceSpec &out)
 {
     out = SourceSpec{};

@@ -31,8 +31,6 @@ struct SourceSpec {
 // Returns "" or the one-line error.
 std::string parse_source(std::string_view source, SourceSpec &out);
 
-bool is_disk_device_type(int peripheral_device_type);
-
 struct OpenedDisks {
     std::vector<std::unique_ptr<Disk>> disks; // sorted by sg number, no duplicates
     std::vector<std::string> warnings;        // disks `all` skipped, one line each
