@@ -10,6 +10,7 @@
 #include <concepts>
 #include <limits>
 #include <optional>
+#include <scsi/sg_lib.h>
 #include <stdexcept>
 #include <string_view>
 #include <utility>
@@ -560,6 +561,18 @@ int decode_mode_sense_10_write_protect(std::span<const std::uint8_t> data, bool 
     }
     write_protected = (data[3] & 0x80) != 0;
     return 0;
+}
+
+std::string command_name(const Cdb &cdb)
+{
+    char name[64] = {};
+    if (cdb.length == 0)
+        return "(empty CDB)";
+    if (cdb.bytes[0] == opcode::service_action_in_16)
+        sg_get_opcode_sa_name(cdb.bytes[0], cdb.bytes[1] & 0x1f, 0, sizeof(name), name);
+    else
+        sg_get_opcode_name(cdb.bytes[0], 0, sizeof(name), name);
+    return name;
 }
 
 } // namespace sgfs

@@ -2,6 +2,7 @@
 // pieces of an sg-to-sg copy that cannot go whole blocks at a time.
 #pragma once
 
+#include "sgfs/disk.hpp"
 #include "sgfs/extent.hpp"
 
 #include <algorithm>
@@ -9,6 +10,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <span>
+#include <string>
 #include <sys/types.h>
 
 namespace sgfs
@@ -55,27 +57,42 @@ int for_each_copy_chunk(std::uint64_t length, std::uint64_t chunk, bool backward
 }
 
 // Copies through `buffer` one piece at a time: read(data, bytes, offset) and
-// write(data, bytes, offset) return bytes moved or -errno. Each piece is read whole before
-// any of it is written, so with `backwards` from copy_goes_backwards() it is memmove.
-// Returns 0 or -errno; `write_failed` says the write side failed.
+// write(data, bytes, offset) return IoResults. Each piece is read whole before any of it is
+// written, so with `backwards` from copy_goes_backwards() it is memmove. A failure says its
+// end and, front to back, the bytes copied before it.
 template <typename Read, typename Write>
-int staged_copy(std::uint64_t from, std::uint64_t to, std::uint64_t length, bool backwards,
-                std::span<std::uint8_t> buffer, Read &&read, Write &&write, bool &write_failed)
+IoResult staged_copy(std::uint64_t from, std::uint64_t to, std::uint64_t length, bool backwards,
+                     std::span<std::uint8_t> buffer, Read &&read, Write &&write)
 {
-    write_failed = false;
-    return for_each_copy_chunk(
+    IoResult failed = IoResult::success(0);
+    std::uint64_t done = 0;
+    const auto whole = [](IoResult result, std::uint64_t bytes, const char *what) {
+        // The extent was cut to both disks: a short count is a fault.
+        if (result.ok() && result.bytes != bytes)
+            return IoResult::failure(-EIO, std::string("short ") + what + " in a copy");
+        return result;
+    };
+    for_each_copy_chunk(
         length, buffer.size(), backwards, [&](std::uint64_t offset, std::uint64_t bytes) {
-            const ssize_t got = read(buffer.data(), bytes, from + offset);
-            if (got < 0)
-                return static_cast<int>(got);
-            if (static_cast<std::uint64_t>(got) != bytes)
-                return -EIO; // the extent was clamped to the source: a short read is a fault
-            const ssize_t put = write(buffer.data(), bytes, to + offset);
-            write_failed = put < 0 || static_cast<std::uint64_t>(put) != bytes;
-            if (put < 0)
-                return static_cast<int>(put);
-            return write_failed ? -EIO : 0;
+            IoResult got = whole(read(buffer.data(), bytes, from + offset), bytes, "read");
+            if (!got.ok()) {
+                failed = std::move(got);
+                failed.end = IoEnd::source;
+                return failed.error;
+            }
+            IoResult put = whole(write(buffer.data(), bytes, to + offset), bytes, "write");
+            if (!put.ok()) {
+                failed = std::move(put);
+                failed.end = IoEnd::destination;
+                return failed.error;
+            }
+            done += bytes;
+            return 0;
         });
+    if (failed.ok())
+        return IoResult::success(length);
+    failed.bytes = backwards ? 0 : done;
+    return failed;
 }
 
 } // namespace sgfs

@@ -1,10 +1,12 @@
-// The Disk defaults for disks without sg memory of their own, and Disk::open.
+// The rules every Disk keeps (bounds, read-only), its defaults for disks without an engine,
+// copy_range, and Disk::open.
 #include "sgfs/disk.hpp"
 
 #include "aligned_buffer.hpp"
 #include "copy_range.hpp"
+#include "engine.hpp"
 #include "reattach.hpp"
-#include "sg_disk.hpp"
+#include "sg_transport.hpp"
 #include "sgfs/disk_claim.hpp"
 #include "sgfs/extent.hpp"
 
@@ -14,87 +16,168 @@
 
 namespace sgfs
 {
+namespace
+{
 
-ssize_t Disk::read_view(std::size_t length, std::uint64_t offset, ReaderId reader,
-                        const ReadConsumer &consume, bool &consumed)
+IoResult refuse_write(const DiskInfo &info, std::uint64_t offset, std::uint64_t length,
+                      const char *what, std::uint64_t &wanted)
+{
+    wanted = 0;
+    if (info.read_only)
+        return IoResult::failure(-EROFS, info.name + ": read-only");
+    if (int rc = write_extent(offset, length, info.capacity_bytes, wanted); rc != 0)
+        return IoResult::failure(rc, info.name + ": " + what + " past the end of the device");
+    return IoResult::success(0);
+}
+
+// A staging buffer a view's single piece lies in.
+class BufferPin final : public ReadView::Pin
+{
+  public:
+    explicit BufferPin(AlignedBuffer buffer) : buffer_(std::move(buffer)) {}
+
+  private:
+    AlignedBuffer buffer_;
+};
+
+} // namespace
+
+IoResult Disk::pread(void *buffer, std::size_t length, std::uint64_t offset)
+{
+    const std::uint64_t wanted = clamp_length(offset, length, info().capacity_bytes);
+    if (wanted == 0)
+        return IoResult::success(0);
+    return read_range(buffer, wanted, offset);
+}
+
+ReadView Disk::read_view(std::size_t length, std::uint64_t offset, ReaderId reader)
+{
+    const std::uint64_t wanted = clamp_length(offset, length, info().capacity_bytes);
+    if (wanted == 0)
+        return ReadView(IoResult::success(0));
+    return view_range(wanted, offset, reader);
+}
+
+IoResult Disk::pwrite(const void *buffer, std::size_t length, std::uint64_t offset)
+{
+    std::uint64_t wanted = 0;
+    if (IoResult refused = refuse_write(info(), offset, length, "write", wanted);
+        !refused.ok() || wanted == 0)
+        return refused;
+    return write_range(buffer, wanted, offset);
+}
+
+IoResult Disk::zero_range(std::uint64_t offset, std::uint64_t length)
+{
+    std::uint64_t wanted = 0;
+    if (IoResult refused = refuse_write(info(), offset, length, "zeroing", wanted);
+        !refused.ok() || wanted == 0)
+        return refused;
+    return zero_within(offset, wanted);
+}
+
+ReadView Disk::view_range(std::size_t length, std::uint64_t offset, ReaderId reader)
 {
     static_cast<void>(reader); // no read-ahead here
     // Aligned, so that the whole blocks of an unaligned read can still go direct.
-    thread_local AlignedBuffer staging;
-    if (staging.size() < length)
-        staging = AlignedBuffer(length);
-    const ssize_t got = length == 0 ? 0 : pread(staging.data(), length, offset);
-    consumed = false;
-    if (got < 0)
-        return got;
-    const iovec piece{staging.data(), static_cast<std::size_t>(got)};
-    consumed = true;
-    const int rc = consume(std::span<const iovec>(&piece, got == 0 ? 0 : 1));
-    return rc < 0 ? rc : got;
+    AlignedBuffer staging(length);
+    IoResult result = read_range(staging.data(), length, offset);
+    if (!result.ok())
+        return ReadView(std::move(result));
+    std::vector<iovec> pieces{{staging.data(), static_cast<std::size_t>(result.bytes)}};
+    return ReadView(std::move(result), std::move(pieces),
+                    std::make_unique<BufferPin>(std::move(staging)));
 }
 
-ssize_t Disk::copy_range(std::uint64_t from, Disk &destination, std::uint64_t to,
-                         std::size_t length, CopyEnd &failed)
+IoResult Disk::zero_within(std::uint64_t offset, std::uint64_t length)
 {
-    failed = CopyEnd::none;
-    std::uint64_t wanted = 0;
-    if (int rc = copy_extent(info().capacity_bytes, destination.info().capacity_bytes, from, to,
-                             length, wanted);
-        rc != 0 || wanted == 0) {
-        failed = rc != 0 ? CopyEnd::destination : CopyEnd::none;
-        return rc;
+    constexpr std::uint64_t chunk_bytes = std::uint64_t{1} << 20;
+    const AlignedBuffer zeros = AlignedBuffer::zeroed(std::min(length, chunk_bytes));
+    for (std::uint64_t done = 0; done < length;) {
+        const std::uint64_t bytes = std::min<std::uint64_t>(length - done, zeros.size());
+        if (IoResult written = write_range(zeros.data(), bytes, offset + done); !written.ok())
+            return written;
+        done += bytes;
     }
+    return IoResult::success(length);
+}
+
+namespace
+{
+
+// One attempt of copy_range over the engines in hand (or staged, without engines).
+IoResult copy_once(Disk &source, const EnginePin &in, std::uint64_t from, Disk &destination,
+                   const EnginePin &out, std::uint64_t to, std::uint64_t wanted)
+{
+    if (in.engine != nullptr && out.engine != nullptr)
+        return in.engine->copy_to(*out.engine, from, to, wanted);
     constexpr std::uint64_t staging_bytes = std::uint64_t{1} << 20;
     AlignedBuffer staging(std::min(wanted, staging_bytes));
-    bool write_failed = false;
-    const int rc = staged_copy(
-        from, to, wanted, copy_goes_backwards(&destination == this, from, to, wanted),
+    return staged_copy(
+        from, to, wanted, copy_goes_backwards(&destination == &source, from, to, wanted),
         std::span(staging.data(), staging.size()),
-        [this](void *data, std::uint64_t bytes, std::uint64_t offset) {
-            return pread(data, bytes, offset);
+        [&source](void *data, std::uint64_t bytes, std::uint64_t offset) {
+            return source.pread(data, bytes, offset);
         },
         [&destination](const void *data, std::uint64_t bytes, std::uint64_t offset) {
             return destination.pwrite(data, bytes, offset);
-        },
-        write_failed);
-    if (rc != 0) {
-        failed = write_failed ? CopyEnd::destination : CopyEnd::source;
-        return rc;
-    }
-    return static_cast<ssize_t>(wanted);
+        });
 }
 
-int Disk::zero_range(std::uint64_t offset, std::uint64_t length)
+} // namespace
+
+IoResult copy_range(Disk &source, std::uint64_t from, Disk &destination, std::uint64_t to,
+                    std::size_t length)
 {
-    std::uint64_t wanted = 0;
-    if (int rc = write_extent(offset, length, info().capacity_bytes, wanted);
-        rc != 0 || wanted == 0)
-        return rc;
-    constexpr std::uint64_t chunk_bytes = std::uint64_t{1} << 20;
-    const AlignedBuffer zeros = AlignedBuffer::zeroed(std::min(wanted, chunk_bytes));
-    for (std::uint64_t done = 0; done < wanted;) {
-        const ssize_t rc = pwrite(
-            zeros.data(), std::min<std::uint64_t>(wanted - done, zeros.size()), offset + done);
-        if (rc < 0)
-            return static_cast<int>(rc);
-        if (rc == 0)
-            return -EIO; // pwrite promised progress inside the disk
-        done += static_cast<std::uint64_t>(rc);
+    const DiskInfo &target = destination.info();
+    if (target.read_only) {
+        IoResult refused = IoResult::failure(-EROFS, target.name + ": read-only");
+        refused.end = IoEnd::destination;
+        return refused;
     }
-    return 0;
+    std::uint64_t wanted = 0;
+    if (int rc = copy_extent(source.info().capacity_bytes, target.capacity_bytes, from, to, length,
+                             wanted);
+        rc != 0) {
+        IoResult refused = IoResult::failure(rc, target.name + ": copy past the end of the device");
+        refused.end = IoEnd::destination;
+        return refused;
+    }
+    if (wanted == 0)
+        return IoResult::success(0);
+    // A disk that lost its path may have found it again at once (the same LUN on a new
+    // node): one more try there, as for reads and writes (reattach.hpp).
+    for (bool first = true;; first = false) {
+        EnginePin in = source.pin();
+        if (!in.unavailable.ok()) {
+            in.unavailable.end = IoEnd::source;
+            return in.unavailable;
+        }
+        EnginePin out = destination.pin();
+        if (!out.unavailable.ok()) {
+            out.unavailable.end = IoEnd::destination;
+            return out.unavailable;
+        }
+        IoResult result = copy_once(source, in, from, destination, out, to, wanted);
+        if (result.ok() || result.bytes > 0)
+            return result;
+        const EnginePin &blamed = result.end == IoEnd::destination ? out : in;
+        if (!first || !blamed.failed || !blamed.failed(result))
+            return result;
+    }
 }
 
 int Disk::open(const std::string &sg_path, const DiskOptions &options, std::unique_ptr<Disk> &out,
                std::string &message)
 {
-    // The SgDisk of one node, wrapped so that when the device goes away (a SAN path lost,
+    // The engine of one node, wrapped so that when the device goes away (a SAN path lost,
     // an iSCSI logout) the same LUN is picked up again by its stable id (reattach.hpp).
-    const auto open_node = [options](const std::string &path, std::unique_ptr<Disk> &disk,
-                                     std::string &why) {
-        auto node = std::make_unique<SgDisk>(options);
-        if (int rc = node->probe(path, why); rc != 0)
+    const DiskOpenFunction open_node = [options](const std::string &path,
+                                                 std::unique_ptr<Disk> &disk, std::string &why) {
+        std::unique_ptr<Engine> engine;
+        if (int rc = Engine::open(make_sg_transport(path), options, engine, why); rc != 0)
             return rc;
-        disk = std::move(node);
+        disk = std::move(engine);
         return 0;
     };
     std::unique_ptr<Disk> disk;

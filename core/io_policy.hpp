@@ -1,4 +1,6 @@
-// Which transfer mode one SCSI command uses: the io= mount option made into a decision.
+// The io= mount option made into decisions, all in one place: which transfer mode a command
+// uses, where its data lives while it runs (and so which pool's channel runs it), and what a
+// copy between two disks uses on each side.
 #pragma once
 
 #include "sgfs/io_mode.hpp"
@@ -7,6 +9,31 @@
 
 namespace sgfs
 {
+
+// Where a command's data lives while the command runs.
+enum class DataHome {
+    caller,    // the caller's own memory, as it is (indirect IO, or direct IO when aligned)
+    mmap_area, // the channel's mapped reserve buffer (mmap IO): one copy, or none when the
+               // memory is handed to FUSE as it is
+    bounce,    // the slot's aligned buffer: direct IO for an unaligned caller, and the
+               // memory a read lands in when it is handed out rather than copied
+};
+
+struct Placement {
+    TransferMode mode = TransferMode::indirect;
+    DataHome home = DataHome::caller;
+    // The data is copied in user space on its way (see DeviceStats' path counters).
+    bool staged() const { return home != DataHome::caller; }
+};
+
+// A copy between two disks: read into `home` on the source's channel with `read`, written
+// from that same memory on the destination's channel with `write`. No mode copies the data
+// in user space.
+struct CopyPlacement {
+    TransferMode read = TransferMode::indirect;
+    TransferMode write = TransferMode::indirect;
+    DataHome home = DataHome::bounce;
+};
 
 struct IoPolicy {
     IoMode mode = IoMode::automatic;
@@ -31,6 +58,56 @@ struct IoPolicy {
         // Direct IO from the caller's buffer saves our copy; mmap needs one.
         return allow_dio && buffer_aligned ? TransferMode::direct : TransferMode::mmap;
     }
+
+    // A command moving `bytes` to or from caller memory.
+    Placement place(std::size_t bytes, bool buffer_aligned) const
+    {
+        const TransferMode chosen = choose(bytes, buffer_aligned);
+        if (chosen == TransferMode::mmap)
+            return {chosen, DataHome::mmap_area};
+        if (chosen == TransferMode::direct && !buffer_aligned)
+            return {chosen, DataHome::bounce};
+        return {chosen, DataHome::caller};
+    }
+
+    // A read whose data is handed out where it lands (a read view, a read-ahead window):
+    // never the caller's memory.
+    Placement place_landing(std::size_t bytes) const
+    {
+        const TransferMode chosen = choose(bytes, true);
+        return {chosen, chosen == TransferMode::mmap ? DataHome::mmap_area : DataHome::bounce};
+    }
+
+    // What the io= mode means for a copy between two disks; the data never passes through
+    // FUSE, and no mode copies it in user space:
+    //   indirect  both commands through the driver's kernel buffers (the driver copies twice);
+    //   direct    read by DMA into an aligned buffer of ours, written by DMA from it;
+    //   mmap      read into the source channel's mapped reserve buffer, written from that
+    //             mapping with direct IO (every page of it was touched when it was mapped:
+    //             the mapping is VM_IO, and direct IO from an untouched page fails with
+    //             EFAULT), or with indirect IO when the driver does not allow direct IO;
+    //   auto      like direct; without allow_dio like mmap, whose read is still DMA. In the
+    //             TCG guest (scsi_debug, 64 MiB cp, 1 MiB chunks) direct and mmap were
+    //             within the noise of each other, so the simpler one, which needs no mapped
+    //             channels, is the default.
+    CopyPlacement copy() const
+    {
+        const TransferMode from_mapping = allow_dio ? TransferMode::direct : TransferMode::indirect;
+        switch (mode) {
+        case IoMode::indirect:
+            return {TransferMode::indirect, TransferMode::indirect, DataHome::bounce};
+        case IoMode::direct:
+            return {TransferMode::direct, TransferMode::direct, DataHome::bounce};
+        case IoMode::mmap:
+            return {TransferMode::mmap, from_mapping, DataHome::mmap_area};
+        case IoMode::automatic:
+            break;
+        }
+        if (allow_dio)
+            return {TransferMode::direct, TransferMode::direct, DataHome::bounce};
+        return {TransferMode::mmap, TransferMode::indirect, DataHome::mmap_area};
+    }
+
     bool uses_mmap() const { return mode == IoMode::automatic || mode == IoMode::mmap; }
 };
 

@@ -1,6 +1,7 @@
 #include "readahead.hpp"
 
 #include <algorithm>
+#include <cerrno>
 #include <sys/uio.h>
 
 namespace sgfs
@@ -10,10 +11,8 @@ Readahead::~Readahead()
 {
     // Commands still queued complete into slots we are about to free: collect them first.
     for (Window &window : windows_)
-        if (window.state == State::in_flight) {
-            SgCompletion ignored;
-            window.slot->fd->reap(ignored);
-        }
+        if (window.state == State::in_flight)
+            abandon_command(*window.slot->channel);
 }
 
 void Readahead::configure(std::vector<std::unique_ptr<Slot>> slots, const ReadaheadConfig &config)
@@ -21,42 +20,39 @@ void Readahead::configure(std::vector<std::unique_ptr<Slot>> slots, const Readah
     config_ = config;
     slots_ = std::move(slots);
     windows_.clear();
-    for (auto &slot : slots_)
-        windows_.push_back(Window{.slot = slot.get(), .range = {}});
+    for (auto &slot : slots_) {
+        Window window;
+        window.slot = slot.get();
+        windows_.push_back(std::move(window));
+    }
     streams_ = StreamTable{};
 }
 
 int Readahead::submit_locked(Window &window, std::size_t stream, const BlockRange &range)
 {
-    SgRequest request;
-    request.cdb = cdb_read(range.lba, static_cast<std::uint32_t>(range.blocks), false);
-    request.direction = DataDirection::from_device;
-    request.buffer = memory(window);
-    request.length = range.blocks * config_.block_size;
-    request.mode = config_.mode;
-    request.timeout_ms = config_.timeout_ms;
+    const BlockSpan span{false, range.lba, static_cast<std::uint32_t>(range.blocks),
+                         config_.block_size, false};
+    window.command =
+        block_command(span, memory(window), config_.placement.mode, config_.context.timeout_ms);
     // Submitted under the mutex: a reader that finds the window in flight may block in
     // read(), which must never happen before the command is queued.
-    if (int rc = window.slot->fd->submit(request); rc != 0)
-        return rc;
+    if (!start_command(*window.slot->channel, window.command).ok())
+        return -EIO;
     window.state = State::in_flight;
     window.stale = false;
     window.stream = stream;
     window.reader = streams_[stream].reader;
     window.range = range;
-    if (config_.stats != nullptr)
-        config_.stats->count_readahead_submitted(request.length);
+    if (config_.context.stats != nullptr)
+        config_.context.stats->count_readahead_submitted(window.command.request.length);
     return 0;
 }
 
-// Collects the completion of a window this thread set to `reaping`; called unlocked.
+// Collects the completion of a window this thread set to `reaping`; called unlocked. The
+// command loop retries and counts it like any read.
 void Readahead::reap(Window &window)
 {
-    SgCompletion done;
-    const bool good = window.slot->fd->reap(done) == 0 && done.outcome.ok() && done.residual == 0;
-    if (good && config_.stats != nullptr)
-        config_.stats->count_command(DataPath::read, config_.mode, done.done_mode,
-                                     window.range.blocks * config_.block_size, false);
+    const bool good = finish_command(*window.slot->channel, window.command, config_.context).ok();
     std::lock_guard lock(mutex_);
     window.state = good ? State::done : State::failed;
 }
@@ -108,10 +104,8 @@ void Readahead::free_windows(std::unique_lock<std::mutex> &lock,
     if (in_flight.empty())
         return;
     lock.unlock();
-    for (Window *window : in_flight) {
-        SgCompletion ignored;
-        window->slot->fd->reap(ignored);
-    }
+    for (Window *window : in_flight)
+        abandon_command(*window->slot->channel);
     lock.lock();
     for (Window *window : in_flight) {
         --window->users;
@@ -221,8 +215,30 @@ void Readahead::advance(const BlockRange &request, ReaderId reader, std::uint64_
     queue_windows(stream, capacity_blocks, refill);
 }
 
-bool Readahead::serve(std::uint64_t offset, std::uint64_t length, ReaderId reader,
-                      const ReadConsumer &consume, int &rc)
+// The windows a view's pieces lie in: their users count drops when the view goes.
+class Readahead::ServedPin final : public ReadView::Pin
+{
+  public:
+    ServedPin(Readahead &owner, std::vector<Window *> windows)
+        : owner_(owner), windows_(std::move(windows))
+    {
+    }
+    ~ServedPin() override { owner_.release(windows_); }
+
+  private:
+    Readahead &owner_;
+    std::vector<Window *> windows_;
+};
+
+void Readahead::release(const std::vector<Window *> &windows)
+{
+    std::lock_guard lock(mutex_);
+    for (Window *window : windows)
+        --window->users;
+}
+
+std::optional<ReadView> Readahead::serve(std::uint64_t offset, std::uint64_t length,
+                                         ReaderId reader)
 {
     const std::uint64_t block = config_.block_size;
     const BlockRange request{offset / block,
@@ -237,7 +253,7 @@ bool Readahead::serve(std::uint64_t offset, std::uint64_t length, ReaderId reade
         for (const Window &window : windows_)
             ranges.push_back(live(window) && window.reader == reader ? window.range : BlockRange{});
         if (!cover_request(ranges, request, pieces))
-            return false;
+            return std::nullopt;
         for (const WindowPiece &piece : pieces) {
             Window &window = windows_[piece.window];
             ++window.users;
@@ -268,25 +284,24 @@ bool Readahead::serve(std::uint64_t offset, std::uint64_t length, ReaderId reade
             all_good = all_good && window->state == State::done;
     }
 
-    if (all_good) {
-        std::vector<iovec> parts;
-        std::uint64_t at = request.lba * block; // byte the next piece starts at
-        for (const WindowPiece &piece : pieces) {
-            const Window &window = windows_[piece.window];
-            const std::uint64_t begin = std::max(at, offset);
-            const std::uint64_t end = std::min(at + piece.blocks * block, offset + length);
-            std::uint8_t *base = memory(window) + piece.offset_blocks * block;
-            parts.push_back({base + (begin - at), end - begin});
-            at += piece.blocks * block;
-        }
-        if (config_.stats != nullptr)
-            config_.stats->count_readahead_hit(length);
-        rc = consume(parts);
+    if (!all_good) {
+        release(used);
+        return std::nullopt;
     }
-    std::lock_guard lock(mutex_);
-    for (Window *window : used)
-        --window->users;
-    return all_good;
+    std::vector<iovec> parts;
+    std::uint64_t at = request.lba * block; // byte the next piece starts at
+    for (const WindowPiece &piece : pieces) {
+        const Window &window = windows_[piece.window];
+        const std::uint64_t begin = std::max(at, offset);
+        const std::uint64_t end = std::min(at + piece.blocks * block, offset + length);
+        std::uint8_t *base = memory(window) + piece.offset_blocks * block;
+        parts.push_back({base + (begin - at), end - begin});
+        at += piece.blocks * block;
+    }
+    if (config_.context.stats != nullptr)
+        config_.context.stats->count_readahead_hit(length);
+    return ReadView(IoResult::success(length), std::move(parts),
+                    std::make_unique<ServedPin>(*this, std::move(used)));
 }
 
 void Readahead::end_reader(ReaderId reader)

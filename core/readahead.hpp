@@ -21,6 +21,8 @@
 // across a blocking read() of a completion.
 #pragma once
 
+#include "command_loop.hpp"
+#include "io_policy.hpp"
 #include "readahead_window.hpp"
 #include "sgfs/disk.hpp"
 #include "slot.hpp"
@@ -28,6 +30,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <mutex>
+#include <optional>
 #include <vector>
 
 namespace sgfs
@@ -36,9 +39,8 @@ namespace sgfs
 struct ReadaheadConfig {
     std::uint32_t block_size = 512;
     std::uint32_t max_blocks = 1; // one window is at most one command
-    TransferMode mode = TransferMode::indirect;
-    unsigned timeout_ms = 60000;
-    DeviceStats *stats = nullptr;
+    Placement placement;          // where a window's data lands (never the caller's)
+    CommandContext context;       // the engine's, for reads: the command loop counts there
 };
 
 class Readahead
@@ -58,11 +60,10 @@ class Readahead
     // not past `capacity_blocks`.
     void advance(const BlockRange &request, ReaderId reader, std::uint64_t capacity_blocks);
     // Serves the bytes [offset, offset + length) if windows read ahead for `reader` hold all
-    // of them: consume() gets their memory and its result lands in `rc`. False when they do
+    // of them: a view of their memory, which they keep until it goes. Nothing when they do
     // not (or a read-ahead command failed): the caller reads the normal way, which also
     // reports errors properly.
-    bool serve(std::uint64_t offset, std::uint64_t length, ReaderId reader,
-               const ReadConsumer &consume, int &rc);
+    std::optional<ReadView> serve(std::uint64_t offset, std::uint64_t length, ReaderId reader);
     // `reader` reads no more: its streams end and its windows are freed (a command in
     // flight is reaped first). Call with none of its reads running.
     void end_reader(ReaderId reader);
@@ -74,6 +75,7 @@ class Readahead
     enum class State { idle, in_flight, reaping, done, failed };
     struct Window {
         Slot *slot = nullptr;
+        Command command; // the read in flight, or the last one
         State state = State::idle;
         bool stale = false;
         unsigned users = 0; // readers holding its memory or waiting for it
@@ -91,7 +93,11 @@ class Readahead
     {
         return window.stream == stream && window.reader == streams_[stream].reader;
     }
-    std::uint8_t *memory(const Window &window) const { return window.slot->staging(config_.mode); }
+    std::uint8_t *memory(const Window &window) const
+    {
+        return window.slot->memory(config_.placement.home);
+    }
+    class ServedPin;
     int submit_locked(Window &window, std::size_t stream, const BlockRange &range);
     void recycle(std::unique_lock<std::mutex> &lock, std::size_t stream, std::uint64_t reader_lba,
                  bool restart, std::vector<BlockRange> &refill);
@@ -100,6 +106,8 @@ class Readahead
     void queue_windows(std::size_t stream, std::uint64_t capacity_blocks,
                        std::vector<BlockRange> &refill);
     void reap(Window &window);
+    // A served view is gone: its windows' users drop.
+    void release(const std::vector<Window *> &windows);
 
     ReadaheadConfig config_;
     std::vector<std::unique_ptr<Slot>> slots_;

@@ -75,20 +75,6 @@ class ReattachingDisk final : public Disk
 
     const DiskInfo &info() const override { return *info_.load(std::memory_order_acquire); }
 
-    ssize_t pread(void *buffer, std::size_t length, std::uint64_t offset) override
-    {
-        return run([&](Disk &disk) { return disk.pread(buffer, length, offset); }, nullptr);
-    }
-
-    ssize_t read_view(std::size_t length, std::uint64_t offset, ReaderId reader,
-                      const ReadConsumer &consume, bool &consumed) override
-    {
-        consumed = false;
-        return run(
-            [&](Disk &disk) { return disk.read_view(length, offset, reader, consume, consumed); },
-            &consumed);
-    }
-
     // Only the disk in use can hold the reader's read-ahead: one swapped in later never
     // read for it, a lost one serves nobody again.
     void end_reader(ReaderId reader) override
@@ -100,54 +86,6 @@ class ReattachingDisk final : public Disk
         }
         if (disk)
             disk->end_reader(reader);
-    }
-
-    ssize_t pwrite(const void *buffer, std::size_t length, std::uint64_t offset) override
-    {
-        return run([&](Disk &disk) { return disk.pwrite(buffer, length, offset); }, nullptr);
-    }
-
-    int zero_range(std::uint64_t offset, std::uint64_t length) override
-    {
-        return static_cast<int>(
-            run([&](Disk &disk) { return static_cast<ssize_t>(disk.zero_range(offset, length)); },
-                nullptr));
-    }
-
-    // Both ends may be wrapped: the copy runs between the disks in use, and an error is
-    // blamed (path loss checked, retried after a reattach) on the end it came from only.
-    ssize_t copy_range(std::uint64_t from, Disk &destination, std::uint64_t to, std::size_t length,
-                       CopyEnd &failed) override
-    {
-        failed = CopyEnd::none;
-        bool source_failed = false;
-        bool destination_failed = false;
-        return run(
-            [&](Disk &source) {
-                // Until the destination's disk is in hand, a failure is the destination's.
-                failed = CopyEnd::destination;
-                const ssize_t rc = destination.with_io_disk(
-                    [&](Disk &target) {
-                        const ssize_t copied = source.copy_range(from, target, to, length, failed);
-                        source_failed = copied < 0 && failed == CopyEnd::source;
-                        return copied;
-                    },
-                    &source_failed);
-                destination_failed = rc < 0 && failed == CopyEnd::destination;
-                return rc;
-            },
-            &destination_failed);
-    }
-
-    ssize_t with_io_disk(const std::function<ssize_t(Disk &)> &io, const bool *not_mine) override
-    {
-        return run([&](Disk &disk) { return io(disk); }, not_mine);
-    }
-
-    int flush() override
-    {
-        return static_cast<int>(
-            run([](Disk &disk) { return static_cast<ssize_t>(disk.flush()); }, nullptr));
     }
 
     DeviceStatsSnapshot stats() const override
@@ -173,27 +111,76 @@ class ReattachingDisk final : public Disk
         return out;
     }
 
-    std::string last_error() const override
+    // The engine of the disk in use, held by the pin; a failure of IO on it is checked for
+    // a lost path like this disk's own IO, and a disk found again at once takes over.
+    EnginePin pin() override
     {
-        std::lock_guard lock(mutex_);
-        return last_error_;
+        std::shared_ptr<Disk> disk = acquire();
+        if (!disk) {
+            EnginePin none;
+            none.unavailable = fail_gone();
+            return none;
+        }
+        EnginePin pin = disk->pin();
+        pin.failed = [this, disk](const IoResult &failure) { return after_failure(disk, failure); };
+        pin.hold = std::move(disk);
+        return pin;
+    }
+
+  protected:
+    IoResult read_range(void *buffer, std::size_t length, std::uint64_t offset) override
+    {
+        return run([&](Disk &disk) { return disk.pread(buffer, length, offset); });
+    }
+
+    ReadView view_range(std::size_t length, std::uint64_t offset, ReaderId reader) override
+    {
+        ReadView view;
+        std::shared_ptr<Disk> held;
+        const IoResult result = run_on([&](const std::shared_ptr<Disk> &disk) {
+            view = disk->read_view(length, offset, reader);
+            held = disk;
+            return view.result();
+        });
+        if (!result.ok())
+            return ReadView(result);
+        // The pieces are the disk's memory: it stays while the view does.
+        view.hold(std::move(held));
+        return view;
+    }
+
+    IoResult write_range(const void *buffer, std::size_t length, std::uint64_t offset) override
+    {
+        return run([&](Disk &disk) { return disk.pwrite(buffer, length, offset); });
+    }
+
+    IoResult zero_within(std::uint64_t offset, std::uint64_t length) override
+    {
+        return run([&](Disk &disk) { return disk.zero_range(offset, length); });
+    }
+
+    IoResult flush_cache() override
+    {
+        return run([](Disk &disk) { return disk.flush(); });
     }
 
   private:
-    // `not_mine`, read after each try: the error is not this device's (a read's consumer
-    // failed, or the other end of a copy did), so it is returned as it is.
-    template <typename Operation> ssize_t run(Operation operation, const bool *not_mine);
+    // Runs `operation` on the disk in use; an error that means the path is lost marks the
+    // disk gone and, when the device is back at once, runs it once more there.
+    template <typename Operation> IoResult run(Operation operation)
+    {
+        return run_on([&](const std::shared_ptr<Disk> &disk) { return operation(*disk); });
+    }
+    template <typename Operation> IoResult run_on(Operation operation);
+    // `failure` came from IO on `disk` (a copy's, run on its pin): when it means the path
+    // is lost, marks it gone and looks once for the device at once; true when it is back.
+    bool after_failure(const std::shared_ptr<Disk> &disk, const IoResult &failure);
     std::shared_ptr<Disk> acquire();
     std::shared_ptr<Disk> search(bool now_regardless = false);
-    bool lost(const Disk &disk, ssize_t rc) const;
+    bool lost(const Disk &disk, int error) const;
     void mark_gone(const std::shared_ptr<Disk> &disk, const std::string &why);
     void fold_idle_retiring_locked();
-    ssize_t fail_gone();
-    void set_last_error(std::string message)
-    {
-        std::lock_guard lock(mutex_);
-        last_error_ = std::move(message);
-    }
+    IoResult fail_gone();
     std::string who() const { return name_ + (stable_id_.empty() ? "" : " (" + stable_id_ + ")"); }
 
     const ReattachEnvironment env_;
@@ -209,7 +196,6 @@ class ReattachingDisk final : public Disk
     std::uint64_t reattaches_ = 0;
     std::string node_, node_hctl_; // the sg node in use, or last used
     std::string gone_reason_;
-    std::string last_error_;
     std::chrono::steady_clock::time_point next_search_{};
     std::vector<std::unique_ptr<DiskInfo>> infos_;
     std::atomic<const DiskInfo *> info_{nullptr};
@@ -217,37 +203,36 @@ class ReattachingDisk final : public Disk
     std::mutex search_mutex_;
 };
 
-template <typename Operation>
-ssize_t ReattachingDisk::run(Operation operation, const bool *not_mine)
+template <typename Operation> IoResult ReattachingDisk::run_on(Operation operation)
 {
     std::shared_ptr<Disk> disk = acquire();
     if (!disk)
         return fail_gone();
     for (bool first = true;; first = false) {
-        const ssize_t rc = operation(*disk);
-        // A consumer's own error (the FUSE reply failed) says nothing about the device.
-        if (rc >= 0 || (not_mine != nullptr && *not_mine))
-            return rc;
-        std::string message = disk->last_error();
-        if (!lost(*disk, rc)) {
-            set_last_error(std::move(message));
-            return rc;
-        }
-        mark_gone(disk, message);
+        IoResult result = operation(disk);
+        if (result.ok() || !lost(*disk, result.error))
+            return result;
+        mark_gone(disk, result.message);
         disk.reset(); // ours must not count as IO still running on it
         // The device may be back already on another node (a re-login while this disk
         // was idle): one look at once, and the operation once more there. Reads and
         // whole writes can be repeated; the range lock of the new disk covers the rest.
         if (first)
             disk = search(true);
-        if (!disk) {
-            set_last_error(name_ + ": device lost: " + message);
-            return -ENODEV;
-        }
+        if (!disk)
+            return IoResult::failure(-ENODEV, name_ + ": device lost: " + result.message);
     }
 }
 
-bool ReattachingDisk::lost(const Disk &disk, ssize_t rc) const
+bool ReattachingDisk::after_failure(const std::shared_ptr<Disk> &disk, const IoResult &failure)
+{
+    if (!lost(*disk, failure.error))
+        return false;
+    mark_gone(disk, failure.message);
+    return search(true) != nullptr;
+}
+
+bool ReattachingDisk::lost(const Disk &disk, int rc) const
 {
     // ENODEV: the sg node is detached (logout, removal) or the host said DID_NO_CONNECT /
     // DID_BAD_TARGET. ENXIO: an offline device refuses to be opened.
@@ -293,13 +278,13 @@ void ReattachingDisk::mark_gone(const std::shared_ptr<Disk> &disk, const std::st
                                  : "a disk with the same id is back"));
 }
 
-ssize_t ReattachingDisk::fail_gone()
+IoResult ReattachingDisk::fail_gone()
 {
     std::lock_guard lock(mutex_);
-    last_error_ = name_ + ": device gone (" + gone_reason_ + "); " +
-                  (stable_id_.empty() ? std::string("no stable id to find it again by: remount")
-                                      : "looking for " + stable_id_ + " again");
-    return -ENODEV;
+    return IoResult::failure(
+        -ENODEV, name_ + ": device gone (" + gone_reason_ + "); " +
+                     (stable_id_.empty() ? std::string("no stable id to find it again by: remount")
+                                         : "looking for " + stable_id_ + " again"));
 }
 
 std::shared_ptr<Disk> ReattachingDisk::acquire()

@@ -1,8 +1,11 @@
 #include "sg_transport.hpp"
 
+#include "sgfs/discovery.hpp"
+
 #include <cerrno>
 #include <cstring>
 #include <fcntl.h>
+#include <fstream>
 #include <linux/fs.h>
 #include <scsi/sg.h>
 #include <scsi/sg_lib.h>
@@ -53,18 +56,65 @@ TransferMode mode_done(TransferMode requested, unsigned info)
                                                                 : TransferMode::indirect;
 }
 
+bool read_allow_dio()
+{
+    std::ifstream in(allow_dio_parameter);
+    int value = 0;
+    return (in >> value) && value != 0;
+}
+
+class SgTransport final : public Transport
+{
+  public:
+    explicit SgTransport(std::string path) : path_(std::move(path)) {}
+
+    NodeFacts facts() const override
+    {
+        NodeFacts facts;
+        facts.path = path_;
+        const auto slash = path_.rfind('/');
+        facts.name = slash == std::string::npos ? path_ : path_.substr(slash + 1);
+        for (const SgDeviceEntry &entry : enumerate_sg_devices())
+            if (entry.name == facts.name) {
+                facts.hctl = entry.hctl;
+                facts.block_device = entry.block_device;
+            }
+        facts.allow_dio = read_allow_dio();
+        return facts;
+    }
+
+    int open_channel(const ChannelSpec &spec, std::unique_ptr<Channel> &out,
+                     std::string &message) override
+    {
+        std::unique_ptr<SgFd> fd;
+        if (int rc = SgFd::open(path_, spec.read_only, fd, message); rc != 0)
+            return rc;
+        const long granted = fd->set_reserve(spec.reserve);
+        if (granted < 0) {
+            message =
+                path_ + ": SG_SET_RESERVED_SIZE: " + std::strerror(static_cast<int>(-granted));
+            return static_cast<int>(granted);
+        }
+        if (spec.map) {
+            if (int rc = fd->map_reserve(spec.read_only); rc != 0) {
+                message = path_ + ": mmap of the " + std::to_string(granted) +
+                          "-byte reserve buffer failed: " + std::strerror(-rc);
+                return rc;
+            }
+        }
+        out = std::move(fd);
+        return 0;
+    }
+
+  private:
+    std::string path_;
+};
+
 } // namespace
 
-std::string command_name(const Cdb &cdb)
+std::unique_ptr<Transport> make_sg_transport(const std::string &path)
 {
-    char name[64] = {};
-    if (cdb.length == 0)
-        return "(empty CDB)";
-    if (cdb.bytes[0] == opcode::service_action_in_16)
-        sg_get_opcode_sa_name(cdb.bytes[0], cdb.bytes[1] & 0x1f, 0, sizeof(name), name);
-    else
-        sg_get_opcode_name(cdb.bytes[0], 0, sizeof(name), name);
-    return name;
+    return std::make_unique<SgTransport>(path);
 }
 
 int SgFd::open(const std::string &path, bool read_only, std::unique_ptr<SgFd> &out,
@@ -171,22 +221,6 @@ void SgFd::finish(const SgRequest &request, const sg_io_hdr &hdr, const Cdb &cdb
     status.sense = std::span<const std::uint8_t>(sense, hdr.sb_len_wr);
     const std::string name = command_name(cdb);
     done.outcome = classify(status, name.c_str());
-}
-
-int SgFd::execute(const SgRequest &request, SgCompletion &done) const
-{
-    std::uint8_t sense[sense_capacity] = {};
-    Cdb cdb;
-    sg_io_hdr_t hdr;
-    fill_header(request, hdr, cdb, sense);
-    int rc;
-    do {
-        rc = ioctl(fd_, SG_IO, &hdr);
-    } while (rc != 0 && errno == EINTR);
-    if (rc != 0)
-        return -errno;
-    finish(request, hdr, cdb, sense, done);
-    return 0;
 }
 
 int SgFd::submit(const SgRequest &request)

@@ -1,10 +1,8 @@
-// One open /dev/sgN and the SG_IO ioctl: the only place that knows sg_io_hdr.
+// The sg driver as the engine's Transport (channel.hpp): one open /dev/sgN per Channel,
+// and the SG_IO ioctl. The only place that knows sg_io_hdr.
 #pragma once
 
-#include "sgfs/cdb.hpp"
-#include "sgfs/io_mode.hpp"
-#include "sgfs/pool.hpp"
-#include "sgfs/sense.hpp"
+#include "channel.hpp"
 
 #include <cstddef>
 #include <cstdint>
@@ -24,50 +22,29 @@ inline constexpr unsigned sg_flag_q_at_head = 0x20;
 inline constexpr int sg_major = 21;
 inline constexpr int sg_min_version = 30000;
 
-struct SgRequest {
-    Cdb cdb;
-    DataDirection direction = DataDirection::none;
-    void *buffer = nullptr; // ignored in mmap mode: data lives in the fd's mapping
-    std::size_t length = 0;
-    TransferMode mode = TransferMode::indirect;
-    unsigned timeout_ms = 60000;
-};
-
-struct SgCompletion {
-    CommandOutcome outcome;
-    TransferMode done_mode = TransferMode::indirect; // what the driver really did
-    int residual = 0;                                // bytes not transferred
-};
-
-class SgFd : public PoolHook
+class SgFd final : public Channel
 {
   public:
     // Opens `path` and refuses anything that is not an sg character device.
     static int open(const std::string &path, bool read_only, std::unique_ptr<SgFd> &out,
                     std::string &message);
-    SgFd(const SgFd &) = delete;
-    SgFd &operator=(const SgFd &) = delete;
-    ~SgFd();
+    ~SgFd() override;
 
     int version() const { return version_; }
     // Asks for `bytes` and returns what the driver really granted (it caps the reserve at
     // the queue's max_sectors), or -errno.
     long set_reserve(std::size_t bytes);
-    std::size_t reserve() const { return reserve_; }
+    std::size_t reserve() const override { return reserve_; }
     // Maps the reserve buffer for SG_FLAG_MMAP_IO; call after set_reserve. A read-only fd
     // can only be mapped read-only, which is all reads need.
     int map_reserve(bool read_only);
-    std::span<std::uint8_t> mmap_area() const { return {mapping_, mapping_size_}; }
+    std::span<std::uint8_t> mmap_area() const override { return {mapping_, mapping_size_}; }
     // BLKSECTGET: on sg it returns the maximum transfer in bytes, not sectors.
-    long max_transfer_bytes() const;
-    // 0 when the ioctl ran (the command's own verdict is in `done.outcome`), else -errno.
-    int execute(const SgRequest &request, SgCompletion &done) const;
-    // The asynchronous pair (write() then read() on the fd): one command in flight per fd,
-    // so several fds keep the device busy from one thread. The request's buffer must stay
-    // valid until reap() returns.
-    int submit(const SgRequest &request);
-    int reap(SgCompletion &done);
-    bool pending() const { return pending_; }
+    long max_transfer_bytes() const override;
+    // The asynchronous pair (write() then read() on the fd); see Channel.
+    int submit(const SgRequest &request) override;
+    int reap(SgCompletion &done) override;
+    bool pending() const override { return pending_; }
 
   private:
     static constexpr std::uint8_t sense_capacity = 64;
@@ -88,7 +65,9 @@ class SgFd : public PoolHook
     std::uint8_t pending_sense_[sense_capacity] = {};
 };
 
-// "READ(10)", from libsgutils2's opcode table.
-std::string command_name(const Cdb &cdb);
+// The sg node at `path` as a Transport: each channel is an fd of its own with its own
+// reserve buffer (mapped when asked). facts() reads sysfs (hctl, block device) and the
+// driver's allow_dio parameter.
+std::unique_ptr<Transport> make_sg_transport(const std::string &path);
 
 } // namespace sgfs

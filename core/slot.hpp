@@ -1,8 +1,10 @@
-// One sg fd with the memory a command on it may use besides the caller's buffer.
+// One channel to the device with the memory a command on it may use besides the caller's
+// buffer. Slots wait in a Pool (sgfs/pool.hpp) between commands.
 #pragma once
 
 #include "aligned_buffer.hpp"
-#include "sg_transport.hpp"
+#include "channel.hpp"
+#include "io_policy.hpp"
 #include "sgfs/pool.hpp"
 
 #include <memory>
@@ -11,13 +13,21 @@ namespace sgfs
 {
 
 struct Slot : PoolHook {
-    std::unique_ptr<SgFd> fd;
-    AlignedBuffer bounce; // direct/indirect IO into our own memory; one max transfer long
+    std::unique_ptr<Channel> channel;
+    AlignedBuffer bounce; // one largest command long
 
-    // Where a command of `mode` finds its data on this slot.
-    std::uint8_t *staging(TransferMode mode) const
+    // Where a command's data lives on this slot; null for the caller's own memory.
+    std::uint8_t *memory(DataHome home) const
     {
-        return mode == TransferMode::mmap ? fd->mmap_area().data() : bounce.data();
+        switch (home) {
+        case DataHome::mmap_area:
+            return channel->mmap_area().data();
+        case DataHome::bounce:
+            return bounce.data();
+        case DataHome::caller:
+            break;
+        }
+        return nullptr;
     }
 };
 

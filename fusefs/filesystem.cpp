@@ -175,14 +175,13 @@ void op_open(fuse_req_t req, fuse_ino_t inode, fuse_file_info *fi)
 void op_read(fuse_req_t req, fuse_ino_t, std::size_t size, off_t offset, fuse_file_info *fi)
 {
     // The data goes to /dev/fuse from wherever it lies (the sg driver's mmap-ed reserve, a
-    // direct-IO or read-ahead buffer, the .stats text): no copy into a buffer of ours.
-    const ReadConsumer reply = [req](std::span<const iovec> pieces) {
-        return fuse_reply_iov(req, pieces.data(), static_cast<int>(pieces.size()));
-    };
-    bool replied = false;
-    const int rc = filesystem_of(req).read(file_of(fi), size, offset, reply, replied);
-    if (!replied)
-        fuse_reply_err(req, -rc);
+    // direct-IO or read-ahead buffer, the .stats text): no copy into a buffer of ours. The
+    // view holds that memory until the reply is written.
+    const ReadView view = filesystem_of(req).read(file_of(fi), size, offset);
+    if (view.result().ok())
+        fuse_reply_iov(req, view.pieces().data(), static_cast<int>(view.pieces().size()));
+    else
+        fuse_reply_err(req, -view.result().error);
 }
 
 // The plain write callback rather than write_buf: the data already sits in libfuse's
@@ -318,7 +317,6 @@ Filesystem::Filesystem(std::vector<std::unique_ptr<Disk>> disks, Tree tree, Moun
 {
     for (auto &disk : disks) {
         auto slot = std::make_unique<DiskSlot>();
-        slot->read_only = options_.disk.read_only || disk->info().write_protected;
         slot->disk = std::move(disk);
         slots_.push_back(std::move(slot));
     }
@@ -476,12 +474,10 @@ int Filesystem::truncate_disk(DiskSlot &slot, off_t size)
         return -EFBIG;
     if (from == capacity)
         return 0;
-    if (slot.read_only)
-        return -EROFS;
-    const int rc = slot.disk->zero_range(from, capacity - from);
-    if (rc < 0) {
-        log_io_error(slot, "truncate (zeroing)", capacity - from, from, rc);
-        return -as_errno(rc);
+    const IoResult zeroed = slot.disk->zero_range(from, capacity - from);
+    if (!zeroed.ok()) {
+        log_io_error(slot, "truncate (zeroing)", capacity - from, from, zeroed);
+        return -as_errno(zeroed.error);
     }
     slot.unsynced_writes.store(true, std::memory_order_release);
     return 0;
@@ -519,7 +515,7 @@ int Filesystem::open(fuse_ino_t inode, fuse_file_info &fi) const
         fi.fh = reinterpret_cast<std::uint64_t>(new OpenFile{*node, false, stats_text()});
         break;
     case NodeKind::disk_file:
-        if (writable && slot_of(*node).read_only)
+        if (writable && slot_of(*node).disk->info().read_only)
             return -EROFS;
         // cache=none: the caller's request size reaches the disk and nothing is cached
         // twice. cache=page: ordinary page cache, dropped at each open (keep_cache off)
@@ -534,35 +530,31 @@ int Filesystem::open(fuse_ino_t inode, fuse_file_info &fi) const
     return 0;
 }
 
-int Filesystem::read(const OpenFile &file, std::size_t size, off_t offset,
-                     const ReadConsumer &reply, bool &replied) const
+ReadView Filesystem::read(const OpenFile &file, std::size_t size, off_t offset) const
 {
-    replied = false;
     if (offset < 0)
-        return -EINVAL;
+        return ReadView(IoResult::failure(-EINVAL, {}));
     const auto start = static_cast<std::uint64_t>(offset);
     if (file.node.kind == NodeKind::stats_file) {
         const std::string &text = file.stats_text;
         const std::size_t from = std::min<std::uint64_t>(start, text.size());
-        // iovec has no const; fuse_reply_iov only reads through it.
-        const iovec piece{const_cast<char *>(text.data()) + from,
-                          std::min(size, text.size() - from)};
-        replied = true;
-        (void)reply(std::span<const iovec>(&piece, piece.iov_len == 0 ? 0 : 1));
-        return 0;
+        const std::size_t length = std::min(size, text.size() - from);
+        // iovec has no const; fuse_reply_iov only reads through it. The text lives in the
+        // open file, which outlives the reply.
+        std::vector<iovec> pieces;
+        if (length != 0)
+            pieces.push_back({const_cast<char *>(text.data()) + from, length});
+        return ReadView(IoResult::success(length), std::move(pieces), nullptr);
     }
 
     const DiskSlot &slot = slot_of(file.node);
-    // Core clamps to the capacity: a read at or past the end replies with no data (EOF).
-    const ssize_t rc = slot.disk->read_view(size, start, file.reader, reply, replied);
-    // Once replied, a failure can only be the reply's own (the request was interrupted):
-    // there is nothing left to answer.
-    if (replied)
-        return 0;
-    if (rc >= 0)
-        return -EIO; // read_view promises a reply on success; never leave the kernel waiting
-    log_io_error(slot, "read", size, start, rc);
-    return -as_errno(rc);
+    // Core cuts the read at the capacity: at or past the end it has no data (EOF).
+    ReadView view = slot.disk->read_view(size, start, file.reader);
+    if (!view.result().ok()) {
+        log_io_error(slot, "read", size, start, view.result());
+        return ReadView(IoResult::failure(-as_errno(view.result().error), {}));
+    }
+    return view;
 }
 
 int Filesystem::write(const OpenFile &file, const char *data, std::size_t size, off_t offset,
@@ -573,25 +565,21 @@ int Filesystem::write(const OpenFile &file, const char *data, std::size_t size, 
         return -EINVAL;
     if (file.node.kind != NodeKind::disk_file || !file.writable)
         return -EBADF;
-    DiskSlot &slot = slot_of(file.node);
-    if (slot.read_only)
-        return -EROFS;
-    const auto start = static_cast<std::uint64_t>(offset);
-    const std::uint64_t capacity = slot.disk->info().capacity_bytes;
     if (size == 0)
         return 0;
-    // Like a block device: a write that starts at or past the end fails with ENOSPC, one
-    // that crosses the end writes what fits and reports the short count.
-    if (start >= capacity)
-        return -ENOSPC;
-    const std::size_t length = std::min<std::uint64_t>(size, capacity - start);
-    const ssize_t rc = slot.disk->pwrite(data, length, start);
-    if (rc < 0) {
-        log_io_error(slot, "write", length, start, rc);
-        return -as_errno(rc);
+    DiskSlot &slot = slot_of(file.node);
+    // Core's rules, like a block device's: read-only is EROFS, a write that starts at or
+    // past the end ENOSPC, one that crosses the end writes what fits (a short count).
+    const auto start = static_cast<std::uint64_t>(offset);
+    const IoResult result = slot.disk->pwrite(data, size, start);
+    if (!result.ok()) {
+        // Past the end and read-only are the request's own faults, not the disk's.
+        if (result.error != -ENOSPC && result.error != -EROFS)
+            log_io_error(slot, "write", size, start, result);
+        return -as_errno(result.error);
     }
     slot.unsynced_writes.store(true, std::memory_order_release);
-    written = static_cast<std::size_t>(rc);
+    written = static_cast<std::size_t>(result.bytes);
     return 0;
 }
 
@@ -613,8 +601,6 @@ int Filesystem::copy_file_range(const OpenFile &source, off_t offset_in,
     if (!destination.writable)
         return -EBADF;
     DiskSlot &to = slot_of(destination.node);
-    if (to.read_only)
-        return -EROFS;
     if (length == 0)
         return 0;
     // The reply's count is 32 bits wide; the kernel asks for less than 2 GiB anyway.
@@ -622,33 +608,33 @@ int Filesystem::copy_file_range(const OpenFile &source, off_t offset_in,
     const DiskSlot &from = slot_of(source.node);
     const auto start_in = static_cast<std::uint64_t>(offset_in);
     const auto start_out = static_cast<std::uint64_t>(offset_out);
-    CopyEnd failed = CopyEnd::none;
-    const ssize_t rc = from.disk->copy_range(start_in, *to.disk, start_out, length, failed);
-    if (rc < 0) {
-        // Past the end and read-only are the request's own faults, like a write's.
-        if (rc != -ENOSPC && rc != -EROFS) {
-            if (failed == CopyEnd::destination)
-                log_io_error(to, "copy (writing)", length, start_out, rc);
-            else
-                log_io_error(from, "copy (reading)", length, start_in, rc);
-        }
-        return -as_errno(rc);
+    const IoResult result = copy_range(*from.disk, start_in, *to.disk, start_out, length);
+    // Past the end and read-only are the request's own faults, like a write's.
+    if (!result.ok() && result.error != -ENOSPC && result.error != -EROFS) {
+        if (result.end == IoEnd::destination)
+            log_io_error(to, "copy (writing)", length, start_out, result);
+        else
+            log_io_error(from, "copy (reading)", length, start_in, result);
     }
-    if (rc > 0)
+    if (result.bytes > 0)
         to.unsynced_writes.store(true, std::memory_order_release);
-    copied = static_cast<std::size_t>(rc);
+    // A copy that failed part-way reports the bytes before the failure; the next call
+    // from there gets the error.
+    if (!result.ok() && result.bytes == 0)
+        return -as_errno(result.error);
+    copied = static_cast<std::size_t>(result.bytes);
     return 0;
 }
 
 int Filesystem::sync_disk(DiskSlot &slot, const char *why)
 {
-    const int rc = slot.disk->flush();
-    if (rc < 0) {
+    const IoResult result = slot.disk->flush();
+    if (!result.ok()) {
         // Keep the flag so that the next flush, fsync or close tries again.
         slot.unsynced_writes.store(true, std::memory_order_release);
         fuse_log(FUSE_LOG_ERR, "sgfs: %s: SYNCHRONIZE CACHE at %s failed: %s\n",
-                 slot.disk->info().name.c_str(), why, slot.disk->last_error().c_str());
-        return -as_errno(rc);
+                 slot.disk->info().name.c_str(), why, result.message.c_str());
+        return -as_errno(result.error);
     }
     return 0;
 }
@@ -779,15 +765,15 @@ int Filesystem::setxattr(fuse_ino_t inode, const char *name) const
 }
 
 void Filesystem::log_io_error(const DiskSlot &slot, const char *what, std::size_t length,
-                              std::uint64_t offset, long rc) const
+                              std::uint64_t offset, const IoResult &result) const
 {
     // A disk that went away fails every IO with ENODEV until it is back; core logs the loss
     // and the return once, which says more than a line per failed request would.
-    if (rc == -ENODEV)
+    if (result.error == -ENODEV)
         return;
     fuse_log(FUSE_LOG_ERR, "sgfs: %s: %s of %zu bytes at offset %llu failed (%s): %s\n",
              slot.disk->info().name.c_str(), what, length, static_cast<unsigned long long>(offset),
-             std::strerror(as_errno(rc)), slot.disk->last_error().c_str());
+             std::strerror(as_errno(result.error)), result.message.c_str());
 }
 
 } // namespace sgfs::fusefs

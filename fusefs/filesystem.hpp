@@ -65,10 +65,8 @@ class Filesystem
     void invalidate_cached(fuse_ino_t inode, const StaleRange &stale) const;
     int readlink(fuse_ino_t inode, const char *&target) const;
     int open(fuse_ino_t inode, fuse_file_info &fi) const;
-    // Hands the data, where it lies, to `reply` (which answers FUSE) and sets `replied`;
-    // returns -errno without calling it when the read fails.
-    int read(const OpenFile &file, std::size_t size, off_t offset, const ReadConsumer &reply,
-             bool &replied) const;
+    // The data where it lies, for the reply; a failed view's result holds the -errno.
+    ReadView read(const OpenFile &file, std::size_t size, off_t offset) const;
     int write(const OpenFile &file, const char *data, std::size_t size, off_t offset,
               std::size_t &written);
     // Copies between two disk files of this mount without the data passing through FUSE;
@@ -90,7 +88,6 @@ class Filesystem
     static constexpr std::size_t max_copy_bytes = std::size_t{1} << 30;
     struct DiskSlot {
         std::unique_ptr<Disk> disk;
-        bool read_only = false; // -o ro or the disk's write-protect switch
         // True once a write completed that no SYNCHRONIZE CACHE was sent after. Lets
         // close() skip the flush when the handle wrote nothing since the last one.
         std::atomic<bool> unsynced_writes{false};
@@ -101,7 +98,7 @@ class Filesystem
     int sync_disk(DiskSlot &slot, const char *why);
     int truncate_disk(DiskSlot &slot, off_t size);
     void log_io_error(const DiskSlot &slot, const char *what, std::size_t length,
-                      std::uint64_t offset, long rc) const;
+                      std::uint64_t offset, const IoResult &result) const;
 
     std::vector<std::unique_ptr<DiskSlot>> slots_;
     Tree tree_;

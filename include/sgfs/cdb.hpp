@@ -85,6 +85,9 @@ struct UnmapRange {
 // the device's maximum unmap block descriptor count anyway); more throws std::length_error.
 std::vector<std::uint8_t> unmap_parameter_list(std::span<const UnmapRange> ranges);
 
+// "READ(10)", from libsgutils2's opcode table: how messages name a command.
+std::string command_name(const Cdb &cdb);
+
 // ---- decoders ----
 struct StandardInquiry {
     std::uint8_t peripheral_qualifier = 0;

@@ -14,6 +14,8 @@
 #include <string>
 #include <sys/types.h>
 #include <sys/uio.h>
+#include <utility>
+#include <vector>
 
 namespace sgfs
 {
@@ -69,25 +71,91 @@ struct DiskInfo {
     std::uint32_t reserve_granted = 0;    // the reserve size the driver really gave
     bool write_protected = false;         // MODE SENSE WP
     bool allow_dio = false;               // the sg driver's allow_dio at open
+    bool read_only = false;               // served read-only: the read_only option, or WP
     Provisioning provisioning;
 };
 
-// Receives a read's data where it lies (sg memory, read-ahead buffers) and must be done
-// with it when it returns; e.g. it replies to FUSE from those pieces. Returns 0 or -errno.
-using ReadConsumer = std::function<int(std::span<const iovec> pieces)>;
+// What one IO did, as a value: the bytes moved and, on failure, the -errno, which end of a
+// copy failed, and one line that names the device and the problem (for logs).
+enum class IoEnd { none, source, destination };
+struct IoResult {
+    std::uint64_t bytes = 0; // moved; with an error, the bytes done (in order) before it
+    int error = 0;           // 0 or -errno
+    IoEnd end = IoEnd::none; // a copy's: whose error it is
+    std::string message;
+
+    bool ok() const { return error == 0; }
+    static IoResult success(std::uint64_t bytes) { return {bytes, 0, IoEnd::none, {}}; }
+    static IoResult failure(int error, std::string message)
+    {
+        return {0, error, IoEnd::none, std::move(message)};
+    }
+};
+
+// A read's data where it lies (sg memory, read-ahead windows, a staging buffer), held until
+// the view goes: fusefs replies from pieces() and then drops it. Move-only.
+class ReadView
+{
+  public:
+    // What keeps the pieces' memory from being reused (leases, window users, a buffer).
+    class Pin
+    {
+      public:
+        virtual ~Pin() = default;
+    };
+
+    ReadView() = default;
+    explicit ReadView(IoResult result) : result_(std::move(result)) {}
+    ReadView(IoResult result, std::vector<iovec> pieces, std::unique_ptr<Pin> pin)
+        : result_(std::move(result)), pieces_(std::move(pieces)), pin_(std::move(pin))
+    {
+    }
+    ReadView(ReadView &&) noexcept = default;
+    ReadView &operator=(ReadView &&) noexcept = default;
+    ReadView(const ReadView &) = delete;
+    ReadView &operator=(const ReadView &) = delete;
+    ~ReadView() = default;
+
+    const IoResult &result() const { return result_; }
+    std::span<const iovec> pieces() const { return pieces_; }
+    // Also keeps `owner` alive while the view lives (the disk the pieces belong to).
+    void hold(std::shared_ptr<const void> owner) { owner_ = std::move(owner); }
+
+  private:
+    IoResult result_;
+    std::vector<iovec> pieces_;
+    // Declared after owner_ so that it goes first: the pin releases into its owner.
+    std::shared_ptr<const void> owner_;
+    std::unique_ptr<Pin> pin_;
+};
 
 // Who reads: one open file, so that read-ahead serves it only what was read for it, after it
 // was opened, and drops that at its end (end_reader). Never reused within a process.
 using ReaderId = std::uint64_t;
 inline constexpr ReaderId no_reader = 0; // reads no read-ahead serves or queues
 
-// Which end of a copy_range() an error came from, so that a caller (or a wrapper) blames
-// the right device.
-enum class CopyEnd { none, source, destination };
+class Engine; // core's IO engine of one logical unit (core/engine.hpp)
+
+// A disk's engine, in hand: a copy between two disks runs on the two engines it pins, the
+// data moving between their channels. A disk without an engine (a test's) has none: the
+// copy stages its data through pread() and pwrite().
+struct EnginePin {
+    Engine *engine = nullptr;
+    std::shared_ptr<const void> hold; // keeps `engine` alive while the pin lives
+    IoResult unavailable;             // failed: there is no engine now (the disk is gone)
+    // A wrapper that can lose its path is told of a failure of IO on this engine; true when
+    // a fresh engine took over and the IO may be tried again on a new pin.
+    std::function<bool(const IoResult &failure)> failed;
+};
 
 // A Disk is used by the process that opened it: the sg driver refuses the asynchronous
 // write()/read() of a command on an fd opened by another process (after fork(), or a
 // daemonize), so such a process opens its own (fusefs reopens after fuse_daemonize).
+//
+// The public functions hold the disk's rules, for every kind of disk: ranges are cut at the
+// end of the disk, a write at or past the end is -ENOSPC, a read there reads nothing, and a
+// read-only disk (DiskInfo::read_only) refuses writes with -EROFS. Only then do they call
+// the protected virtual functions, with a range inside the disk and not empty.
 class Disk
 {
   public:
@@ -97,51 +165,46 @@ class Disk
                     std::unique_ptr<Disk> &out, std::string &message);
 
     virtual const DiskInfo &info() const = 0;
-    // Any offset, any length. Returns bytes read (short at the end of the device) or -errno.
-    virtual ssize_t pread(void *buffer, std::size_t length, std::uint64_t offset) = 0;
-    // The same read without a copy into a caller's buffer: aligned reads hand `consume` the
-    // memory the data arrived in; others are staged and counted as a user copy. Returns
-    // bytes read, -errno from the disk, or consume's own -errno (then `consumed` is true).
-    // Read-ahead for `reader` answers it only with data read for it (so read after it
-    // began); no_reader gets none. The default stages the data through pread(), for disks
-    // without sg memory of their own.
-    virtual ssize_t read_view(std::size_t length, std::uint64_t offset, ReaderId reader,
-                              const ReadConsumer &consume, bool &consumed);
+    // Any offset, any length: the bytes read (short at the end of the disk, 0 past it).
+    IoResult pread(void *buffer, std::size_t length, std::uint64_t offset);
+    // The same read without a copy into a caller's buffer: aligned reads return the memory
+    // the data arrived in; others are staged and counted as a user copy. Read-ahead for
+    // `reader` answers it only with data read for it (so read after it began); no_reader
+    // gets none.
+    ReadView read_view(std::size_t length, std::uint64_t offset, ReaderId reader);
     // `reader` reads no more (its file was released): what was read ahead for it is dropped.
     virtual void end_reader(ReaderId reader) { static_cast<void>(reader); }
-    // Any offset, any length. Unaligned head/tail are read-modify-write, serialized against
-    // overlapping IO. Past the end: -ENOSPC. Read-only: -EROFS.
-    virtual ssize_t pwrite(const void *buffer, std::size_t length, std::uint64_t offset) = 0;
+    // Any offset, any length: unaligned head/tail are read-modify-write, serialized against
+    // overlapping IO. A write crossing the end writes what fits (a short count).
+    IoResult pwrite(const void *buffer, std::size_t length, std::uint64_t offset);
     // Makes [offset, offset + length) read as zeros, with the device's own means where it
-    // has them (UNMAP where unmapped blocks read zero, WRITE SAME of a zero block) and zero
-    // buffers written through pwrite() elsewhere; unaligned head and tail bytes are
-    // read-modify-write like pwrite's. The range is cut at the end of the disk; starting at
-    // or past the end: -ENOSPC. Read-only: -EROFS. Returns 0 or -errno (then part of the
-    // range may be zeroed). The default writes zero buffers through pwrite().
-    virtual int zero_range(std::uint64_t offset, std::uint64_t length);
-    // Copies `length` bytes at `from` on this disk to `to` on `destination`, which may be
-    // this disk with overlapping ranges: the result is then memmove's. Stops at either end:
-    // returns the bytes copied (0 when `from` is at or past this disk's end), -ENOSPC when
-    // `to` is at or past the destination's end, -EROFS for a read-only destination, or
-    // -errno with `failed` saying whose error it is. Two sg disks may instead return the
-    // bytes copied before an error (front-to-back copies; `failed` is set then too). The
-    // default stages the data through pread() and pwrite(); two sg disks move it between
-    // their sg fds (sg_disk_copy.cpp).
-    virtual ssize_t copy_range(std::uint64_t from, Disk &destination, std::uint64_t to,
-                               std::size_t length, CopyEnd &failed);
-    // Calls `io` with the disk that really does the IO: this one, or for a wrapper the disk
-    // it forwards to, held for the call (`not_mine`, read after `io` returns, says an error
-    // is not this disk's). Lets copy_range find two ends it can connect directly.
-    virtual ssize_t with_io_disk(const std::function<ssize_t(Disk &)> &io, const bool *not_mine)
-    {
-        static_cast<void>(not_mine);
-        return io(*this);
-    }
+    // has them (WRITE SAME, with UNMAP where unmapped blocks read zero) and zero buffers
+    // written elsewhere; unaligned head and tail bytes are read-modify-write. Cut at the end.
+    // On failure part of the range may be zeroed.
+    IoResult zero_range(std::uint64_t offset, std::uint64_t length);
     // SYNCHRONIZE CACHE.
-    virtual int flush() = 0;
+    IoResult flush() { return flush_cache(); }
     virtual DeviceStatsSnapshot stats() const = 0;
-    // The last error's one-line message (for logs).
-    virtual std::string last_error() const = 0;
+    // The engine doing this disk's IO now (see EnginePin); none by default.
+    virtual EnginePin pin() { return {}; }
+
+  protected:
+    virtual IoResult read_range(void *buffer, std::size_t length, std::uint64_t offset) = 0;
+    // The default stages the data through read_range().
+    virtual ReadView view_range(std::size_t length, std::uint64_t offset, ReaderId reader);
+    virtual IoResult write_range(const void *buffer, std::size_t length, std::uint64_t offset) = 0;
+    // The default writes zero buffers through write_range().
+    virtual IoResult zero_within(std::uint64_t offset, std::uint64_t length);
+    virtual IoResult flush_cache() = 0;
 };
+
+// Copies `length` bytes at `from` on `source` to `to` on `destination`, which may be the
+// same disk with overlapping ranges: the result is then memmove's. Stops at either end
+// (bytes 0 when `from` is at or past the source's end); -ENOSPC when `to` is at or past the
+// destination's end, -EROFS for a read-only destination. A failure part-way returns the
+// bytes copied before it (front to back) with the error and its end. Two disks with engines
+// move the data between their channels (core/engine_copy.cpp); others stage it.
+IoResult copy_range(Disk &source, std::uint64_t from, Disk &destination, std::uint64_t to,
+                    std::size_t length);
 
 } // namespace sgfs

@@ -1,4 +1,4 @@
-// Disk::copy_range's default (staged through pread/pwrite) over disks in memory, checked
+// copy_range between disks without an engine (staged through pread/pwrite) in memory, checked
 // against std::memmove on a copy of the bytes; and the reattaching wrapper blaming a copy's
 // error on the end it came from.
 #include "copy_range.hpp"
@@ -28,30 +28,28 @@ class MemoryDisk final : public Disk
             bytes_[i] = static_cast<std::uint8_t>((i * 7919 + i / 509) % 251);
     }
     const DiskInfo &info() const override { return info_; }
-    ssize_t pread(void *buffer, std::size_t length, std::uint64_t offset) override
-    {
-        if (error != 0)
-            return error;
-        const std::uint64_t n = clamp_length(offset, length, bytes_.size());
-        std::memcpy(buffer, bytes_.data() + offset, n);
-        return static_cast<ssize_t>(n);
-    }
-    ssize_t pwrite(const void *buffer, std::size_t length, std::uint64_t offset) override
-    {
-        if (error != 0)
-            return error;
-        if (offset >= bytes_.size())
-            return -ENOSPC;
-        const std::uint64_t n = clamp_length(offset, length, bytes_.size());
-        std::memcpy(bytes_.data() + offset, buffer, n);
-        return static_cast<ssize_t>(n);
-    }
-    int flush() override { return 0; }
     DeviceStatsSnapshot stats() const override { return {}; }
-    std::string last_error() const override { return error == 0 ? "" : "fake failure"; }
 
     std::vector<std::uint8_t> &bytes() { return bytes_; }
     int error = 0; // non-zero: every IO fails with it
+
+  protected:
+    // Disk's rules cut the range to the disk before these run.
+    IoResult read_range(void *buffer, std::size_t length, std::uint64_t offset) override
+    {
+        if (error != 0)
+            return IoResult::failure(error, "fake failure");
+        std::memcpy(buffer, bytes_.data() + offset, length);
+        return IoResult::success(length);
+    }
+    IoResult write_range(const void *buffer, std::size_t length, std::uint64_t offset) override
+    {
+        if (error != 0)
+            return IoResult::failure(error, "fake failure");
+        std::memcpy(bytes_.data() + offset, buffer, length);
+        return IoResult::success(length);
+    }
+    IoResult flush_cache() override { return IoResult::success(0); }
 
   private:
     DiskInfo info_;
@@ -60,10 +58,13 @@ class MemoryDisk final : public Disk
 
 constexpr std::size_t capacity = 4 << 20; // more than the 1 MiB staging: several chunks
 
-ssize_t copy(Disk &source, std::uint64_t from, Disk &destination, std::uint64_t to,
-             std::size_t length, CopyEnd &failed)
+// The bytes copied, or -errno; `failed` says the end of an error.
+std::int64_t copy(Disk &source, std::uint64_t from, Disk &destination, std::uint64_t to,
+                  std::size_t length, IoEnd &failed)
 {
-    return source.copy_range(from, destination, to, length, failed);
+    const IoResult result = copy_range(source, from, destination, to, length);
+    failed = result.end;
+    return result.ok() ? static_cast<std::int64_t>(result.bytes) : result.error;
 }
 
 } // namespace
@@ -77,9 +78,10 @@ TEST_CASE("a copy between two disks moves exactly the range, at any offset")
         MemoryDisk source("sg0", capacity), destination("sg1", capacity);
         std::vector<std::uint8_t> model = destination.bytes();
         std::memcpy(model.data() + to, source.bytes().data() + from, length);
-        CopyEnd failed = CopyEnd::source;
-        CHECK(copy(source, from, destination, to, length, failed) == static_cast<ssize_t>(length));
-        CHECK(failed == CopyEnd::none);
+        IoEnd failed = IoEnd::source;
+        CHECK(copy(source, from, destination, to, length, failed) ==
+              static_cast<std::int64_t>(length));
+        CHECK(failed == IoEnd::none);
         CHECK(destination.bytes() == model);
     }
 }
@@ -99,8 +101,8 @@ TEST_CASE("a copy within one disk behaves like memmove, forwards and backwards")
         MemoryDisk disk("sg0", capacity);
         std::vector<std::uint8_t> model = disk.bytes();
         std::memmove(model.data() + to, model.data() + from, length);
-        CopyEnd failed = CopyEnd::source;
-        CHECK(copy(disk, from, disk, to, length, failed) == static_cast<ssize_t>(length));
+        IoEnd failed = IoEnd::source;
+        CHECK(copy(disk, from, disk, to, length, failed) == static_cast<std::int64_t>(length));
         CHECK(disk.bytes() == model);
     }
 }
@@ -108,27 +110,27 @@ TEST_CASE("a copy within one disk behaves like memmove, forwards and backwards")
 TEST_CASE("a copy stops at either end")
 {
     MemoryDisk source("sg0", capacity), destination("sg1", capacity / 2);
-    CopyEnd failed = CopyEnd::none;
+    IoEnd failed = IoEnd::none;
     CHECK(copy(source, capacity, destination, 0, 100, failed) == 0);
     CHECK(copy(source, capacity + 5, destination, 0, 100, failed) == 0);
     CHECK(copy(source, capacity - 10, destination, 0, 100, failed) == 10);
     CHECK(copy(source, 0, destination, capacity / 2 - 3, 100, failed) == 3);
     CHECK(copy(source, 0, destination, capacity / 2, 100, failed) == -ENOSPC);
-    CHECK(failed == CopyEnd::destination);
+    CHECK(failed == IoEnd::destination);
     CHECK(copy(source, 0, destination, 0, 0, failed) == 0);
 }
 
 TEST_CASE("a failed copy says which end failed")
 {
     MemoryDisk source("sg0", capacity), destination("sg1", capacity);
-    CopyEnd failed = CopyEnd::none;
+    IoEnd failed = IoEnd::none;
     source.error = -EIO;
     CHECK(copy(source, 0, destination, 0, 4096, failed) == -EIO);
-    CHECK(failed == CopyEnd::source);
+    CHECK(failed == IoEnd::source);
     source.error = 0;
     destination.error = -EROFS;
     CHECK(copy(source, 0, destination, 0, 4096, failed) == -EROFS);
-    CHECK(failed == CopyEnd::destination);
+    CHECK(failed == IoEnd::destination);
 }
 
 namespace
@@ -170,7 +172,7 @@ TEST_CASE("through the reattaching wrapper, the copy runs between the disks it h
     Wrapped source("sg0"), destination("sg1");
     std::vector<std::uint8_t> model = destination.raw->bytes();
     std::memcpy(model.data() + 512, source.raw->bytes().data(), 1 << 20);
-    CopyEnd failed = CopyEnd::source;
+    IoEnd failed = IoEnd::source;
     CHECK(copy(*source.disk, 0, *destination.disk, 512, 1 << 20, failed) == 1 << 20);
     CHECK(destination.raw->bytes() == model);
 
@@ -186,18 +188,18 @@ TEST_CASE("a lost destination does not make the source lost, nor the other way r
     {
         Wrapped source("sg0"), destination("sg1");
         destination.raw->error = -ENODEV;
-        CopyEnd failed = CopyEnd::none;
+        IoEnd failed = IoEnd::none;
         CHECK(copy(*source.disk, 0, *destination.disk, 0, 4096, failed) == -ENODEV);
-        CHECK(failed == CopyEnd::destination);
+        CHECK(failed == IoEnd::destination);
         CHECK(source.disk->stats().state == "online");
         CHECK(destination.disk->stats().state == "gone");
     }
     {
         Wrapped source("sg0"), destination("sg1");
         source.raw->error = -ENODEV;
-        CopyEnd failed = CopyEnd::none;
+        IoEnd failed = IoEnd::none;
         CHECK(copy(*source.disk, 0, *destination.disk, 0, 4096, failed) == -ENODEV);
-        CHECK(failed == CopyEnd::source);
+        CHECK(failed == IoEnd::source);
         CHECK(source.disk->stats().state == "gone");
         CHECK(destination.disk->stats().state == "online");
     }

@@ -20,17 +20,18 @@ class FakeDisk final : public Disk
   public:
     explicit FakeDisk(DiskInfo info) : info_(std::move(info)) {}
     const DiskInfo &info() const override { return info_; }
-    ssize_t pread(void *, std::size_t length, std::uint64_t) override
-    {
-        return static_cast<ssize_t>(length);
-    }
-    ssize_t pwrite(const void *, std::size_t length, std::uint64_t) override
-    {
-        return static_cast<ssize_t>(length);
-    }
-    int flush() override { return 0; }
     DeviceStatsSnapshot stats() const override { return {}; }
-    std::string last_error() const override { return {}; }
+
+  protected:
+    IoResult read_range(void *, std::size_t length, std::uint64_t) override
+    {
+        return IoResult::success(length);
+    }
+    IoResult write_range(const void *, std::size_t length, std::uint64_t) override
+    {
+        return IoResult::success(length);
+    }
+    IoResult flush_cache() override { return IoResult::success(0); }
 
   private:
     DiskInfo info_;

@@ -30,38 +30,39 @@ class FakeDisk final : public Disk
     {
     }
     const DiskInfo &info() const override { return info_; }
-    ssize_t pread(void *, std::size_t length, std::uint64_t) override
-    {
-        ++state_->reads;
-        ++reads_;
-        return state_->result < 0 ? state_->result : static_cast<ssize_t>(length);
-    }
-    ssize_t read_view(std::size_t length, std::uint64_t offset, ReaderId,
-                      const ReadConsumer &consume, bool &consumed) override
-    {
-        consumed = false;
-        const ssize_t rc = pread(nullptr, length, offset);
-        if (rc < 0)
-            return rc;
-        consumed = true;
-        const int err = consume({});
-        return err < 0 ? err : rc;
-    }
-    ssize_t pwrite(const void *, std::size_t length, std::uint64_t) override
-    {
-        return state_->result < 0 ? state_->result : static_cast<ssize_t>(length);
-    }
-    int flush() override { return static_cast<int>(state_->result < 0 ? state_->result : 0); }
     DeviceStatsSnapshot stats() const override
     {
         DeviceStatsSnapshot s;
         s.retries = reads_;
         return s;
     }
-    std::string last_error() const override { return state_->message; }
     void end_reader(ReaderId reader) override { state_->ended.push_back(reader); }
 
+  protected:
+    IoResult read_range(void *, std::size_t length, std::uint64_t) override
+    {
+        ++state_->reads;
+        ++reads_;
+        return answer(length);
+    }
+    ReadView view_range(std::size_t length, std::uint64_t offset, ReaderId) override
+    {
+        return ReadView(read_range(nullptr, length, offset));
+    }
+    IoResult write_range(const void *, std::size_t length, std::uint64_t) override
+    {
+        return answer(length);
+    }
+    IoResult flush_cache() override { return answer(0); }
+
   private:
+    IoResult answer(std::size_t length) const
+    {
+        if (state_->result < 0)
+            return IoResult::failure(static_cast<int>(state_->result), state_->message);
+        return IoResult::success(length);
+    }
+
     DiskInfo info_;
     std::shared_ptr<FakeState> state_;
     std::uint64_t reads_ = 0;
@@ -136,6 +137,14 @@ struct FakeSystem {
 
 const std::string id = "wwn-0x3000000100000001";
 
+// An IO's bytes, or its -errno; its message is kept in `last_message` for the checks.
+std::string last_message;
+std::int64_t value(const IoResult &result)
+{
+    last_message = result.message;
+    return result.ok() ? static_cast<std::int64_t>(result.bytes) : result.error;
+}
+
 struct Setup {
     FakeSystem system;
     std::shared_ptr<FakeState> first = std::make_shared<FakeState>();
@@ -149,7 +158,7 @@ struct Setup {
         disk = make_reattaching_disk(std::make_unique<FakeDisk>(info_of(3, id), first),
                                      system.environment());
     }
-    ssize_t read() { return disk->pread(buffer, sizeof(buffer), 0); }
+    std::int64_t read() { return value(disk->pread(buffer, sizeof(buffer), 0)); }
     std::map<std::string, std::string> figures() const
     {
         auto fields = disk->stats().fields();
@@ -163,8 +172,8 @@ TEST_CASE("IO passes through while the device answers")
 {
     Setup s;
     CHECK(s.read() == 512);
-    CHECK(s.disk->pwrite(s.buffer, 100, 7) == 100);
-    CHECK(s.disk->flush() == 0);
+    CHECK(value(s.disk->pwrite(s.buffer, 100, 7)) == 100);
+    CHECK(value(s.disk->flush()) == 0);
     CHECK(s.disk->info().name == "sg3");
     auto f = s.figures();
     CHECK(f["state"] == "online");
@@ -179,10 +188,10 @@ TEST_CASE("errors of the request itself, or with the device running, pass throug
     s.first->result = -EIO;
     s.first->message = "sg3: READ(10): medium error at LBA 7";
     CHECK(s.read() == -EIO);
-    CHECK(s.disk->last_error() == s.first->message);
+    CHECK(last_message == s.first->message);
     s.first->result = -EROFS;
     s.system.states["sg3"] = "offline"; // even then: EROFS is about the request
-    CHECK(s.disk->pwrite(s.buffer, 1, 0) == -EROFS);
+    CHECK(value(s.disk->pwrite(s.buffer, 1, 0)) == -EROFS);
     CHECK(s.figures()["state"] == "online");
 }
 
@@ -193,16 +202,16 @@ TEST_CASE("ENODEV marks the device gone; IO then fails with ENODEV without touch
     s.first->message = "sg3: READ(10): SG_IO failed: No such device";
     s.system.states.erase("sg3");
     CHECK(s.read() == -ENODEV);
-    CHECK(s.disk->last_error().find("device lost") != std::string::npos);
+    CHECK(last_message.find("device lost") != std::string::npos);
     REQUIRE(s.system.log.size() == 1);
     CHECK(s.system.log[0].find("sg3 (" + id + "): device lost") != std::string::npos);
 
     const auto reads = s.first->reads;
     CHECK(s.read() == -ENODEV);
-    CHECK(s.disk->pwrite(s.buffer, 1, 0) == -ENODEV);
-    CHECK(s.disk->flush() == -ENODEV);
+    CHECK(value(s.disk->pwrite(s.buffer, 1, 0)) == -ENODEV);
+    CHECK(value(s.disk->flush()) == -ENODEV);
     CHECK(s.first->reads == reads);
-    CHECK(s.disk->last_error().find("looking for " + id) != std::string::npos);
+    CHECK(last_message.find("looking for " + id) != std::string::npos);
     auto f = s.figures();
     CHECK(f["state"] == "gone");
     CHECK(f["device_state"] == "missing");
@@ -215,7 +224,7 @@ TEST_CASE("EIO with the device transport-offline counts as lost")
     s.first->result = -EIO;
     s.first->message = "sg3: WRITE(10): transport failed fast (DID_TRANSPORT_FAILFAST)";
     s.system.states["sg3"] = "transport-offline";
-    CHECK(s.disk->pwrite(s.buffer, 512, 0) == -ENODEV);
+    CHECK(value(s.disk->pwrite(s.buffer, 512, 0)) == -ENODEV);
     CHECK(s.figures()["state"] == "gone");
     CHECK(s.figures()["device_state"] == "transport-offline");
 }
@@ -288,7 +297,7 @@ TEST_CASE("a disk with the id but another block size is refused")
     s.system.openable["/dev/sg3"] = info_of(3, id, 4096);
     s.system.advance(1000);
     CHECK(s.read() == -ENODEV);
-    CHECK(s.disk->last_error().find("4096-byte blocks") != std::string::npos);
+    CHECK(last_message.find("4096-byte blocks") != std::string::npos);
     CHECK(s.figures()["state"] == "gone");
 }
 
@@ -321,22 +330,21 @@ TEST_CASE("without a stable id the device cannot be found again")
                                       system.environment());
     state->result = -ENODEV;
     char buffer[16];
-    CHECK(disk->pread(buffer, 16, 0) == -ENODEV);
+    CHECK(value(disk->pread(buffer, 16, 0)) == -ENODEV);
     system.advance(5000);
-    CHECK(disk->pread(buffer, 16, 0) == -ENODEV);
+    CHECK(value(disk->pread(buffer, 16, 0)) == -ENODEV);
     CHECK(system.listings == 0);
-    CHECK(disk->last_error().find("remount") != std::string::npos);
+    CHECK(last_message.find("remount") != std::string::npos);
 }
 
-TEST_CASE("a consumer's own error is not a path loss")
+TEST_CASE("a read view passes through, and its failure is checked for a lost path")
 {
     Setup s;
-    bool consumed = false;
-    const ssize_t rc = s.disk->read_view(
-        512, 0, 1, [](std::span<const iovec>) { return -ENODEV; }, consumed);
-    CHECK(rc == -ENODEV);
-    CHECK(consumed);
-    CHECK(s.figures()["state"] == "online");
+    CHECK(s.disk->read_view(512, 0, 1).result().bytes == 512);
+    s.first->result = -ENODEV;
+    s.system.states.erase("sg3");
+    CHECK(s.disk->read_view(512, 0, 1).result().error == -ENODEV);
+    CHECK(s.figures()["state"] == "gone");
 }
 
 TEST_CASE("a reader's end reaches the disk in use, and nothing while the disk is gone")
@@ -346,7 +354,7 @@ TEST_CASE("a reader's end reaches the disk in use, and nothing while the disk is
     CHECK(s.first->ended == std::vector<ReaderId>{5});
     s.first->result = -ENODEV;
     char buffer[16];
-    CHECK(s.disk->pread(buffer, 16, 0) == -ENODEV);
+    CHECK(value(s.disk->pread(buffer, 16, 0)) == -ENODEV);
     CHECK(s.figures()["state"] == "gone");
     s.disk->end_reader(6); // no disk to tell; must not search or fail
     CHECK(s.first->ended == std::vector<ReaderId>{5});
@@ -381,38 +389,33 @@ class FlakyDisk final : public Disk
     {
     }
     const DiskInfo &info() const override { return info_; }
-    ssize_t pread(void *, std::size_t length, std::uint64_t) override
-    {
-        if (!up_->load())
-            return -ENODEV;
-        reads_.fetch_add(1);
-        return static_cast<ssize_t>(length);
-    }
-    ssize_t read_view(std::size_t length, std::uint64_t offset, ReaderId,
-                      const ReadConsumer &consume, bool &consumed) override
-    {
-        consumed = false;
-        const ssize_t rc = pread(nullptr, length, offset);
-        if (rc < 0)
-            return rc;
-        consumed = true;
-        const int err = consume({});
-        return err < 0 ? err : rc;
-    }
-    ssize_t pwrite(const void *, std::size_t length, std::uint64_t) override
-    {
-        return up_->load() ? static_cast<ssize_t>(length) : -ENODEV;
-    }
-    int flush() override { return up_->load() ? 0 : -ENODEV; }
     DeviceStatsSnapshot stats() const override
     {
         DeviceStatsSnapshot s;
         s.retries = reads_.load();
         return s;
     }
-    std::string last_error() const override { return "sg3: SG_IO failed: No such device"; }
+
+  protected:
+    IoResult read_range(void *, std::size_t length, std::uint64_t) override
+    {
+        if (!up_->load())
+            return gone();
+        reads_.fetch_add(1);
+        return IoResult::success(length);
+    }
+    IoResult write_range(const void *, std::size_t length, std::uint64_t) override
+    {
+        return up_->load() ? IoResult::success(length) : gone();
+    }
+    IoResult flush_cache() override { return up_->load() ? IoResult::success(0) : gone(); }
 
   private:
+    static IoResult gone()
+    {
+        return IoResult::failure(-ENODEV, "sg3: SG_IO failed: No such device");
+    }
+
     DiskInfo info_;
     std::shared_ptr<std::atomic<bool>> up_;
     std::atomic<std::uint64_t> reads_{0};
@@ -451,12 +454,14 @@ TEST_CASE("threads reading while the device goes and comes back: ENODEV or data,
         threads.emplace_back([&] {
             char buffer[512];
             for (unsigned i = 0; !stop.load(); ++i) {
-                const ssize_t rc = disk->pread(buffer, sizeof(buffer), 0);
-                (rc == 512 ? good : rc == -ENODEV ? gone : other).fetch_add(1);
+                const IoResult result = disk->pread(buffer, sizeof(buffer), 0);
+                (result.ok() && result.bytes == 512 ? good
+                 : result.error == -ENODEV          ? gone
+                                                    : other)
+                    .fetch_add(1);
                 if (i % 16 == 0) {
                     (void)disk->stats();
                     (void)disk->info().sg_path.size();
-                    (void)disk->last_error();
                 }
             }
         });
@@ -474,7 +479,7 @@ TEST_CASE("threads reading while the device goes and comes back: ENODEV or data,
 
     clock_ms += 1000;
     char buffer[512];
-    CHECK(disk->pread(buffer, sizeof(buffer), 0) == 512);
+    CHECK(value(disk->pread(buffer, sizeof(buffer), 0)) == 512);
     CHECK(other.load() == 0);
     CHECK(good.load() > 0);
     const DeviceStatsSnapshot stats = disk->stats();
@@ -509,7 +514,7 @@ TEST_CASE("the mount's claim is let go at the loss and taken again before the sw
 
     first->result = -ENODEV;
     s.system.states.erase("sg3");
-    CHECK(disk->pread(s.buffer, 512, 0) == -ENODEV);
+    CHECK(value(disk->pread(s.buffer, 512, 0)) == -ENODEV);
     CHECK(claims == std::vector<std::string>{"release sg3"});
 
     // Back as sg6, whose block device someone mounted meanwhile: stays gone, and says why.
@@ -520,7 +525,7 @@ TEST_CASE("the mount's claim is let go at the loss and taken again before the sw
     s.system.openable["/dev/sg6"] = back;
     refuse = "in use: /dev/sdf1 mounted at /mnt/e";
     s.system.advance(1000);
-    CHECK(disk->pread(s.buffer, 512, 0) == -ENODEV);
+    CHECK(value(disk->pread(s.buffer, 512, 0)) == -ENODEV);
     CHECK(claims.back() == "reclaim sg6");
     CHECK(figures()["state"] == "gone");
     CHECK(figures()["gone_reason"] ==
@@ -531,13 +536,13 @@ TEST_CASE("the mount's claim is let go at the loss and taken again before the sw
     // The same refusal again is not logged again.
     const auto lines = s.system.log.size();
     s.system.advance(1000);
-    CHECK(disk->pread(s.buffer, 512, 0) == -ENODEV);
+    CHECK(value(disk->pread(s.buffer, 512, 0)) == -ENODEV);
     CHECK(s.system.log.size() == lines);
 
     // Free again: taken, swapped in, the reason gone.
     refuse.clear();
     s.system.advance(1000);
-    CHECK(disk->pread(s.buffer, 512, 0) == 512);
+    CHECK(value(disk->pread(s.buffer, 512, 0)) == 512);
     CHECK(figures()["state"] == "online");
     CHECK(figures()["gone_reason"].empty());
     CHECK(disk->info().block_device == "sdf");

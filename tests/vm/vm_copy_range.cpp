@@ -72,12 +72,12 @@ int copy_within_disk(int argc, char **argv)
         std::fprintf(stderr, "vm_copy_range: %s\n", message.c_str());
         return 2;
     }
-    sgfs::CopyEnd failed = sgfs::CopyEnd::none;
-    const ssize_t rc = disk->copy_range(number(argv[3]), *disk, number(argv[4]),
-                                        static_cast<std::size_t>(number(argv[5])), failed);
-    if (rc < 0)
-        std::fprintf(stderr, "vm_copy_range: %s\n", disk->last_error().c_str());
-    return report(rc);
+    const sgfs::IoResult result = sgfs::copy_range(*disk, number(argv[3]), *disk, number(argv[4]),
+                                                   static_cast<std::size_t>(number(argv[5])));
+    if (!result.ok())
+        std::fprintf(stderr, "vm_copy_range: %s\n", result.message.c_str());
+    return report(result.ok() || result.bytes > 0 ? static_cast<ssize_t>(result.bytes)
+                                                  : result.error);
 }
 
 } // namespace

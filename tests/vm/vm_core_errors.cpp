@@ -4,6 +4,7 @@
 //   vm_core_errors SG_PATH BLOCK_PATH [--medium-error-lba N]
 #include "aligned_buffer.hpp"
 #include "sg_ll.hpp"
+#include "sg_transport.hpp"
 #include "sgfs/disk.hpp"
 #include "tap.hpp"
 
@@ -13,7 +14,8 @@
 
 using namespace sgfs;
 
-namespace {
+namespace
+{
 
 bool contains(const std::string &text, const std::string &part)
 {
@@ -35,50 +37,47 @@ void open_errors(const char *block_path)
                "/dev/null is refused as not sg", std::to_string(rc) + " " + message);
 }
 
-void end_of_device(Disk &disk, const SgFd &fd)
+void end_of_device(Disk &disk, SgFd &fd)
 {
     const DiskInfo &info = disk.info();
     const std::size_t block = info.logical_block_size;
     AlignedBuffer buffer(4 * block);
-    tap::check(disk.pread(buffer.data(), block, info.capacity_bytes) == 0,
-               "a read at the end returns 0 bytes (EOF)");
-    tap::check(disk.pread(buffer.data(), 4 * block, info.capacity_bytes - block) ==
-                   static_cast<ssize_t>(block),
-               "a read crossing the end is short");
-    tap::check(disk.pwrite(buffer.data(), block, info.capacity_bytes) == -ENOSPC,
+    const IoResult at_end = disk.pread(buffer.data(), block, info.capacity_bytes);
+    tap::check(at_end.ok() && at_end.bytes == 0, "a read at the end returns 0 bytes (EOF)");
+    const IoResult crossing = disk.pread(buffer.data(), 4 * block, info.capacity_bytes - block);
+    tap::check(crossing.ok() && crossing.bytes == block, "a read crossing the end is short");
+    tap::check(disk.pwrite(buffer.data(), block, info.capacity_bytes).error == -ENOSPC,
                "a write at the end gives ENOSPC");
 
     // The raw command past the end: the device's own ILLEGAL REQUEST, LBA out of range.
     CommandContext context;
-    BlockTransfer transfer;
-    transfer.lba = info.capacity_bytes / block;
-    transfer.blocks = 1;
-    transfer.block_size = static_cast<std::uint32_t>(block);
-    transfer.buffer = buffer.data();
+    const BlockSpan span{false, info.capacity_bytes / block, 1, static_cast<std::uint32_t>(block),
+                         false};
     std::string message;
-    const int rc = sg_ll_read_write(fd, context, transfer, message);
+    const int rc =
+        sg_ll_read_write(fd, context, span, buffer.data(), TransferMode::indirect, message);
     tap::check(rc < 0 && rc != -EIO && !message.empty(),
                "READ past the end is refused by the device with a clear message",
                std::to_string(rc) + " " + message);
-    tap::note("READ past the end: " + std::to_string(rc) + " (" + std::strerror(-rc) + "): " +
-              message);
+    tap::note("READ past the end: " + std::to_string(rc) + " (" + std::strerror(-rc) +
+              "): " + message);
 }
 
 void medium_error(Disk &disk, std::uint64_t lba)
 {
     const std::size_t block = disk.info().logical_block_size;
     AlignedBuffer buffer(8 * block);
-    const ssize_t rc = disk.pread(buffer.data(), 8 * block, (lba - 2) * block);
-    const std::string message = disk.last_error();
-    tap::check(rc == -EIO, "a read over the injected medium error gives EIO",
-               std::to_string(rc) + " " + message);
+    const IoResult result = disk.pread(buffer.data(), 8 * block, (lba - 2) * block);
+    const std::string &message = result.message;
+    tap::check(result.error == -EIO, "a read over the injected medium error gives EIO",
+               std::to_string(result.error) + " " + message);
     tap::check(contains(message, "medium error") && contains(message, std::to_string(lba)),
                "the message names the failing LBA " + std::to_string(lba), message);
     tap::note("medium error: " + message);
     const DeviceStatsSnapshot stats = disk.stats();
     tap::check(stats.errors[static_cast<int>(ErrorCategory::medium_error)] > 0,
                "the medium error is counted");
-    tap::check(disk.pread(buffer.data(), block, (lba + 64) * block) == static_cast<ssize_t>(block),
+    tap::check(disk.pread(buffer.data(), block, (lba + 64) * block).bytes == block,
                "reads elsewhere still work");
 }
 

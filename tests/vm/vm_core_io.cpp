@@ -57,9 +57,9 @@ void core_write_sd_read(Disk &disk, const BlockDevice &sd, std::size_t length, s
     AlignedBuffer written(length);
     AlignedBuffer read(length);
     fill_random(written.data(), length);
-    const ssize_t rc = disk.pwrite(written.data(), length, offset);
-    tap::check(rc == static_cast<ssize_t>(length), "core write " + describe(length, offset),
-               "pwrite returned " + std::to_string(rc) + ": " + disk.last_error());
+    const IoResult result = disk.pwrite(written.data(), length, offset);
+    tap::check(result.ok() && result.bytes == length, "core write " + describe(length, offset),
+               "pwrite returned " + std::to_string(result.error) + ": " + result.message);
     tap::check(sd.read(read.data(), length, offset) &&
                    std::memcmp(written.data(), read.data(), length) == 0,
                "sd O_DIRECT reads back what core wrote, " + describe(length, offset));
@@ -72,11 +72,11 @@ void sd_write_core_read(Disk &disk, const BlockDevice &sd, std::size_t length, s
     fill_random(written.data(), length);
     tap::check(sd.write(written.data(), length, offset),
                "sd O_DIRECT write " + describe(length, offset));
-    const ssize_t rc = disk.pread(read.data(), length, offset);
-    tap::check(rc == static_cast<ssize_t>(length) &&
+    const IoResult result = disk.pread(read.data(), length, offset);
+    tap::check(result.ok() && result.bytes == length &&
                    std::memcmp(written.data(), read.data(), length) == 0,
                "core reads back what sd wrote, " + describe(length, offset),
-               "pread returned " + std::to_string(rc) + ": " + disk.last_error());
+               "pread returned " + std::to_string(result.error) + ": " + result.message);
 }
 
 // Byte-granular writes through core against a model of the same region, checked on sd.
@@ -86,7 +86,7 @@ void unaligned_writes(Disk &disk, const BlockDevice &sd, std::uint64_t base)
     AlignedBuffer model(region);
     AlignedBuffer seen(region);
     fill_random(model.data(), region);
-    tap::check(disk.pwrite(model.data(), region, base) == static_cast<ssize_t>(region),
+    tap::check(disk.pwrite(model.data(), region, base).bytes == region,
                "core writes the model region");
     const std::pair<std::size_t, std::size_t> writes[] = {
         {1, 1}, {511, 2}, {1000, 12345}, {4095, 4098}, {30000, 1}, {65535, 1}, {7, 60000}};
@@ -94,14 +94,15 @@ void unaligned_writes(Disk &disk, const BlockDevice &sd, std::uint64_t base)
         std::vector<std::uint8_t> data(length);
         fill_random(data.data(), length);
         std::memcpy(model.data() + at, data.data(), length);
-        tap::check(disk.pwrite(data.data(), length, base + at) == static_cast<ssize_t>(length),
-                   "unaligned core write " + describe(length, base + at), disk.last_error());
+        const IoResult result = disk.pwrite(data.data(), length, base + at);
+        tap::check(result.ok() && result.bytes == length,
+                   "unaligned core write " + describe(length, base + at), result.message);
     }
     tap::check(sd.read(seen.data(), region, base) &&
                    std::memcmp(model.data(), seen.data(), region) == 0,
                "sd sees exactly the model after unaligned writes");
     std::vector<std::uint8_t> piece(12345);
-    tap::check(disk.pread(piece.data(), piece.size(), base + 777) == 12345 &&
+    tap::check(disk.pread(piece.data(), piece.size(), base + 777).bytes == 12345 &&
                    std::memcmp(piece.data(), model.data() + 777, piece.size()) == 0,
                "unaligned core read matches the model");
 }

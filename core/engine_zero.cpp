@@ -1,6 +1,6 @@
-// SgDisk's zeroing (Disk::zero_range): the provisioning probe and the zero plan's commands.
+// The Engine's zeroing (Disk::zero_range): the provisioning probe and the zero plan's commands.
 #include "aligned_buffer.hpp"
-#include "sg_disk.hpp"
+#include "engine.hpp"
 #include "sg_ll.hpp"
 #include "sgfs/extent.hpp"
 #include "zero_plan.hpp"
@@ -24,8 +24,8 @@ bool is_refusal(int rc)
 
 } // namespace
 
-void SgDisk::probe_provisioning(const SgFd &fd, const Capacity &capacity, const BlockLimits &limits,
-                                bool has_b2_page)
+void Engine::probe_provisioning(Channel &channel, const Capacity &capacity,
+                                const BlockLimits &limits, bool has_b2_page)
 {
     Provisioning &p = info_.provisioning;
     p.lbpme = capacity.thin_provisioned;
@@ -40,7 +40,8 @@ void SgDisk::probe_provisioning(const SgFd &fd, const Capacity &capacity, const 
     std::string ignored;
     LogicalBlockProvisioning lbp;
     if (has_b2_page &&
-        sg_ll_inquiry_vpd(fd, context(), vpd::logical_block_provisioning, page, ignored) == 0 &&
+        sg_ll_inquiry_vpd(channel, context(), vpd::logical_block_provisioning, page, ignored) ==
+            0 &&
         decode_vpd_logical_block_provisioning(page, lbp) == 0) {
         p.lbpu = lbp.lbpu;
         p.lbpws = lbp.lbpws;
@@ -50,7 +51,7 @@ void SgDisk::probe_provisioning(const SgFd &fd, const Capacity &capacity, const 
     zero_means_ = zero_means(p, info_.logical_block_size);
 }
 
-ZeroMeans SgDisk::current_zero_means() const
+ZeroMeans Engine::current_zero_means() const
 {
     ZeroMeans means = zero_means_;
     means.write_same_unmap = means.write_same_unmap && !write_same_unmap_refused_;
@@ -58,42 +59,46 @@ ZeroMeans SgDisk::current_zero_means() const
     return means;
 }
 
-int SgDisk::write_zero_blocks(std::uint64_t lba, std::uint64_t blocks)
+IoResult Engine::write_zero_blocks(std::uint64_t lba, std::uint64_t blocks)
 {
     const std::uint32_t block = info_.logical_block_size;
-    const AlignedBuffer zeros =
-        AlignedBuffer::zeroed(std::min<std::uint64_t>(blocks, max_blocks_) * block);
-    return for_each_chunk(
-        lba, blocks, max_blocks_, [&](std::uint64_t chunk_lba, std::uint32_t count, std::uint64_t) {
-            if (int rc = transfer_blocks(DataPath::write, true, chunk_lba, count, zeros.data());
-                rc != 0)
-                return rc;
-            stats_.count_zeroing(ZeroKind::host_write, std::uint64_t{count} * block);
-            return 0;
-        });
+    // As many blocks as one batch of commands in flight takes.
+    const std::uint64_t per_batch = std::min<std::uint64_t>(
+        blocks, std::uint64_t{max_blocks_} * std::max(1U, options_.queue_depth));
+    const AlignedBuffer zeros = AlignedBuffer::zeroed(per_batch * block);
+    for (std::uint64_t done = 0; done < blocks;) {
+        const std::uint64_t count = std::min<std::uint64_t>(blocks - done, per_batch);
+        if (IoResult written =
+                transfer_blocks(DataPath::write, true, lba + done, count, zeros.data());
+            !written.ok())
+            return written;
+        stats_.count_zeroing(ZeroKind::host_write, count * block);
+        done += count;
+    }
+    return IoResult::success(blocks * block);
 }
 
-int SgDisk::run_zero_command(const ZeroStep &step)
+IoResult Engine::run_zero_command(const ZeroStep &step)
 {
     const std::uint64_t bytes = step.blocks * info_.logical_block_size;
-    auto lease = copy_pool_.acquire();
+    auto lease = plain_pool_.acquire();
     CommandContext ctx = context();
     ctx.timeout_ms = zero_command_timeout_ms(bytes, ctx.timeout_ms);
     const AlignedBuffer zeros = AlignedBuffer::zeroed(info_.logical_block_size);
     std::string message;
     const int rc = sg_ll_write_same_16(
-        *lease->fd, ctx, step.lba, static_cast<std::uint32_t>(step.blocks),
+        *lease->channel, ctx, step.lba, static_cast<std::uint32_t>(step.blocks),
         step.kind == ZeroKind::write_same_unmap, {zeros.data(), zeros.size()}, message);
     if (rc == 0) {
         stats_.count_zeroing(step.kind, bytes);
-        return 0;
+        return IoResult::success(bytes);
     }
     if (is_refusal(rc))
-        return rc; // the caller falls back; not this disk's failure
-    return fail(rc, info_.name + ": " + message);
+        return IoResult::failure(rc, message); // the caller falls back; not this disk's failure
+    return failure(rc, message);
 }
 
-int SgDisk::zero_blocks(std::uint64_t lba, std::uint64_t blocks)
+IoResult Engine::zero_blocks(std::uint64_t lba, std::uint64_t blocks)
 {
     const std::uint64_t end = lba + blocks;
     std::uint64_t at = lba;
@@ -101,17 +106,17 @@ int SgDisk::zero_blocks(std::uint64_t lba, std::uint64_t blocks)
     // good and plans the rest again from the refused step, so this ends.
     while (at < end) {
         for (const ZeroStep &step : plan_zeroing(at, end - at, current_zero_means())) {
-            if (gone_)
-                return fail(-ENODEV, info_.name + ": device is gone");
-            const int rc = step.kind == ZeroKind::host_write
-                               ? write_zero_blocks(step.lba, step.blocks)
-                               : run_zero_command(step);
-            if (rc == 0) {
+            if (IoResult present = check_present(); !present.ok())
+                return present;
+            IoResult done = step.kind == ZeroKind::host_write
+                                ? write_zero_blocks(step.lba, step.blocks)
+                                : run_zero_command(step);
+            if (done.ok()) {
                 at = step.lba + step.blocks;
                 continue;
             }
-            if (step.kind == ZeroKind::host_write || !is_refusal(rc))
-                return rc;
+            if (step.kind == ZeroKind::host_write || !is_refusal(done.error))
+                return done;
             if (step.kind == ZeroKind::write_same_unmap)
                 write_same_unmap_refused_ = true;
             else
@@ -121,25 +126,24 @@ int SgDisk::zero_blocks(std::uint64_t lba, std::uint64_t blocks)
             break;
         }
     }
-    return 0;
+    return IoResult::success(blocks * info_.logical_block_size);
 }
 
-int SgDisk::zero_range(std::uint64_t offset, std::uint64_t length)
+IoResult Engine::zero_within(std::uint64_t offset, std::uint64_t length)
 {
     const AlignedBuffer zeros = AlignedBuffer::zeroed(info_.logical_block_size);
-    std::uint64_t wanted = 0;
-    return write_pieces(
-        "zeroing", offset, length, wanted,
+    IoResult result = write_pieces(
+        offset, length,
         [&](std::uint64_t lba, std::uint32_t skip, std::uint64_t bytes, std::uint64_t) {
-            if (int err = read_modify_write(DataPath::write, lba, skip, zeros.data(), bytes);
-                err != 0)
-                return err;
-            stats_.count_zeroing(ZeroKind::host_write, bytes);
-            return 0;
+            IoResult written = read_modify_write(DataPath::write, lba, skip, zeros.data(), bytes);
+            if (written.ok())
+                stats_.count_zeroing(ZeroKind::host_write, bytes);
+            return written;
         },
         [&](std::uint64_t lba, std::uint64_t blocks, std::uint64_t) {
             return zero_blocks(lba, blocks);
         });
+    return result.ok() ? IoResult::success(length) : result;
 }
 
 } // namespace sgfs

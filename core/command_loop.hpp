@@ -1,0 +1,76 @@
+// One SCSI command's life on a channel, the same for every command sgfs sends (probing,
+// READ and WRITE from any path, read-ahead, copies, WRITE SAME, SYNCHRONIZE CACHE):
+// submit → reap → classify (sense, core/sense.cpp) → retry → count. Callers that want
+// several commands in flight start each on its own channel and finish them later; the
+// rule below applies to all of them alike.
+//
+// The retry rule:
+//   - unit attention, aborted command, busy, a becoming-ready device and the host's
+//     "retry" verdicts (classify()'s `retryable`) are tried again on the same channel up
+//     to CommandContext::retries more times, at once after a unit attention, else after
+//     50, 100, 200, ... ms (at most 1 s);
+//   - a timeout is not tried again: a command that times out costs its timeout once and
+//     fails with ETIMEDOUT (the device had all of it; a second try doubles the wait);
+//   - every other error fails at once;
+//   - a READ or WRITE that ends GOOD with a residual (a short transfer) is re-issued for the
+//     blocks not moved; one that moved nothing spends a retry, so it ends;
+//   - every failed attempt is counted in DeviceStats errors, every retry in `retries`, every
+//     successful data transfer in the mode and path counters.
+#pragma once
+
+#include "channel.hpp"
+#include "sgfs/disk.hpp"
+#include "sgfs/stats.hpp"
+
+#include <cstdint>
+#include <optional>
+#include <span>
+
+namespace sgfs
+{
+
+struct CommandContext {
+    unsigned timeout_ms = 60000;
+    unsigned retries = 3;           // extra attempts for retryable outcomes
+    DeviceStats *stats = nullptr;   // counts retries, errors and transfer modes
+    DataPath path = DataPath::none; // what data commands are for, in the per-path counts
+    bool staged = false;            // sgfs copies the data in user space (see DeviceStats)
+};
+
+// The blocks of a READ or WRITE: what the remainder of a short transfer is re-issued from.
+struct BlockSpan {
+    bool write = false;
+    std::uint64_t lba = 0;
+    std::uint32_t blocks = 0;
+    std::uint32_t block_size = 512;
+    bool fua = false;
+};
+
+struct Command {
+    SgRequest request;
+    std::optional<BlockSpan> blocks; // set for READ and WRITE
+};
+
+// READ or WRITE of `span` with its data at `data` (ignored in mmap mode: the channel's
+// mapping), in `mode`.
+Command block_command(const BlockSpan &span, void *data, TransferMode mode, unsigned timeout_ms);
+
+// Queues `command` on `channel`. 0, or a failure that names the command.
+IoResult start_command(Channel &channel, const Command &command);
+// Completes the command started on `channel`, with the retry rule above (re-submitting on
+// the same channel). Returns the bytes moved or the failure, counted in context.stats.
+IoResult finish_command(Channel &channel, Command &command, const CommandContext &context);
+// Waits for the command started on `channel` to end and forgets it, neither retried nor
+// counted: read-ahead nobody wants any more.
+void abandon_command(Channel &channel);
+// Both: one command, synchronously.
+IoResult run_command(Channel &channel, Command &command, const CommandContext &context);
+
+// Runs commands[i] on channels[i], all in flight at once (as many channels as commands),
+// and finishes every one of them, errors or not, so that each channel is idle after.
+// Returns the bytes of the commands that succeeded before the first that failed (in
+// order) and that failure, or all the bytes.
+IoResult run_in_flight(std::span<Command> commands, std::span<Channel *const> channels,
+                       const CommandContext &context);
+
+} // namespace sgfs

@@ -1,0 +1,158 @@
+// Engine: the Disk over one logical unit, reached through a Transport (channel.hpp). It owns
+// the unit's channels (two pools and the read-ahead's own), its IO policy (io_policy.hpp)
+// and its counters, and turns byte ranges into block commands that all run through one
+// loop (command_loop.hpp). Reads, read-ahead, writes, zeroing and copies only plan block
+// ranges; splitting, keeping commands in flight, retries and counting are the loop's.
+// Private to core: the rest of the program sees it as a Disk (sgfs/disk.hpp).
+//
+// Files: engine.cpp (open, probe, channels), engine_io.cpp (reads, writes, flush),
+// engine_zero.cpp (zeroing), engine_copy.cpp (copies between two engines), readahead.cpp.
+//
+// Lock order: RangeLock (a write's blocks) before the Readahead mutex before a Pool lease;
+// never the other way. A copy takes the destination's RangeLock, then the two engines'
+// pools in address order.
+#pragma once
+
+#include "channel.hpp"
+#include "command_loop.hpp"
+#include "io_policy.hpp"
+#include "range_lock.hpp"
+#include "readahead.hpp"
+#include "sgfs/disk.hpp"
+#include "slot.hpp"
+#include "zero_plan.hpp"
+
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+namespace sgfs
+{
+
+inline constexpr std::size_t direct_io_alignment = 512;
+
+class Engine final : public Disk
+{
+  public:
+    // Opens the unit behind `transport` and probes it (identity, capacity, limits,
+    // provisioning), then opens its channels. On failure returns -errno and one line.
+    static int open(std::unique_ptr<Transport> transport, const DiskOptions &options,
+                    std::unique_ptr<Engine> &out, std::string &message);
+
+    const DiskInfo &info() const override { return info_; }
+    void end_reader(ReaderId reader) override { readahead_.end_reader(reader); }
+    DeviceStatsSnapshot stats() const override { return stats_.snapshot(); }
+    EnginePin pin() override { return {this, {}, {}, {}}; }
+
+    // engine_copy.cpp: `wanted` bytes (already cut to both disks, not empty, the
+    // destination writable: copy_range's checks) from `from` here to `to` on `target`,
+    // which may be this engine. A failure part-way returns the bytes copied before it.
+    IoResult copy_to(Engine &target, std::uint64_t from, std::uint64_t to, std::uint64_t wanted);
+
+  protected:
+    IoResult read_range(void *buffer, std::size_t length, std::uint64_t offset) override
+    {
+        return read_bytes(DataPath::read, buffer, length, offset);
+    }
+    ReadView view_range(std::size_t length, std::uint64_t offset, ReaderId reader) override;
+    IoResult write_range(const void *buffer, std::size_t length, std::uint64_t offset) override
+    {
+        return write_bytes(DataPath::write, buffer, length, offset);
+    }
+    IoResult zero_within(std::uint64_t offset, std::uint64_t length) override; // engine_zero.cpp
+    IoResult flush_cache() override;
+
+  private:
+    Engine(const DiskOptions &options, std::unique_ptr<Transport> transport);
+
+    // ---- engine.cpp ----
+    int probe(std::string &message);
+    int probe_identity(Channel &channel, std::string &message);
+    int open_slots(Pool<Slot> *pool, bool map, unsigned count,
+                   std::vector<std::unique_ptr<Slot>> &into, std::string &message);
+    int start_readahead(std::string &message);
+    Pool<Slot> &pool_for(TransferMode mode)
+    {
+        return mode == TransferMode::mmap ? mmap_pool_ : plain_pool_;
+    }
+    CommandContext context(DataPath path = DataPath::none, bool staged = false)
+    {
+        return {options_.timeout_seconds * 1000U, options_.retries, &stats_, path, staged};
+    }
+    // A failure of this unit: the message names it; ENODEV marks it gone.
+    IoResult failure(IoResult result);
+    IoResult failure(int error, const std::string &what)
+    {
+        return failure(IoResult::failure(error, what));
+    }
+    IoResult check_present();
+
+    // ---- engine_io.cpp ----
+    IoResult read_bytes(DataPath path, void *buffer, std::size_t length, std::uint64_t offset);
+    IoResult write_bytes(DataPath path, const void *buffer, std::size_t length,
+                         std::uint64_t offset);
+    // Whole blocks between the device and `data`, split into commands of at most max_blocks_,
+    // up to queue_depth of them in flight at once, each placed by the policy.
+    IoResult transfer_blocks(DataPath path, bool write, std::uint64_t lba, std::uint64_t blocks,
+                             std::uint8_t *data);
+    IoResult transfer_batch(DataPath path, bool write, std::uint64_t lba, std::uint64_t blocks,
+                            std::uint8_t *data, Placement placement);
+    IoResult read_modify_write(DataPath path, std::uint64_t lba, std::uint32_t skip,
+                               const std::uint8_t *data, std::uint64_t length);
+    // What writes and zeroing share: the blocks held against overlapping writes, read-ahead
+    // windows dropped before and after (one read ahead meanwhile may hold old or new data),
+    // and the range walked as a partial head, whole blocks and a partial tail. The range is
+    // inside the disk and not empty (Disk's checks).
+    using PartialBlockWriter = std::function<IoResult(std::uint64_t lba, std::uint32_t skip,
+                                                      std::uint64_t bytes, std::uint64_t done)>;
+    using WholeBlockWriter =
+        std::function<IoResult(std::uint64_t lba, std::uint64_t blocks, std::uint64_t done)>;
+    IoResult write_pieces(std::uint64_t offset, std::uint64_t length,
+                          const PartialBlockWriter &partial, const WholeBlockWriter &whole);
+
+    // ---- engine_zero.cpp ----
+    // Reads VPD B2 (when listed) into info_.provisioning, with what READ CAPACITY(16) and
+    // VPD B0 said, and derives the zeroing means.
+    void probe_provisioning(Channel &channel, const Capacity &capacity, const BlockLimits &limits,
+                            bool has_b2_page);
+    ZeroMeans current_zero_means() const;
+    // Whole blocks by the plan; a command the device refuses is remembered, counted as a
+    // fallback, and the rest of the range (from the refused step on) planned again
+    // without it.
+    IoResult zero_blocks(std::uint64_t lba, std::uint64_t blocks);
+    IoResult run_zero_command(const ZeroStep &step);
+    IoResult write_zero_blocks(std::uint64_t lba, std::uint64_t blocks);
+
+    // ---- engine_copy.cpp ----
+    struct CopyStage;
+    IoResult staged_copy_to(Engine &target, std::uint64_t from, std::uint64_t to,
+                            std::uint64_t length);
+    // These return, in bytes, the blocks copied in the order the chunks go, before the
+    // first chunk that failed.
+    IoResult pipelined_copy_to(Engine &target, std::uint64_t source_lba,
+                               std::uint64_t destination_lba, std::uint64_t blocks, bool backwards);
+    IoResult copy_turn(Engine &target, std::span<const CopyStage> chunks);
+    IoResult run_copy_stages(Engine &target, std::span<CopyStage> stages,
+                             std::span<const CopyStage> chunks, const CopyPlacement &placement);
+
+    DiskOptions options_;
+    std::unique_ptr<Transport> transport_;
+    DiskInfo info_;
+    IoPolicy policy_;
+    std::uint32_t max_blocks_ = 1;
+    DeviceStats stats_;
+    std::vector<std::unique_ptr<Slot>> slots_;
+    Pool<Slot> plain_pool_; // indirect and direct IO
+    Pool<Slot> mmap_pool_;  // mmap IO only: an indirect command would take the reserve buffer
+    RangeLock write_ranges_;
+    Readahead readahead_;
+    std::atomic<bool> gone_{false};
+    ZeroMeans zero_means_; // as probed; the refusals below take means away
+    std::atomic<bool> write_same_unmap_refused_{false};
+    std::atomic<bool> write_same_refused_{false};
+};
+
+} // namespace sgfs
