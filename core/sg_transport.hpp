@@ -41,20 +41,25 @@ class SgFd final : public Channel
     std::span<std::uint8_t> mmap_area() const override { return {mapping_, mapping_size_}; }
     // BLKSECTGET: on sg it returns the maximum transfer in bytes, not sectors.
     long max_transfer_bytes() const override;
-    // The asynchronous pair (write() then read() on the fd); see Channel.
+    // The asynchronous pair (write() then read() on the fd); see Channel. write() needs an
+    // fd open for writing: on a read-only one submit() runs the command at once through
+    // the SG_IO ioctl and reap() returns its completion.
     int submit(const SgRequest &request) override;
     int reap(SgCompletion &done) override;
     bool pending() const override { return pending_; }
 
   private:
     static constexpr std::uint8_t sense_capacity = 64;
-    SgFd(int fd, int version) : fd_(fd), version_(version) {}
+    SgFd(int fd, int version, bool read_only) : fd_(fd), version_(version), read_only_(read_only)
+    {
+    }
     static void fill_header(const SgRequest &request, sg_io_hdr &hdr, Cdb &cdb,
                             std::uint8_t *sense);
     static void finish(const SgRequest &request, const sg_io_hdr &hdr, const Cdb &cdb,
                        const std::uint8_t *sense, SgCompletion &done);
     int fd_ = -1;
     int version_ = 0;
+    bool read_only_ = false;
     std::size_t reserve_ = 0;
     std::uint8_t *mapping_ = nullptr;
     std::size_t mapping_size_ = 0;
@@ -63,6 +68,8 @@ class SgFd final : public Channel
     SgRequest pending_request_;
     Cdb pending_cdb_;
     std::uint8_t pending_sense_[sense_capacity] = {};
+    bool completed_ = false; // read-only: the pending command already ran
+    SgCompletion completion_;
 };
 
 // The sg node at `path` as a Transport: each channel is an fd of its own with its own
