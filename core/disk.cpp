@@ -159,10 +159,14 @@ IoResult copy_range(Disk &source, std::uint64_t from, Disk &destination, std::ui
             return out.unavailable;
         }
         IoResult result = copy_once(source, in, from, destination, out, to, wanted);
-        if (result.ok() || result.bytes > 0)
+        if (result.ok() || result.bytes > 0 || !first)
             return result;
-        const EnginePin &blamed = result.end == IoEnd::destination ? out : in;
-        if (!first || !blamed.failed || !blamed.failed(result))
+        const auto ask = std::move(result.end == IoEnd::destination ? out.failed : in.failed);
+        // The pins go first: the engine that failed must not count as IO in flight while
+        // the disk looks for its device again.
+        in = {};
+        out = {};
+        if (!ask || !ask(result))
             return result;
     }
 }

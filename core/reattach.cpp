@@ -122,7 +122,11 @@ class ReattachingDisk final : public Disk
             return none;
         }
         EnginePin pin = disk->pin();
-        pin.failed = [this, disk](const IoResult &failure) { return after_failure(disk, failure); };
+        // Not the disk itself: the caller drops its pins before it asks, so that the lost
+        // disk no longer counts as IO in flight and the one found can be swapped in.
+        pin.failed = [this, node = disk.get(), node_info = disk->info()](const IoResult &failure) {
+            return after_failure(node, node_info, failure);
+        };
         pin.hold = std::move(disk);
         return pin;
     }
@@ -139,7 +143,8 @@ class ReattachingDisk final : public Disk
         std::shared_ptr<Disk> held;
         const IoResult result = run_on([&](const std::shared_ptr<Disk> &disk) {
             view = disk->read_view(length, offset, reader);
-            held = disk;
+            // Held only when it worked: a lost disk must not count as IO in flight.
+            held = view.result().ok() ? disk : nullptr;
             return view.result();
         });
         if (!result.ok())
@@ -174,11 +179,13 @@ class ReattachingDisk final : public Disk
     template <typename Operation> IoResult run_on(Operation operation);
     // `failure` came from IO on `disk` (a copy's, run on its pin): when it means the path
     // is lost, marks it gone and looks once for the device at once; true when it is back.
-    bool after_failure(const std::shared_ptr<Disk> &disk, const IoResult &failure);
+    bool after_failure(const Disk *disk, const DiskInfo &node, const IoResult &failure);
     std::shared_ptr<Disk> acquire();
     std::shared_ptr<Disk> search(bool now_regardless = false);
-    bool lost(const Disk &disk, int error) const;
-    void mark_gone(const std::shared_ptr<Disk> &disk, const std::string &why);
+    // `node` is the disk's info (its sg name and hctl say where to look in sysfs).
+    bool lost(const DiskInfo &node, int error) const;
+    // Swaps `disk` out when it is still the one in use (compared, never dereferenced).
+    void mark_gone(const Disk *disk, const DiskInfo &node, const std::string &why);
     void fold_idle_retiring_locked();
     IoResult fail_gone();
     std::string who() const { return name_ + (stable_id_.empty() ? "" : " (" + stable_id_ + ")"); }
@@ -210,9 +217,9 @@ template <typename Operation> IoResult ReattachingDisk::run_on(Operation operati
         return fail_gone();
     for (bool first = true;; first = false) {
         IoResult result = operation(disk);
-        if (result.ok() || !lost(*disk, result.error))
+        if (result.ok() || !lost(disk->info(), result.error))
             return result;
-        mark_gone(disk, result.message);
+        mark_gone(disk.get(), disk->info(), result.message);
         disk.reset(); // ours must not count as IO still running on it
         // The device may be back already on another node (a re-login while this disk
         // was idle): one look at once, and the operation once more there. Reads and
@@ -224,15 +231,15 @@ template <typename Operation> IoResult ReattachingDisk::run_on(Operation operati
     }
 }
 
-bool ReattachingDisk::after_failure(const std::shared_ptr<Disk> &disk, const IoResult &failure)
+bool ReattachingDisk::after_failure(const Disk *disk, const DiskInfo &node, const IoResult &failure)
 {
-    if (!lost(*disk, failure.error))
+    if (!lost(node, failure.error))
         return false;
-    mark_gone(disk, failure.message);
+    mark_gone(disk, node, failure.message);
     return search(true) != nullptr;
 }
 
-bool ReattachingDisk::lost(const Disk &disk, int rc) const
+bool ReattachingDisk::lost(const DiskInfo &node, int rc) const
 {
     // ENODEV: the sg node is detached (logout, removal) or the host said DID_NO_CONNECT /
     // DID_BAD_TARGET. ENXIO: an offline device refuses to be opened.
@@ -243,7 +250,7 @@ bool ReattachingDisk::lost(const Disk &disk, int rc) const
         return false;
     // A command failed after the transport gave up (DID_TRANSPORT_FAILFAST once the
     // initiator's replacement timeout expired is an EIO): sysfs tells.
-    return is_lost_device_state(env_.device_state(disk.info().name, disk.info().hctl));
+    return is_lost_device_state(env_.device_state(node.name, node.hctl));
 }
 
 void ReattachingDisk::fold_idle_retiring_locked()
@@ -257,13 +264,12 @@ void ReattachingDisk::fold_idle_retiring_locked()
     });
 }
 
-void ReattachingDisk::mark_gone(const std::shared_ptr<Disk> &disk, const std::string &why)
+void ReattachingDisk::mark_gone(const Disk *disk, const DiskInfo &node, const std::string &why)
 {
-    const DiskInfo lost = disk->info();
     {
         std::lock_guard lock(mutex_);
         // Another thread saw the loss first, or a fresh disk is already in.
-        if (current_ != disk)
+        if (current_.get() != disk)
             return;
         retiring_.push_back(std::move(current_));
         current_.reset();
@@ -272,7 +278,7 @@ void ReattachingDisk::mark_gone(const std::shared_ptr<Disk> &disk, const std::st
         next_search_ = env_.now() + env_.retry_interval;
     }
     if (env_.release_claim)
-        env_.release_claim(lost);
+        env_.release_claim(node);
     env_.log("sgfs: " + who() + ": device lost: " + why + "; IO fails with ENODEV until " +
              (stable_id_.empty() ? std::string("remounted (no stable id to find it by)")
                                  : "a disk with the same id is back"));

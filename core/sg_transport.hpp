@@ -50,9 +50,7 @@ class SgFd final : public Channel
 
   private:
     static constexpr std::uint8_t sense_capacity = 64;
-    SgFd(int fd, int version, bool read_only) : fd_(fd), version_(version), read_only_(read_only)
-    {
-    }
+    SgFd(int fd, int version, bool read_only) : fd_(fd), version_(version), read_only_(read_only) {}
     static void fill_header(const SgRequest &request, sg_io_hdr &hdr, Cdb &cdb,
                             std::uint8_t *sense);
     static void finish(const SgRequest &request, const sg_io_hdr &hdr, const Cdb &cdb,
