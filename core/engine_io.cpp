@@ -124,8 +124,11 @@ ReadView Engine::view_range(std::size_t length, std::uint64_t offset, ReaderId r
         // Queue what follows first, so the device works while this reply is copied.
         readahead_.advance({plan.first_lba, plan.block_count}, reader,
                            info_.capacity_bytes / block);
-        if (std::optional<ReadView> served = readahead_.serve(offset, length, reader))
+        if (std::optional<ReadView> served = readahead_.serve(offset, length, reader)) {
+            if (!served->result().ok())
+                return ReadView(failure(served->result()));
             return std::move(*served);
+        }
     }
     const std::uint64_t chunks = (plan.block_count + max_blocks_ - 1) / max_blocks_;
     if (!plan.aligned() || chunks > std::max(1U, options_.queue_depth))

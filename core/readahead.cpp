@@ -268,6 +268,7 @@ std::optional<ReadView> Readahead::serve(std::uint64_t offset, std::uint64_t len
         reap(*window);
 
     bool all_good = true;
+    IoResult final_failure = IoResult::success(0);
     {
         std::unique_lock lock(mutex_);
         if (!to_reap.empty())
@@ -279,13 +280,21 @@ std::optional<ReadView> Readahead::serve(std::uint64_t offset, std::uint64_t len
             });
         });
         // A window that went stale meanwhile was overwritten while this read ran: either
-        // content answers it. A failed one does not: the normal read reports the error.
-        for (const Window *window : used)
+        // content answers it. A failed one does not: the normal read reports the error,
+        // unless the device timed out or went away, which the same read again would only
+        // meet a second time.
+        for (const Window *window : used) {
             all_good = all_good && window->state == State::done;
+            if (window->state == State::failed && final_failure.ok() &&
+                (window->failure.error == -ETIMEDOUT || window->failure.error == -ENODEV))
+                final_failure = window->failure;
+        }
     }
 
     if (!all_good) {
         release(used);
+        if (!final_failure.ok())
+            return ReadView(std::move(final_failure));
         return std::nullopt;
     }
     std::vector<iovec> parts;

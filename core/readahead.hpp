@@ -61,8 +61,9 @@ class Readahead
     void advance(const BlockRange &request, ReaderId reader, std::uint64_t capacity_blocks);
     // Serves the bytes [offset, offset + length) if windows read ahead for `reader` hold all
     // of them: a view of their memory, which they keep until it goes. Nothing when they do
-    // not (or a read-ahead command failed): the caller reads the normal way, which also
-    // reports errors properly.
+    // not, or a read-ahead command failed: the caller reads the normal way, which also
+    // reports errors properly. A failed view when a window's command timed out or found the
+    // device gone: reading again would wait a second timeout for the same answer.
     std::optional<ReadView> serve(std::uint64_t offset, std::uint64_t length, ReaderId reader);
     // `reader` reads no more: its streams end and its windows are freed (a command in
     // flight is reaped first). Call with none of its reads running.
@@ -75,7 +76,8 @@ class Readahead
     enum class State { idle, in_flight, reaping, done, failed };
     struct Window {
         Slot *slot = nullptr;
-        Command command; // the read in flight, or the last one
+        Command command;  // the read in flight, or the last one
+        IoResult failure; // the last one's, when it failed
         State state = State::idle;
         bool stale = false;
         unsigned users = 0; // readers holding its memory or waiting for it
