@@ -117,14 +117,9 @@ int mount_command(const CommandLine &command)
     MountOptions options = command.options;
     const auto claims = std::make_shared<DiskClaims>(mountpoint, system_in_use());
     options.disk.claims = claims;
-    const DiskOptions &disk_options = options.disk;
-    OpenedDisks opened = open_source_disks(
-        spec, enumerate_sg_devices(),
-        [&disk_options](const std::string &path, std::unique_ptr<Disk> &disk,
-                        std::string &message) {
-            return Disk::open(path, disk_options, disk, message);
-        },
-        [&claims](const DiskInfo &disk) { return claims->claim(disk); });
+    OpenedDisks opened =
+        open_source_disks(spec, enumerate_sg_devices(), disk_opener(options.disk),
+                          [&claims](const DiskInfo &disk) { return claims->claim(disk); });
     for (const std::string &warning : opened.warnings)
         std::fprintf(stderr, "%s\n", warning.c_str());
     if (!opened.error.empty()) {
@@ -133,7 +128,7 @@ int mount_command(const CommandLine &command)
     }
     // allow_dio is the driver's, not a disk's: one line says it for all of them.
     for (const auto &disk : opened.disks)
-        if (const std::string why = io_mode_fallback(disk_options.io_mode, disk->info().allow_dio);
+        if (const std::string why = io_mode_fallback(options.disk.io_mode, disk->info().allow_dio);
             !why.empty()) {
             std::fprintf(stderr, "sgfs: warning: %s\n", why.c_str());
             break;

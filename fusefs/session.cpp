@@ -188,11 +188,7 @@ int serve(Filesystem &filesystem, const MountOptions &options, const SessionSett
         // The disks were opened before the fork (so that a bad one fails the mount while
         // the caller still waits); the sg driver wants them opened by this process.
         std::string message;
-        const DiskOptions &disk_options = options.disk;
-        const DiskOpener open_disk =
-            [&disk_options](const std::string &path, std::unique_ptr<Disk> &disk,
-                            std::string &why) { return Disk::open(path, disk_options, disk, why); };
-        if (filesystem.reopen_disks(open_disk, message) < 0) {
+        if (filesystem.reopen_disks(disk_opener(options.disk), message) < 0) {
             fuse_log(FUSE_LOG_ERR, "%s; unmounting\n", message.c_str());
             return 1;
         }

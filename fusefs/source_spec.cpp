@@ -350,4 +350,11 @@ OpenedDisks open_source_disks(SourceSpec spec, const std::vector<SgDeviceEntry> 
     return result;
 }
 
+DiskOpener disk_opener(const DiskOptions &options)
+{
+    return [options](const std::string &path, std::unique_ptr<Disk> &disk, std::string &message) {
+        return Disk::open(path, options, disk, message);
+    };
+}
+
 } // namespace sgfs::fusefs

@@ -39,6 +39,8 @@ struct OpenedDisks {
 
 using DiskOpener = std::function<int(const std::string &sg_path, std::unique_ptr<Disk> &out,
                                      std::string &message)>;
+// Disk::open with `options`: how the mount opens its disks, before and after daemonizing.
+DiskOpener disk_opener(const DiskOptions &options);
 // Takes an opened disk for the mount (DiskClaims::claim): "" or why not, worded to follow
 // "<disk> is " ("in use: /dev/sda1 mounted at /boot").
 using DiskClaimer = std::function<std::string(const DiskInfo &disk)>;
