@@ -30,6 +30,7 @@ constexpr std::uint8_t fua_bit = 0x08;        // READ/WRITE(10)/(16) byte 1
 constexpr std::uint8_t dbd_bit = 0x08;        // MODE SENSE(10) byte 1
 constexpr std::uint8_t page_code_mask = 0x3f; // MODE SENSE page code; PC (bits 7-6) stays 0
 constexpr std::uint8_t read_capacity_16_service_action = 0x10;
+constexpr std::uint8_t get_lba_status_service_action = 0x12;
 constexpr std::uint8_t write_same_unmap_bit = 0x08; // WRITE SAME(16) byte 1
 
 constexpr std::size_t unmap_header_size = 8;
@@ -44,6 +45,9 @@ constexpr std::size_t designator_header_size = 4;
 constexpr std::size_t read_capacity_10_size = 8;
 constexpr std::size_t read_capacity_16_size = 32;
 constexpr std::size_t mode_parameter_header_10_size = 8;
+constexpr std::size_t lba_status_header_size = 8;
+constexpr std::size_t lba_status_descriptor_size = 16;
+constexpr std::uint8_t provisioning_status_mask = 0x0f;
 
 namespace designator_type
 {
@@ -358,6 +362,15 @@ Cdb cdb_write_same_16(std::uint64_t lba, std::uint32_t blocks, bool unmap)
     return cdb;
 }
 
+Cdb cdb_get_lba_status(std::uint64_t lba, std::uint32_t allocation_length)
+{
+    Cdb cdb = make_cdb(opcode::service_action_in_16, 16);
+    cdb.bytes[1] = get_lba_status_service_action;
+    put_be(at(cdb, 2), lba);
+    put_be(at(cdb, 10), allocation_length);
+    return cdb;
+}
+
 std::vector<std::uint8_t> unmap_parameter_list(std::span<const UnmapRange> ranges)
 {
     if (ranges.size() > unmap_max_descriptors) {
@@ -551,6 +564,33 @@ int decode_read_capacity_16(std::span<const std::uint8_t> data, Capacity &out)
     capacity.thin_provisioned = (data[14] & 0x80) != 0;
     capacity.unmapped_reads_zero = (data[14] & 0x40) != 0;
     out = capacity;
+    return 0;
+}
+
+// The device reports from the LBA asked for up to some point of its choosing; the allocation
+// length may cut the list anywhere, so a partial last descriptor is dropped, not an error.
+int decode_get_lba_status(std::span<const std::uint8_t> data, std::vector<LbaStatus> &out)
+{
+    if (data.size() < lba_status_header_size) {
+        return -EPROTO;
+    }
+    // PARAMETER DATA LENGTH counts the bytes after itself.
+    const std::size_t reported = 4 + std::size_t{get_be<std::uint32_t>(data)};
+    const Bytes body = data.first(std::min(data.size(), reported)).subspan(lba_status_header_size);
+    std::vector<LbaStatus> found;
+    for (std::size_t offset = 0; offset + lba_status_descriptor_size <= body.size();
+         offset += lba_status_descriptor_size) {
+        const Bytes descriptor = body.subspan(offset, lba_status_descriptor_size);
+        LbaStatus status;
+        status.lba = get_be<std::uint64_t>(descriptor);
+        status.blocks = get_be<std::uint32_t>(descriptor.subspan(8));
+        status.provisioning_status = descriptor[12] & provisioning_status_mask;
+        if (status.blocks == 0) {
+            return -EPROTO;
+        }
+        found.push_back(status);
+    }
+    out = std::move(found);
     return 0;
 }
 

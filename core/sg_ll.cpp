@@ -1,5 +1,6 @@
 #include "sg_ll.hpp"
 
+#include <algorithm>
 #include <cerrno>
 
 namespace sgfs
@@ -142,6 +143,20 @@ int sg_ll_write_same_16(Channel &channel, const CommandContext &context, std::ui
         plain_command(cdb_write_same_16(lba, blocks, unmap), DataDirection::to_device,
                       const_cast<std::uint8_t *>(block.data()), block.size(), context);
     return run(channel, command, context, message);
+}
+
+int sg_ll_get_lba_status(Channel &channel, const CommandContext &context, std::uint64_t lba,
+                         std::size_t max_descriptors, std::vector<LbaStatus> &out,
+                         std::string &message)
+{
+    constexpr std::size_t header = 8;
+    constexpr std::size_t descriptor = 16;
+    const std::size_t length = header + descriptor * std::max<std::size_t>(1, max_descriptors);
+    const Cdb cdb = cdb_get_lba_status(lba, static_cast<std::uint32_t>(length));
+    std::vector<std::uint8_t> data(length);
+    if (int rc = run_data_in(channel, context, cdb, data, message); rc != 0)
+        return rc;
+    return decode_get_lba_status(data, out) == 0 ? 0 : malformed(cdb, message);
 }
 
 int sg_ll_read_write(Channel &channel, const CommandContext &context, const BlockSpan &span,

@@ -37,6 +37,11 @@ int sg_ll_unmap(Channel &channel, const CommandContext &context, std::span<const
 int sg_ll_write_same_16(Channel &channel, const CommandContext &context, std::uint64_t lba,
                         std::uint32_t blocks, bool unmap, std::span<const std::uint8_t> block,
                         std::string &message);
+// GET LBA STATUS from `lba`: the descriptors the device returned (at most
+// `max_descriptors`), which start at `lba` and may end anywhere before the end of the disk.
+int sg_ll_get_lba_status(Channel &channel, const CommandContext &context, std::uint64_t lba,
+                         std::size_t max_descriptors, std::vector<LbaStatus> &out,
+                         std::string &message);
 // READ or WRITE of `span`, data at `data` (ignored in mmap mode), in `mode`.
 int sg_ll_read_write(Channel &channel, const CommandContext &context, const BlockSpan &span,
                      void *data, TransferMode mode, std::string &message);

@@ -75,6 +75,9 @@ Cdb cdb_unmap(std::uint16_t parameter_list_length);
 // `unmap` the device may unmap them instead (SBC-3 5.42). blocks == 0 asks some devices for
 // "to the end of the medium": callers never send it.
 Cdb cdb_write_same_16(std::uint64_t lba, std::uint32_t blocks, bool unmap);
+// GET LBA STATUS (SERVICE ACTION IN(16), service action 0x12; SBC-3 5.6): the provisioning
+// status of the blocks from `lba` on, in as many descriptors as `allocation_length` holds.
+Cdb cdb_get_lba_status(std::uint64_t lba, std::uint32_t allocation_length);
 
 struct UnmapRange {
     std::uint64_t lba;
@@ -161,6 +164,21 @@ struct Capacity {
 // READ CAPACITY(10): last_lba 0xffffffff means "use (16)"; reported as-is.
 int decode_read_capacity_10(std::span<const std::uint8_t> data, Capacity &out);
 int decode_read_capacity_16(std::span<const std::uint8_t> data, Capacity &out);
+
+// One LBA status descriptor of GET LBA STATUS: `blocks` blocks from `lba` in one state.
+struct LbaStatus {
+    static constexpr std::uint8_t mapped = 0; // mapped, or (SBC-4) status unknown
+    static constexpr std::uint8_t deallocated = 1;
+    static constexpr std::uint8_t anchored = 2;
+
+    std::uint64_t lba = 0;
+    std::uint32_t blocks = 0;
+    std::uint8_t provisioning_status = mapped; // the low 4 bits of byte 12
+};
+// The descriptors present: a reply cut by the allocation length keeps its whole descriptors
+// (PARAMETER DATA LENGTH may count more than arrived); less than the 8-byte header, or a
+// descriptor of zero blocks, is -EPROTO.
+int decode_get_lba_status(std::span<const std::uint8_t> data, std::vector<LbaStatus> &out);
 
 // Write-protect bit of the MODE SENSE(10) header's device-specific parameter.
 int decode_mode_sense_10_write_protect(std::span<const std::uint8_t> data, bool &write_protected);

@@ -339,6 +339,15 @@ TEST_CASE("WRITE SAME(16)")
     }
 }
 
+TEST_CASE("GET LBA STATUS is SERVICE ACTION IN(16) with service action 0x12")
+{
+    const Cdb cdb = cdb_get_lba_status(0x0102030405060708, 0x00000418);
+    CHECK(cdb.length == 16);
+    CHECK(hex(cdb.view()) == hex(Bytes{0x9e, 0x12, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08,
+                                       0x00, 0x00, 0x04, 0x18, 0x00, 0x00}));
+    CHECK(command_name(cdb) == "Get LBA status(16)"); // libsgutils2's name
+}
+
 TEST_CASE("UNMAP parameter list")
 {
     SUBCASE("two ranges")
@@ -1146,4 +1155,61 @@ TEST_CASE("stable_id_from_serial sanitizes like the designator ids")
 {
     CHECK(stable_id_from_serial("  AB12/34 x  ") == "serial-AB12_34_x");
     CHECK(stable_id_from_serial("   ").empty());
+}
+
+TEST_CASE("GET LBA STATUS parameter data")
+{
+    std::vector<LbaStatus> status;
+    // SBC-3 Table 66: PARAMETER DATA LENGTH (4 bytes, counts what follows it), 4 reserved
+    // bytes, then 16-byte descriptors: LBA (8), NUMBER OF LOGICAL BLOCKS (4), provisioning
+    // status in the low nibble of byte 12, 3 reserved bytes.
+    const Bytes header_two = {0x00, 0x00, 0x00, 0x24, 0x00, 0x00, 0x00, 0x00};
+    const Bytes mapped_run = {0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00,
+                              0x00, 0x00, 0x00, 0x10, 0x00, 0x00, 0x00, 0x00};
+    const Bytes deallocated_run = {0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x10,
+                                   0x00, 0x01, 0x00, 0x00, 0xf1, 0x00, 0x00, 0x00};
+
+    SUBCASE("two descriptors")
+    {
+        REQUIRE(decode_get_lba_status(concat({header_two, mapped_run, deallocated_run}), status) ==
+                0);
+        REQUIRE(status.size() == 2);
+        CHECK(status[0].lba == 0x100000000);
+        CHECK(status[0].blocks == 16);
+        CHECK(status[0].provisioning_status == LbaStatus::mapped);
+        CHECK(status[1].lba == 0x100000010);
+        CHECK(status[1].blocks == 0x10000);
+        // The high nibble of byte 12 is reserved in SBC-3.
+        CHECK(status[1].provisioning_status == LbaStatus::deallocated);
+    }
+    SUBCASE("cut by the allocation length: whole descriptors kept, the partial one dropped")
+    {
+        const Bytes cut = first(concat({header_two, mapped_run, deallocated_run}), 8 + 16 + 5);
+        REQUIRE(decode_get_lba_status(cut, status) == 0);
+        REQUIRE(status.size() == 1);
+        CHECK(status[0].blocks == 16);
+    }
+    SUBCASE("bytes past PARAMETER DATA LENGTH are not descriptors")
+    {
+        const Bytes header_one = {0x00, 0x00, 0x00, 0x14, 0x00, 0x00, 0x00, 0x00};
+        REQUIRE(decode_get_lba_status(concat({header_one, mapped_run, deallocated_run}), status) ==
+                0);
+        CHECK(status.size() == 1);
+    }
+    SUBCASE("a header alone: no descriptors")
+    {
+        const Bytes header_none = {0x00, 0x00, 0x00, 0x04, 0x00, 0x00, 0x00, 0x00};
+        REQUIRE(decode_get_lba_status(header_none, status) == 0);
+        CHECK(status.empty());
+    }
+    SUBCASE("malformed")
+    {
+        status.push_back(LbaStatus{});
+        CHECK(decode_get_lba_status(first(header_two, 7), status) == -EPROTO);
+        Bytes empty_run = mapped_run;
+        empty_run[11] = 0x00;
+        CHECK(decode_get_lba_status(concat({header_two, empty_run, deallocated_run}), status) ==
+              -EPROTO);
+        CHECK(status.size() == 1); // untouched on failure
+    }
 }
