@@ -1,0 +1,1120 @@
+// The in-memory SCSI target: see memory_target.hpp. Field layouts are SPC-4's and SBC-3's, the
+// same tables core/cdb.cpp decodes; the target is written from the standard, not from the
+// decoders, so that a test through both checks one against the other.
+#include "memory_target.hpp"
+
+#include "byte_order.hpp"
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <optional>
+#include <stdexcept>
+
+namespace sgfs::test
+{
+namespace
+{
+
+using byte_order::get_be;
+using byte_order::put_be;
+
+using Bytes = std::vector<std::uint8_t>;
+
+namespace op
+{
+constexpr std::uint8_t test_unit_ready = 0x00;
+constexpr std::uint8_t inquiry = 0x12;
+constexpr std::uint8_t read_capacity_10 = 0x25;
+constexpr std::uint8_t read_10 = 0x28;
+constexpr std::uint8_t write_10 = 0x2a;
+constexpr std::uint8_t synchronize_cache_10 = 0x35;
+constexpr std::uint8_t unmap = 0x42;
+constexpr std::uint8_t mode_sense_10 = 0x5a;
+constexpr std::uint8_t read_16 = 0x88;
+constexpr std::uint8_t write_16 = 0x8a;
+constexpr std::uint8_t synchronize_cache_16 = 0x91;
+constexpr std::uint8_t write_same_16 = 0x93;
+constexpr std::uint8_t service_action_in_16 = 0x9e;
+} // namespace op
+
+constexpr std::uint8_t sa_read_capacity_16 = 0x10;
+constexpr std::uint8_t sa_get_lba_status = 0x12;
+
+// Sense keys (SPC-4 Table 47).
+constexpr std::uint8_t sk_not_ready = 0x02;
+constexpr std::uint8_t sk_medium_error = 0x03;
+constexpr std::uint8_t sk_illegal_request = 0x05;
+constexpr std::uint8_t sk_unit_attention = 0x06;
+constexpr std::uint8_t sk_data_protect = 0x07;
+constexpr std::uint8_t sk_aborted_command = 0x0b;
+
+// Additional sense codes used here.
+constexpr std::uint8_t asc_invalid_opcode = 0x20;
+constexpr std::uint8_t asc_lba_out_of_range = 0x21;
+constexpr std::uint8_t asc_invalid_field_in_cdb = 0x24;
+constexpr std::uint8_t asc_invalid_field_in_parameters = 0x26;
+constexpr std::uint8_t asc_write_protected = 0x27;
+
+constexpr std::uint8_t status_check_condition = 0x02;
+constexpr std::uint8_t status_busy = 0x08;
+constexpr std::uint16_t did_no_connect = 0x01;
+constexpr std::uint16_t did_time_out = 0x03;
+constexpr std::uint16_t driver_timeout = 0x06;
+constexpr std::uint16_t driver_sense = 0x08;
+
+constexpr std::size_t mapping_alignment = 4096;
+
+// Fixed format sense (SPC-4 4.5.3), with INFORMATION when given (the store is in memory, so
+// every LBA fits its 4 bytes).
+Bytes sense_bytes(std::uint8_t key, std::uint8_t asc, std::uint8_t ascq,
+                  std::optional<std::uint64_t> information)
+{
+    Bytes sense(18, 0);
+    sense[0] = information ? 0xf0 : 0x70; // VALID, current error
+    sense[2] = key;
+    if (information)
+        put_be(std::span(sense).subspan(3), static_cast<std::uint32_t>(*information));
+    sense[7] = 10; // additional sense length
+    sense[12] = asc;
+    sense[13] = ascq;
+    return sense;
+}
+
+// The text fields of INQUIRY: left-aligned, space padded.
+void put_text(std::span<std::uint8_t> out, std::string_view text)
+{
+    std::fill(out.begin(), out.end(), ' ');
+    std::copy_n(text.begin(), std::min(text.size(), out.size()), out.begin());
+}
+
+// A VPD 0x83 designation descriptor (SPC-4 7.8.6.1), association 0 (logical unit).
+void append_designator(Bytes &page, std::uint8_t code_set, std::uint8_t type,
+                       std::span<const std::uint8_t> value)
+{
+    const std::size_t at = page.size();
+    page.resize(at + 4 + value.size(), 0);
+    page[at] = code_set;
+    page[at + 1] = type;
+    page[at + 3] = static_cast<std::uint8_t>(value.size());
+    std::copy(value.begin(), value.end(), page.begin() + static_cast<std::ptrdiff_t>(at + 4));
+}
+
+bool is_read(std::uint8_t opcode)
+{
+    return opcode == op::read_10 || opcode == op::read_16;
+}
+
+bool is_write(std::uint8_t opcode)
+{
+    return opcode == op::write_10 || opcode == op::write_16;
+}
+
+bool is_sync(std::uint8_t opcode)
+{
+    return opcode == op::synchronize_cache_10 || opcode == op::synchronize_cache_16;
+}
+
+bool is_get_lba_status(const Cdb &cdb)
+{
+    return cdb.bytes[0] == op::service_action_in_16 && (cdb.bytes[1] & 0x1f) == sa_get_lba_status;
+}
+
+// The commands that change the medium: an fd opened read-only may not send them.
+bool changes_medium(std::uint8_t opcode)
+{
+    return is_write(opcode) || is_sync(opcode) || opcode == op::unmap ||
+           opcode == op::write_same_16;
+}
+
+bool in_class(Ops ops, const Cdb &cdb)
+{
+    const std::uint8_t opcode = cdb.bytes[0];
+    switch (ops) {
+    case Ops::any:
+        return true;
+    case Ops::read:
+        return is_read(opcode);
+    case Ops::write:
+        return is_write(opcode);
+    case Ops::data:
+        return is_read(opcode) || is_write(opcode);
+    case Ops::sync:
+        return is_sync(opcode);
+    case Ops::write_same:
+        return opcode == op::write_same_16;
+    case Ops::unmap:
+        return opcode == op::unmap;
+    case Ops::get_lba_status:
+        return is_get_lba_status(cdb);
+    }
+    return false;
+}
+
+bool is_attention(FaultKind kind)
+{
+    return kind == FaultKind::power_on_attention || kind == FaultKind::capacity_changed;
+}
+
+std::span<const std::uint8_t> cdb_at(const Cdb &cdb, std::size_t offset)
+{
+    return std::span<const std::uint8_t>(cdb.bytes).subspan(offset);
+}
+
+// The blocks a command addresses as its CDB says, where it has any; GET LBA STATUS is taken
+// as its starting block.
+struct Extent {
+    std::uint64_t lba = 0;
+    std::uint64_t blocks = 0;
+    bool present = false;
+};
+
+Extent extent_of(const Cdb &cdb)
+{
+    const std::uint8_t opcode = cdb.bytes[0];
+    Extent extent;
+    if (opcode == op::read_10 || opcode == op::write_10 || opcode == op::synchronize_cache_10) {
+        extent = {get_be<std::uint32_t>(cdb_at(cdb, 2)), get_be<std::uint16_t>(cdb_at(cdb, 7)),
+                  true};
+    } else if (opcode == op::read_16 || opcode == op::write_16 ||
+               opcode == op::synchronize_cache_16 || opcode == op::write_same_16) {
+        extent = {get_be<std::uint64_t>(cdb_at(cdb, 2)), get_be<std::uint32_t>(cdb_at(cdb, 10)),
+                  true};
+    } else if (is_get_lba_status(cdb)) {
+        extent = {get_be<std::uint64_t>(cdb_at(cdb, 2)), 1, true};
+    }
+    return extent;
+}
+
+// The blocks a fault rule's range is matched against: SYNCHRONIZE CACHE of 0 blocks covers
+// the rest of the medium.
+Extent matched_extent(const Cdb &cdb, std::uint64_t block_count)
+{
+    Extent extent = extent_of(cdb);
+    if (is_sync(cdb.bytes[0]) && extent.blocks == 0)
+        extent.blocks = extent.lba < block_count ? block_count - extent.lba : 1;
+    return extent;
+}
+
+// UNMAP's parameter list as its descriptors, if it parses.
+struct UnmapList {
+    std::vector<std::pair<std::uint64_t, std::uint32_t>> ranges;
+    bool valid = false;
+};
+
+UnmapList parse_unmap(std::span<const std::uint8_t> list)
+{
+    UnmapList out;
+    if (list.size() < 8)
+        return out;
+    const std::size_t descriptors = get_be<std::uint16_t>(list.subspan(2)) / 16;
+    if (8 + descriptors * 16 > list.size())
+        return out;
+    for (std::size_t i = 0; i < descriptors; ++i) {
+        const auto descriptor = list.subspan(8 + 16 * i);
+        out.ranges.emplace_back(get_be<std::uint64_t>(descriptor),
+                                get_be<std::uint32_t>(descriptor.subspan(8)));
+    }
+    out.valid = true;
+    return out;
+}
+
+Extent extent_of_unmap(std::span<const std::uint8_t> list)
+{
+    const UnmapList parsed = parse_unmap(list);
+    if (parsed.ranges.empty())
+        return {};
+    std::uint64_t first = ~0ULL, end = 0;
+    for (const auto &[lba, blocks] : parsed.ranges) {
+        first = std::min(first, lba);
+        end = std::max(end, lba + blocks);
+    }
+    return {first, end - first, true};
+}
+
+bool overlaps(const Fault &fault, const Extent &extent)
+{
+    if (fault.blocks == 0)
+        return true;
+    return extent.present && extent.lba < fault.lba + fault.blocks &&
+           fault.lba < extent.lba + extent.blocks;
+}
+
+// What the data of a command must be, for the Channel contract: its direction and the bytes
+// it needs at least (data-in commands may ask for less than their allocation length).
+struct DataNeed {
+    bool known = true; // a command the target knows: else whatever comes is refused later
+    DataDirection direction = DataDirection::none;
+    std::size_t at_least = 0;
+};
+
+DataNeed data_need(const Cdb &cdb, std::uint32_t block_size)
+{
+    const std::uint8_t opcode = cdb.bytes[0];
+    if (is_read(opcode) || is_write(opcode)) {
+        const Extent extent = extent_of(cdb);
+        return {true, is_read(opcode) ? DataDirection::from_device : DataDirection::to_device,
+                static_cast<std::size_t>(extent.blocks) * block_size};
+    }
+    switch (opcode) {
+    case op::inquiry:
+    case op::read_capacity_10:
+    case op::mode_sense_10:
+    case op::service_action_in_16:
+        return {true, DataDirection::from_device, 0};
+    case op::unmap:
+        return {true, DataDirection::to_device, get_be<std::uint16_t>(cdb_at(cdb, 7))};
+    case op::write_same_16:
+        return {true, DataDirection::to_device, block_size};
+    case op::test_unit_ready:
+    case op::synchronize_cache_10:
+    case op::synchronize_cache_16:
+        return {};
+    default:
+        return {false};
+    }
+}
+
+} // namespace
+
+// What reap() hands back, before classify() makes it an outcome.
+struct MemoryTarget::Completion {
+    int rc = 0; // reap()'s own return
+    std::uint8_t scsi_status = 0;
+    std::uint16_t host_status = 0;
+    std::uint16_t driver_status = 0;
+    bool timed_out = false;
+    Bytes sense;
+    std::size_t moved = 0; // data bytes moved
+
+    void check(std::uint8_t key, std::uint8_t asc, std::uint8_t ascq,
+               std::optional<std::uint64_t> information = std::nullopt)
+    {
+        scsi_status = status_check_condition;
+        driver_status = driver_sense;
+        sense = sense_bytes(key, asc, ascq, information);
+        moved = 0;
+    }
+};
+
+struct MemoryTarget::Received {
+    unsigned generation = 0;
+    std::optional<Fault> fault;
+    Extent extent;
+};
+
+// ---------------------------------------------------------------------------------------------
+// The channel: one "fd" with its reserve buffer.
+
+class MemoryChannel final : public Channel
+{
+  public:
+    MemoryChannel(std::shared_ptr<MemoryTarget> target, unsigned id, unsigned generation,
+                  const ChannelSpec &spec, std::size_t reserve)
+        : target_(std::move(target)), id_(id), generation_(generation), read_only_(spec.read_only),
+          reserve_(reserve)
+    {
+        if (spec.map && reserve_ > 0) {
+            const std::size_t size =
+                (reserve_ + mapping_alignment - 1) / mapping_alignment * mapping_alignment;
+            area_.reset(static_cast<std::uint8_t *>(std::aligned_alloc(mapping_alignment, size)));
+            if (!area_)
+                throw std::bad_alloc();
+            std::memset(area_.get(), 0, size);
+        }
+    }
+
+    ~MemoryChannel() override
+    {
+        const std::lock_guard lock(target_->mutex_);
+        --target_->open_channels_;
+        if (pending_)
+            --target_->in_flight_;
+        target_->changed_.notify_all();
+    }
+
+    int submit(const SgRequest &request) override
+    {
+        if (pending_)
+            return -EBUSY;
+        const std::lock_guard lock(target_->mutex_);
+        const int rc =
+            target_->receive_locked(id_, generation_, read_only_, request, mmap_area(), received_);
+        if (rc != 0)
+            return rc;
+        request_ = request;
+        pending_ = true;
+        return 0;
+    }
+
+    int reap(SgCompletion &done) override
+    {
+        if (!pending_)
+            return -EINVAL;
+        MemoryTarget::Completion completion;
+        {
+            std::unique_lock lock(target_->mutex_);
+            target_->changed_.wait(lock, [this] { return !target_->held_; });
+            auto *data = request_.mode == TransferMode::mmap
+                             ? area_.get()
+                             : static_cast<std::uint8_t *>(request_.buffer);
+            target_->execute_locked(request_, data, received_, completion);
+            --target_->in_flight_;
+            pending_ = false;
+            target_->changed_.notify_all();
+        }
+        if (completion.rc != 0)
+            return completion.rc;
+        CommandStatus status;
+        status.scsi_status = completion.scsi_status;
+        status.host_status = completion.host_status;
+        status.driver_status = completion.driver_status;
+        status.timed_out = completion.timed_out;
+        status.sense = completion.sense;
+        const std::string name = command_name(request_.cdb);
+        done.outcome = classify(status, name.c_str());
+        done.residual = static_cast<int>(request_.length - completion.moved);
+        done.done_mode = request_.mode;
+        if (request_.mode == TransferMode::direct && request_.length > 0 &&
+            !target_->config_.allow_dio)
+            done.done_mode = TransferMode::indirect; // the sg driver's quiet fallback
+        return 0;
+    }
+
+    bool pending() const override { return pending_; }
+    std::span<std::uint8_t> mmap_area() const override
+    {
+        return area_ ? std::span<std::uint8_t>(area_.get(), reserve_) : std::span<std::uint8_t>();
+    }
+    std::size_t reserve() const override { return reserve_; }
+    long max_transfer_bytes() const override { return target_->config_.max_transfer_bytes; }
+
+  private:
+    struct Free {
+        void operator()(std::uint8_t *p) const { std::free(p); }
+    };
+    std::shared_ptr<MemoryTarget> target_;
+    unsigned id_;
+    unsigned generation_;
+    bool read_only_;
+    std::size_t reserve_;
+    std::unique_ptr<std::uint8_t, Free> area_; // the "mapped reserve buffer"
+    bool pending_ = false;
+    SgRequest request_;
+    MemoryTarget::Received received_;
+};
+
+// ---------------------------------------------------------------------------------------------
+// The target
+
+MemoryTarget::MemoryTarget(TargetConfig config)
+    : config_(std::move(config)), store_(config_.block_count * config_.block_size, 0),
+      mapped_(config_.block_count, true)
+{
+    if (config_.block_size == 0 || config_.unmap_granularity == 0)
+        throw std::invalid_argument("MemoryTarget: block size and unmap granularity must be > 0");
+    if (!config_.start_mapped)
+        unmap_locked(0, config_.block_count);
+    if (config_.power_on_attention)
+        raise_unit_attention(0x29, 0x00);
+}
+
+std::uint64_t MemoryTarget::bytes() const
+{
+    const std::lock_guard lock(mutex_);
+    return store_.size();
+}
+
+std::uint8_t MemoryTarget::unmapped_pattern(std::uint64_t lba)
+{
+    return static_cast<std::uint8_t>(0xa0 | (lba & 0x0f));
+}
+
+std::size_t MemoryTarget::inject(const Fault &fault)
+{
+    const std::lock_guard lock(mutex_);
+    rules_.push_back({fault});
+    return rules_.size() - 1;
+}
+
+unsigned MemoryTarget::fired(std::size_t rule) const
+{
+    const std::lock_guard lock(mutex_);
+    return rule < rules_.size() ? rules_[rule].fired : 0;
+}
+
+void MemoryTarget::clear_faults()
+{
+    const std::lock_guard lock(mutex_);
+    rules_.clear();
+}
+
+void MemoryTarget::raise_unit_attention(std::uint8_t asc, std::uint8_t ascq)
+{
+    const std::lock_guard lock(mutex_);
+    attention_pending_ = true;
+    attention_asc_ = asc;
+    attention_ascq_ = ascq;
+}
+
+void MemoryTarget::resize(std::uint64_t block_count)
+{
+    {
+        const std::lock_guard lock(mutex_);
+        config_.block_count = block_count;
+        store_.resize(block_count * config_.block_size, 0);
+        mapped_.resize(block_count, true);
+    }
+    raise_unit_attention(0x2a, 0x09);
+}
+
+void MemoryTarget::disappear(GoneForm form)
+{
+    const std::lock_guard lock(mutex_);
+    gone_ = true;
+    gone_form_ = form;
+    ++generation_;
+}
+
+void MemoryTarget::reappear()
+{
+    const std::lock_guard lock(mutex_);
+    gone_ = false;
+}
+
+bool MemoryTarget::gone() const
+{
+    const std::lock_guard lock(mutex_);
+    return gone_;
+}
+
+void MemoryTarget::fail_opens(int error, unsigned count)
+{
+    const std::lock_guard lock(mutex_);
+    open_error_ = error;
+    open_failures_ = count;
+}
+
+void MemoryTarget::hold_completions()
+{
+    const std::lock_guard lock(mutex_);
+    held_ = true;
+}
+
+void MemoryTarget::release_completions()
+{
+    const std::lock_guard lock(mutex_);
+    held_ = false;
+    changed_.notify_all();
+}
+
+void MemoryTarget::wait_in_flight(unsigned count) const
+{
+    std::unique_lock lock(mutex_);
+    changed_.wait(lock, [&] { return in_flight_ >= count; });
+}
+
+std::vector<CommandRecord> MemoryTarget::log() const
+{
+    const std::lock_guard lock(mutex_);
+    return log_;
+}
+
+void MemoryTarget::clear_log()
+{
+    const std::lock_guard lock(mutex_);
+    log_.clear();
+    std::fill(per_opcode_.begin(), per_opcode_.end(), 0);
+    max_in_flight_ = in_flight_;
+}
+
+std::uint64_t MemoryTarget::count(std::uint8_t opcode) const
+{
+    const std::lock_guard lock(mutex_);
+    return per_opcode_[opcode];
+}
+
+unsigned MemoryTarget::max_in_flight() const
+{
+    const std::lock_guard lock(mutex_);
+    return max_in_flight_;
+}
+
+unsigned MemoryTarget::in_flight() const
+{
+    const std::lock_guard lock(mutex_);
+    return in_flight_;
+}
+
+unsigned MemoryTarget::open_channels() const
+{
+    const std::lock_guard lock(mutex_);
+    return open_channels_;
+}
+
+std::vector<std::string> MemoryTarget::violations() const
+{
+    const std::lock_guard lock(mutex_);
+    return violations_;
+}
+
+std::vector<std::uint8_t> MemoryTarget::peek(std::uint64_t offset, std::size_t length) const
+{
+    const std::lock_guard lock(mutex_);
+    if (offset > store_.size() || length > store_.size() - offset)
+        throw std::out_of_range("MemoryTarget::peek past the end");
+    const auto begin = store_.begin() + static_cast<std::ptrdiff_t>(offset);
+    return {begin, begin + static_cast<std::ptrdiff_t>(length)};
+}
+
+void MemoryTarget::poke(std::uint64_t offset, std::span<const std::uint8_t> data)
+{
+    const std::lock_guard lock(mutex_);
+    if (offset > store_.size() || data.size() > store_.size() - offset)
+        throw std::out_of_range("MemoryTarget::poke past the end");
+    std::copy(data.begin(), data.end(), store_.begin() + static_cast<std::ptrdiff_t>(offset));
+    if (!data.empty()) {
+        const std::uint64_t first = offset / config_.block_size;
+        map_locked(first, (offset + data.size() - 1) / config_.block_size + 1 - first);
+    }
+}
+
+bool MemoryTarget::equals(std::uint64_t offset, std::span<const std::uint8_t> data) const
+{
+    const std::vector<std::uint8_t> stored = peek(offset, data.size());
+    return std::equal(data.begin(), data.end(), stored.begin());
+}
+
+bool MemoryTarget::mapped(std::uint64_t lba) const
+{
+    const std::lock_guard lock(mutex_);
+    return lba < mapped_.size() && mapped_[lba];
+}
+
+std::uint64_t MemoryTarget::mapped_blocks() const
+{
+    const std::lock_guard lock(mutex_);
+    return static_cast<std::uint64_t>(std::count(mapped_.begin(), mapped_.end(), true));
+}
+
+// An unmapped block's content is what a READ of it returns: zero with LBPRZ, else the pattern.
+void MemoryTarget::unmap_locked(std::uint64_t lba, std::uint64_t blocks)
+{
+    const std::uint64_t granule = config_.unmap_granularity;
+    const std::uint64_t phase = config_.unmap_granularity_alignment % granule;
+    // Granules start at the LBAs congruent to the alignment; only whole ones are unmapped.
+    std::uint64_t start = lba + (phase + granule - lba % granule) % granule;
+    for (; start + granule <= lba + blocks; start += granule) {
+        for (std::uint64_t block = start; block < start + granule; ++block) {
+            mapped_[block] = false;
+            const auto at =
+                store_.begin() + static_cast<std::ptrdiff_t>(block * config_.block_size);
+            std::fill_n(at, config_.block_size, config_.lbprz ? 0 : unmapped_pattern(block));
+        }
+    }
+}
+
+void MemoryTarget::map_locked(std::uint64_t lba, std::uint64_t blocks)
+{
+    std::fill_n(mapped_.begin() + static_cast<std::ptrdiff_t>(lba), blocks, true);
+}
+
+int MemoryTarget::open_channel_locked(unsigned &id, unsigned &generation, std::string &message)
+{
+    if (gone_) {
+        message = "No such device or address";
+        return -ENXIO;
+    }
+    if (open_failures_ > 0) {
+        if (open_failures_ != Fault::always)
+            --open_failures_;
+        message = std::strerror(-open_error_);
+        return open_error_;
+    }
+    id = next_channel_++;
+    generation = generation_;
+    ++open_channels_;
+    return 0;
+}
+
+// The sg driver's checks at write() time, then the device receiving the command.
+int MemoryTarget::receive_locked(unsigned channel, unsigned generation, bool read_only,
+                                 const SgRequest &request, std::span<std::uint8_t> area,
+                                 Received &out)
+{
+    const bool dead = generation != generation_;
+    if ((gone_ || dead) && gone_form_ == GoneForm::submit_fails)
+        return -ENODEV;
+    const Cdb &cdb = request.cdb;
+    const std::uint8_t opcode = cdb.bytes[0];
+    const std::string name = command_name(cdb);
+    if (cdb.length == 0) {
+        violations_.push_back("empty CDB");
+        return -EINVAL;
+    }
+    const DataNeed need = data_need(cdb, config_.block_size);
+    const bool no_data = request.length == 0 && request.direction == DataDirection::none;
+    if (request.length > 0 && request.direction == DataDirection::none) {
+        violations_.push_back(name + ": a data length without a direction");
+        return -EINVAL;
+    }
+    if (need.known && !no_data && request.direction != need.direction) {
+        violations_.push_back(name + ": data direction does not match the command");
+        return -EINVAL;
+    }
+    if (need.at_least > 0 && request.length < need.at_least) {
+        violations_.push_back(name + ": " + std::to_string(request.length) +
+                              " data bytes, the CDB needs " + std::to_string(need.at_least));
+        return -EINVAL;
+    }
+    if (request.length > 0 && request.mode != TransferMode::mmap && request.buffer == nullptr) {
+        violations_.push_back(name + ": no buffer for the data");
+        return -EINVAL;
+    }
+    if (read_only && changes_medium(opcode))
+        return -EPERM;
+    if (request.mode == TransferMode::mmap && request.length > 0) {
+        if (area.empty())
+            return -EINVAL;
+        if (request.length > area.size())
+            return -ENOMEM;
+    }
+
+    // Received: from here on the device has it.
+    out = Received{};
+    out.generation = generation;
+    const auto *data = request.mode == TransferMode::mmap
+                           ? area.data()
+                           : static_cast<const std::uint8_t *>(request.buffer);
+    out.extent = opcode == op::unmap ? extent_of_unmap({data, need.at_least})
+                                     : matched_extent(cdb, config_.block_count);
+    CommandRecord record;
+    record.order = received_++;
+    record.channel = channel;
+    record.opcode = opcode;
+    record.lba = out.extent.present ? out.extent.lba : 0;
+    // As the CDB says: SYNCHRONIZE CACHE's 0 ("to the end") stays 0, GET LBA STATUS has none.
+    record.blocks = is_get_lba_status(cdb) ? 0
+                    : opcode == op::unmap  ? static_cast<std::uint32_t>(out.extent.blocks)
+                                           : static_cast<std::uint32_t>(extent_of(cdb).blocks);
+    record.mode = request.mode;
+    record.length = request.length;
+    ++per_opcode_[opcode];
+    ++in_flight_;
+    max_in_flight_ = std::max(max_in_flight_, in_flight_);
+    changed_.notify_all();
+
+    if (attention_pending_ && opcode != op::inquiry) {
+        attention_pending_ = false;
+        Fault attention;
+        attention.kind = FaultKind::check_condition;
+        attention.sense_key = sk_unit_attention;
+        attention.asc = attention_asc_;
+        attention.ascq = attention_ascq_;
+        out.fault = attention;
+    }
+    for (Rule &rule : rules_) {
+        const Fault &fault = rule.fault;
+        if (!in_class(fault.on, cdb) || !overlaps(fault, out.extent))
+            continue;
+        if (is_attention(fault.kind) && opcode == op::inquiry)
+            continue;
+        if (fault.kind == FaultKind::short_transfer && !is_read(opcode) && !is_write(opcode))
+            continue;
+        ++rule.matched;
+        if (out.fault || rule.fired >= fault.times || rule.matched % fault.every != 0)
+            continue;
+        ++rule.fired;
+        out.fault = fault;
+    }
+    record.faulted = out.fault.has_value();
+    log_.push_back(record);
+    if (out.fault && out.fault->kind == FaultKind::device_gone) {
+        gone_ = true;
+        gone_form_ = out.fault->gone_form;
+        ++generation_;
+        if (gone_form_ == GoneForm::submit_fails) {
+            --in_flight_;
+            return -ENODEV;
+        }
+    }
+    return 0;
+}
+
+void MemoryTarget::execute_locked(const SgRequest &request, std::uint8_t *data,
+                                  const Received &received, Completion &done)
+{
+    if (gone_ || received.generation != generation_) {
+        if (gone_form_ == GoneForm::no_connect)
+            done.host_status = did_no_connect;
+        else
+            done.rc = -ENODEV;
+        return;
+    }
+    if (!received.fault) {
+        run_locked(request, data, request.length, done);
+        return;
+    }
+    const Fault &fault = *received.fault;
+    switch (fault.kind) {
+    case FaultKind::medium_error:
+        done.check(sk_medium_error, 0x11, 0x00,
+                   fault.blocks == 0 ? received.extent.lba
+                                     : std::max(received.extent.lba, fault.lba));
+        return;
+    case FaultKind::power_on_attention:
+        done.check(sk_unit_attention, 0x29, 0x00);
+        return;
+    case FaultKind::capacity_changed:
+        done.check(sk_unit_attention, 0x2a, 0x09);
+        return;
+    case FaultKind::aborted_command:
+        done.check(sk_aborted_command, 0x00, 0x00);
+        return;
+    case FaultKind::busy:
+        done.scsi_status = status_busy;
+        return;
+    case FaultKind::becoming_ready:
+        done.check(sk_not_ready, 0x04, 0x01);
+        return;
+    case FaultKind::timeout:
+        if (fault.timeout_form == TimeoutForm::host)
+            done.host_status = did_time_out;
+        else if (fault.timeout_form == TimeoutForm::driver)
+            done.driver_status = driver_timeout;
+        else
+            done.timed_out = true;
+        return;
+    case FaultKind::short_transfer:
+        run_locked(request, data,
+                   request.length - std::min<std::size_t>(request.length, fault.residual), done);
+        return;
+    case FaultKind::data_protect:
+        done.check(sk_data_protect, asc_write_protected, 0x00);
+        return;
+    case FaultKind::check_condition:
+        done.check(fault.sense_key, fault.asc, fault.ascq);
+        return;
+    case FaultKind::device_gone: // handled above: the device went at receipt
+        return;
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The commands. Each fills `done`; data-in is cut to the allocation length and the buffer.
+
+void MemoryTarget::run_locked(const SgRequest &request, std::uint8_t *data, std::size_t limit,
+                              Completion &done)
+{
+    const Cdb &cdb = request.cdb;
+    const std::uint8_t opcode = cdb.bytes[0];
+    const std::uint32_t block_size = config_.block_size;
+    const std::uint64_t block_count = config_.block_count;
+
+    const auto data_in = [&](const Bytes &reply, std::size_t allocation) {
+        done.moved = std::min({reply.size(), allocation, request.length});
+        std::copy_n(reply.begin(), done.moved, data);
+    };
+    const auto in_range = [&](std::uint64_t lba, std::uint64_t blocks) {
+        return lba <= block_count && blocks <= block_count - lba;
+    };
+    const auto illegal = [&](std::uint8_t asc) { done.check(sk_illegal_request, asc, 0x00); };
+    const auto protect = [&] { done.check(sk_data_protect, asc_write_protected, 0x00); };
+
+    if (is_read(opcode) || is_write(opcode)) {
+        const Extent extent = extent_of(cdb);
+        if (!in_range(extent.lba, extent.blocks))
+            return illegal(asc_lba_out_of_range);
+        if (config_.max_transfer_blocks != 0 && extent.blocks > config_.max_transfer_blocks)
+            return illegal(asc_invalid_field_in_cdb);
+        if (is_write(opcode) && config_.write_protected)
+            return protect();
+        const std::size_t length = static_cast<std::size_t>(extent.blocks) * block_size;
+        const std::size_t moved = std::min(length, limit);
+        auto at = store_.begin() + static_cast<std::ptrdiff_t>(extent.lba * block_size);
+        if (is_read(opcode)) {
+            std::copy_n(at, moved, data);
+        } else {
+            std::copy_n(data, moved, at);
+            map_locked(extent.lba, (moved + block_size - 1) / block_size);
+        }
+        done.moved = moved;
+        return;
+    }
+    switch (opcode) {
+    case op::test_unit_ready:
+        return;
+    case op::inquiry: {
+        const bool evpd = (cdb.bytes[1] & 0x01) != 0;
+        const std::uint8_t page = cdb.bytes[2];
+        const std::size_t allocation = get_be<std::uint16_t>(cdb_at(cdb, 3));
+        if (!evpd && page != 0)
+            return illegal(asc_invalid_field_in_cdb);
+        Bytes reply;
+        if (!evpd) {
+            reply.assign(36, 0);
+            reply[0] = config_.device_type & 0x1f;
+            reply[2] = 0x06; // SPC-4
+            reply[3] = 0x02; // response data format 2
+            reply[4] = static_cast<std::uint8_t>(reply.size() - 5);
+            reply[7] = 0x02; // CMDQUE
+            put_text(std::span(reply).subspan(8, 8), config_.vendor);
+            put_text(std::span(reply).subspan(16, 16), config_.product);
+            put_text(std::span(reply).subspan(32, 4), config_.revision);
+        } else {
+            reply = vpd_page_locked(page);
+            if (reply.empty())
+                return illegal(asc_invalid_field_in_cdb);
+        }
+        return data_in(reply, allocation);
+    }
+    case op::read_capacity_10: {
+        Bytes reply(8, 0);
+        put_be(std::span(reply),
+               static_cast<std::uint32_t>(std::min<std::uint64_t>(block_count - 1, 0xffffffff)));
+        put_be(std::span(reply).subspan(4), block_size);
+        return data_in(reply, reply.size());
+    }
+    case op::service_action_in_16: {
+        const std::uint8_t action = cdb.bytes[1] & 0x1f;
+        const std::size_t allocation = get_be<std::uint32_t>(cdb_at(cdb, 10));
+        if (action == sa_read_capacity_16) {
+            Bytes reply(32, 0);
+            put_be(std::span(reply), block_count - 1);
+            put_be(std::span(reply).subspan(8), block_size);
+            reply[14] =
+                static_cast<std::uint8_t>((config_.lbpme ? 0x80 : 0) | (config_.lbprz ? 0x40 : 0));
+            return data_in(reply, allocation);
+        }
+        if (action == sa_get_lba_status) {
+            const std::uint64_t lba = get_be<std::uint64_t>(cdb_at(cdb, 2));
+            if (lba >= block_count)
+                return illegal(asc_lba_out_of_range);
+            return data_in(lba_status_locked(lba, allocation), allocation);
+        }
+        return illegal(asc_invalid_field_in_cdb);
+    }
+    case op::mode_sense_10: {
+        const bool dbd = (cdb.bytes[1] & 0x08) != 0;
+        const std::uint8_t page = cdb.bytes[2] & 0x3f;
+        const std::size_t allocation = get_be<std::uint16_t>(cdb_at(cdb, 7));
+        if (page != 0x3f && page != 0x08)
+            return illegal(asc_invalid_field_in_cdb);
+        Bytes reply(8, 0);
+        reply[3] = static_cast<std::uint8_t>((config_.write_protected ? 0x80 : 0) | 0x10); // DPOFUA
+        if (!dbd) {
+            reply[7] = 8; // one short block descriptor
+            Bytes descriptor(8, 0);
+            put_be(std::span(descriptor),
+                   static_cast<std::uint32_t>(std::min<std::uint64_t>(block_count, 0xffffffff)));
+            put_be(std::span(descriptor).subspan(4), block_size); // byte 4 reserved: fits 24 bits
+            reply.insert(reply.end(), descriptor.begin(), descriptor.end());
+        }
+        Bytes caching(20, 0); // the caching mode page, write cache enabled
+        caching[0] = 0x08;
+        caching[1] = 0x12;
+        caching[2] = 0x04; // WCE
+        reply.insert(reply.end(), caching.begin(), caching.end());
+        put_be(std::span(reply), static_cast<std::uint16_t>(reply.size() - 2));
+        return data_in(reply, allocation);
+    }
+    case op::synchronize_cache_10:
+    case op::synchronize_cache_16: {
+        const Extent extent = extent_of(cdb);
+        if (!in_range(extent.lba, extent.blocks))
+            return illegal(asc_lba_out_of_range);
+        return;
+    }
+    case op::unmap:
+        return unmap_command_locked(request, data, done);
+    case op::write_same_16:
+        return write_same_locked(request, data, done);
+    default:
+        return illegal(asc_invalid_opcode);
+    }
+}
+
+// VPD pages (SPC-4 7.8, SBC-3 6.6); empty for a page the target does not have.
+std::vector<std::uint8_t> MemoryTarget::vpd_page_locked(std::uint8_t page) const
+{
+    Bytes body;
+    switch (page) {
+    case 0x00:
+        body = {0x00, 0x80, 0x83, 0xb0, 0xb2};
+        break;
+    case 0x80:
+        body.assign(config_.serial.begin(), config_.serial.end());
+        break;
+    case 0x83: {
+        // Binary code set, association logical unit, type NAA.
+        if (!config_.naa.empty())
+            append_designator(body, 0x01, 0x03, config_.naa);
+        // T10 vendor id: ASCII, vendor (8 bytes, padded) then the serial.
+        Bytes t10(8 + config_.serial.size(), ' ');
+        put_text(std::span(t10).first(8), config_.vendor);
+        std::copy(config_.serial.begin(), config_.serial.end(), t10.begin() + 8);
+        append_designator(body, 0x02, 0x01, t10);
+        break;
+    }
+    case 0xb0: {
+        body.assign(0x3c, 0);
+        const std::span<std::uint8_t> at(body);
+        body[0] = 0x01; // WSNZ: WRITE SAME of 0 blocks is refused (callers never send it)
+        put_be(at.subspan(4), config_.max_transfer_blocks);
+        put_be(at.subspan(16), config_.lbpu ? config_.max_unmap_lba_count : 0U);
+        put_be(at.subspan(20), config_.lbpu ? config_.max_unmap_descriptors : 0U);
+        put_be(at.subspan(24), config_.unmap_granularity);
+        put_be(at.subspan(28), 0x80000000U | config_.unmap_granularity_alignment); // UGAVALID
+        put_be(at.subspan(32), config_.max_write_same_blocks);
+        break;
+    }
+    case 0xb2:
+        body.assign(4, 0);
+        body[1] = static_cast<std::uint8_t>((config_.lbpu ? 0x80 : 0) | (config_.lbpws ? 0x40 : 0) |
+                                            (config_.lbprz ? 0x04 : 0));
+        body[2] = config_.lbpme ? 0x02 : 0x00; // provisioning type: thin, or not reported
+        break;
+    default:
+        return {};
+    }
+    Bytes reply = {static_cast<std::uint8_t>(config_.device_type & 0x1f), page, 0, 0};
+    put_be(std::span(reply).subspan(2), static_cast<std::uint16_t>(body.size()));
+    reply.insert(reply.end(), body.begin(), body.end());
+    return reply;
+}
+
+// GET LBA STATUS parameter data (SBC-3 5.6.2): runs of one state from `lba`, as many as the
+// allocation length holds (at least one, cut if need be), PARAMETER DATA LENGTH counting them.
+std::vector<std::uint8_t> MemoryTarget::lba_status_locked(std::uint64_t lba,
+                                                          std::size_t allocation) const
+{
+    const std::size_t room = allocation > 8 ? std::max<std::size_t>(1, (allocation - 8) / 16) : 1;
+    Bytes reply(8, 0);
+    for (std::uint64_t start = lba; start < mapped_.size() && (reply.size() - 8) / 16 < room;) {
+        const bool state = mapped_[start];
+        std::uint64_t end = start;
+        while (end < mapped_.size() && mapped_[end] == state && end - start < 0xffffffffULL)
+            ++end;
+        Bytes descriptor(16, 0);
+        put_be(std::span(descriptor), start);
+        put_be(std::span(descriptor).subspan(8), static_cast<std::uint32_t>(end - start));
+        descriptor[12] = state ? LbaStatus::mapped : LbaStatus::deallocated;
+        reply.insert(reply.end(), descriptor.begin(), descriptor.end());
+        start = end;
+    }
+    put_be(std::span(reply), static_cast<std::uint32_t>(reply.size() - 4));
+    return reply;
+}
+
+// UNMAP (SBC-3 5.28): the device unmaps the whole granules inside each range and leaves the
+// rest as it is, which SBC allows: a caller may not take UNMAP for zeroing.
+void MemoryTarget::unmap_command_locked(const SgRequest &request, const std::uint8_t *data,
+                                        Completion &done)
+{
+    const std::size_t length = get_be<std::uint16_t>(cdb_at(request.cdb, 7));
+    if (!config_.lbpu)
+        return done.check(sk_illegal_request, asc_invalid_opcode, 0x00);
+    if (config_.write_protected)
+        return done.check(sk_data_protect, asc_write_protected, 0x00);
+    if (length == 0)
+        return;
+    const UnmapList list = parse_unmap({data, length});
+    std::uint64_t total = 0;
+    for (const auto &[lba, blocks] : list.ranges)
+        total += blocks;
+    if (!list.valid || list.ranges.size() > config_.max_unmap_descriptors ||
+        total > config_.max_unmap_lba_count)
+        return done.check(sk_illegal_request, asc_invalid_field_in_parameters, 0x00);
+    for (const auto &[lba, blocks] : list.ranges)
+        if (lba > config_.block_count || blocks > config_.block_count - lba)
+            return done.check(sk_illegal_request, asc_lba_out_of_range, 0x00);
+    for (const auto &[lba, blocks] : list.ranges)
+        unmap_locked(lba, blocks);
+    done.moved = length;
+}
+
+// WRITE SAME(16) (SBC-3 5.42). With the UNMAP bit the blocks are unmapped only where that
+// leaves them reading what was asked for: LBPRZ and a zero block; else they are written.
+void MemoryTarget::write_same_locked(const SgRequest &request, const std::uint8_t *data,
+                                     Completion &done)
+{
+    const Cdb &cdb = request.cdb;
+    const Extent extent = extent_of(cdb);
+    const bool unmap = (cdb.bytes[1] & 0x08) != 0;
+    const bool ndob = (cdb.bytes[1] & 0x01) != 0;
+    const auto illegal = [&](std::uint8_t asc) { done.check(sk_illegal_request, asc, 0x00); };
+    if (config_.write_protected)
+        return done.check(sk_data_protect, asc_write_protected, 0x00);
+    if (extent.lba > config_.block_count || extent.blocks > config_.block_count - extent.lba)
+        return illegal(asc_lba_out_of_range);
+    if (extent.blocks == 0 || ndob || (unmap && !config_.lbpws) ||
+        (config_.max_write_same_blocks != 0 && extent.blocks > config_.max_write_same_blocks))
+        return illegal(asc_invalid_field_in_cdb);
+    const std::uint32_t block_size = config_.block_size;
+    for (std::uint64_t block = extent.lba; block < extent.lba + extent.blocks; ++block)
+        std::copy_n(data, block_size,
+                    store_.begin() + static_cast<std::ptrdiff_t>(block * block_size));
+    map_locked(extent.lba, extent.blocks);
+    const bool zero = std::all_of(data, data + block_size, [](std::uint8_t b) { return b == 0; });
+    if (unmap && config_.lbprz && zero)
+        unmap_locked(extent.lba, extent.blocks);
+    done.moved = block_size;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The transport
+
+MemoryTransport::MemoryTransport(std::shared_ptr<MemoryTarget> target, NodeFacts facts)
+    : target_(std::move(target)), facts_(std::move(facts))
+{
+}
+
+NodeFacts MemoryTransport::facts() const
+{
+    NodeFacts facts = facts_;
+    facts.allow_dio = target_->config().allow_dio;
+    return facts;
+}
+
+int MemoryTransport::open_channel(const ChannelSpec &spec, std::unique_ptr<Channel> &out,
+                                  std::string &message)
+{
+    unsigned id = 0;
+    unsigned generation = 0;
+    std::size_t reserve = 0;
+    {
+        const std::lock_guard lock(target_->mutex_);
+        reserve = std::min(spec.reserve, target_->config_.max_reserve);
+        if (spec.map && reserve == 0) {
+            message = facts_.path + ": no reserve buffer to map";
+            return -EINVAL;
+        }
+        if (int rc = target_->open_channel_locked(id, generation, message); rc != 0) {
+            message = facts_.path + ": " + message;
+            return rc;
+        }
+    }
+    out = std::make_unique<MemoryChannel>(target_, id, generation, spec, reserve);
+    return 0;
+}
+
+std::unique_ptr<Channel> MemoryTransport::channel(const ChannelSpec &spec)
+{
+    std::unique_ptr<Channel> out;
+    std::string message;
+    if (open_channel(spec, out, message) != 0)
+        throw std::runtime_error("MemoryTransport: " + message);
+    return out;
+}
+
+NodeFacts memory_node_facts(unsigned number)
+{
+    NodeFacts facts;
+    facts.name = "sg" + std::to_string(number);
+    facts.path = "/dev/" + facts.name;
+    facts.hctl = "9:0:0:" + std::to_string(number);
+    return facts;
+}
+
+} // namespace sgfs::test
