@@ -55,7 +55,7 @@ struct Loop {
     {
         return stats.snapshot().errors[static_cast<int>(category)];
     }
-    const ModeCountersSnapshot mode(TransferMode mode) const
+    ModeCountersSnapshot mode(TransferMode mode) const
     {
         return stats.snapshot().modes[static_cast<int>(mode)];
     }
@@ -460,7 +460,8 @@ TEST_CASE("mode counters: requested against done")
         const ModeCountersSnapshot indirect = loop.mode(TransferMode::indirect);
         CHECK(direct.requested_commands == 1);
         CHECK(direct.requested_bytes == 8 * block);
-        const auto &read_path = loop.stats.snapshot().paths[static_cast<int>(DataPath::read)];
+        const PathCountersSnapshot read_path =
+            loop.stats.snapshot().paths[static_cast<int>(DataPath::read)];
         if (allow_dio) {
             CHECK(direct.done_commands == 1);
             CHECK(direct.fallback_commands == 0);
