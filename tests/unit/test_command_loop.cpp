@@ -20,7 +20,8 @@ namespace
 using Bytes = std::vector<std::uint8_t>;
 using Clock = std::chrono::steady_clock;
 
-constexpr std::uint32_t block = 512;
+constexpr std::size_t block = 512;
+constexpr std::size_t kib = 1024;
 
 Bytes pattern(std::size_t length, std::uint8_t seed)
 {
@@ -211,7 +212,7 @@ TEST_CASE("a medium error fails at once and names the LBA")
 TEST_CASE("a short transfer is re-issued for the blocks not moved")
 {
     Loop loop;
-    auto channel = loop.transport.channel({false, 64 * 1024, true});
+    auto channel = loop.transport.channel({false, 64 * kib, true});
     const Bytes stored = pattern(8 * block, 7);
     loop.target->poke(10 * block, stored);
     Fault fault = fault_of(FaultKind::short_transfer);
@@ -371,19 +372,20 @@ TEST_CASE("failures of the channel itself")
 
 TEST_CASE("run_in_flight keeps every command in flight at once")
 {
-    constexpr unsigned depth = 4;
+    constexpr std::size_t depth = 4;
+    constexpr std::size_t run = 16 * block; // each command's bytes
     Loop loop;
-    const Bytes stored = pattern(depth * 16 * block, 3);
+    const Bytes stored = pattern(depth * run, 3);
     loop.target->poke(0, stored);
     std::vector<std::unique_ptr<Channel>> owned;
     std::vector<Channel *> channels;
-    for (unsigned i = 0; i < depth; ++i) {
+    for (std::size_t i = 0; i < depth; ++i) {
         owned.push_back(loop.transport.channel());
         channels.push_back(owned.back().get());
     }
-    std::vector<Bytes> buffers(depth, Bytes(16 * block));
+    std::vector<Bytes> buffers(depth, Bytes(run));
     std::vector<Command> commands;
-    for (unsigned i = 0; i < depth; ++i)
+    for (std::size_t i = 0; i < depth; ++i)
         commands.push_back(block_command({false, i * 16ULL, 16, block, false}, buffers[i].data(),
                                          TransferMode::indirect, 1000));
 
@@ -391,10 +393,10 @@ TEST_CASE("run_in_flight keeps every command in flight at once")
     {
         const IoResult result = run_in_flight(commands, channels, loop.context);
         REQUIRE(result.ok());
-        CHECK(result.bytes == depth * 16 * block);
+        CHECK(result.bytes == depth * run);
         CHECK(loop.target->max_in_flight() == depth);
-        for (unsigned i = 0; i < depth; ++i)
-            CHECK(loop.target->equals(i * 16 * block, buffers[i]));
+        for (std::size_t i = 0; i < depth; ++i)
+            CHECK(loop.target->equals(i * run, buffers[i]));
     }
     SUBCASE("one fails: all are reaped, the bytes before it are returned")
     {
@@ -404,7 +406,7 @@ TEST_CASE("run_in_flight keeps every command in flight at once")
         loop.target->inject(fault);
         const IoResult result = run_in_flight(commands, channels, loop.context);
         CHECK(result.error == -EIO);
-        CHECK(result.bytes == 16 * block);
+        CHECK(result.bytes == run);
         CHECK(result.message.find("LBA 20") != std::string::npos);
         CHECK(loop.target->max_in_flight() == depth);
         CHECK(loop.target->in_flight() == 0);
@@ -412,8 +414,8 @@ TEST_CASE("run_in_flight keeps every command in flight at once")
             CHECK_FALSE(channel->pending());
         // The ones after it ran to the end too.
         CHECK(loop.target->count(opcode::read_10) == depth);
-        CHECK(loop.target->equals(2 * 16 * block, buffers[2]));
-        CHECK(loop.target->equals(3 * 16 * block, buffers[3]));
+        CHECK(loop.target->equals(2 * run, buffers[2]));
+        CHECK(loop.target->equals(3 * run, buffers[3]));
     }
     SUBCASE("one cannot be queued: the others still finish")
     {
@@ -437,12 +439,12 @@ TEST_CASE("run_in_flight keeps every command in flight at once")
         loop.target->inject(fault);
         const IoResult result = run_in_flight(commands, channels, loop.context);
         REQUIRE(result.ok());
-        CHECK(result.bytes == depth * 16 * block);
+        CHECK(result.bytes == depth * run);
         const std::vector<CommandRecord> log = loop.target->log();
         REQUIRE(log.size() == depth + 1);
         CHECK(log[depth].lba == 48);
         CHECK(log[depth].channel == 3);
-        CHECK(loop.target->equals(3 * 16 * block, buffers[3]));
+        CHECK(loop.target->equals(3 * run, buffers[3]));
     }
 }
 
@@ -453,7 +455,7 @@ TEST_CASE("mode counters: requested against done")
         TargetConfig config;
         config.allow_dio = allow_dio;
         Loop loop(config);
-        auto channel = loop.transport.channel({false, 64 * 1024, true});
+        auto channel = loop.transport.channel({false, 64 * kib, true});
         Bytes data(8 * block);
         REQUIRE(loop.read(*channel, 0, 8, data.data(), TransferMode::direct).ok());
         const ModeCountersSnapshot direct = loop.mode(TransferMode::direct);

@@ -21,6 +21,9 @@ namespace
 
 using Bytes = std::vector<std::uint8_t>;
 
+constexpr std::size_t block = 512;
+constexpr std::size_t kib = 1024;
+
 struct Rig {
     explicit Rig(TargetConfig config = {})
         : target(std::make_shared<MemoryTarget>(std::move(config))),
@@ -226,14 +229,14 @@ TEST_CASE("read/write round trip in each transfer kind")
         config.allow_dio = allow_dio;
         Rig rig(config);
         CHECK(rig.transport.facts().allow_dio == allow_dio);
-        auto channel = rig.transport.channel({false, 64 * 1024, true});
-        const Bytes data = pattern(16 * 512, 3);
+        auto channel = rig.transport.channel({false, 64 * kib, true});
+        const Bytes data = pattern(16 * block, 3);
 
         SUBCASE("indirect")
         {
             Bytes buffer = data;
             REQUIRE(read_write(*channel, true, 100, 16, buffer.data()) == 0);
-            CHECK(rig.target->equals(100 * 512, data));
+            CHECK(rig.target->equals(100 * block, data));
             Bytes back(data.size());
             REQUIRE(read_write(*channel, false, 100, 16, back.data()) == 0);
             CHECK(back == data);
@@ -247,7 +250,7 @@ TEST_CASE("read/write round trip in each transfer kind")
             REQUIRE(done.outcome.ok());
             CHECK(done.residual == 0);
             CHECK(done.done_mode == (allow_dio ? TransferMode::direct : TransferMode::indirect));
-            CHECK(rig.target->equals(7 * 512, data));
+            CHECK(rig.target->equals(7 * block, data));
             Bytes back(data.size());
             REQUIRE(read_write(*channel, false, 7, 16, back.data(), TransferMode::direct) == 0);
             CHECK(back == data);
@@ -255,11 +258,11 @@ TEST_CASE("read/write round trip in each transfer kind")
         SUBCASE("mmap: the data lives in the channel's reserve buffer")
         {
             const std::span<std::uint8_t> area = channel->mmap_area();
-            REQUIRE(area.size() == 64 * 1024);
+            REQUIRE(area.size() == 64 * kib);
             CHECK(reinterpret_cast<std::uintptr_t>(area.data()) % 4096 == 0);
             std::copy(data.begin(), data.end(), area.begin());
             REQUIRE(read_write(*channel, true, 2000, 16, nullptr, TransferMode::mmap) == 0);
-            CHECK(rig.target->equals(2000 * 512, data));
+            CHECK(rig.target->equals(2000 * block, data));
             std::fill(area.begin(), area.end(), 0);
             const SgCompletion done =
                 run_raw(*channel, raw_request(cdb_read(2000, 16, false), DataDirection::from_device,
@@ -276,7 +279,7 @@ TEST_CASE("READ(16) and WRITE(16) with FUA, and the commands' log")
     Rig rig;
     auto first = rig.transport.channel();
     auto second = rig.transport.channel();
-    Bytes data = pattern(3 * 512, 9);
+    Bytes data = pattern(3 * block, 9);
     REQUIRE(run_raw(*first, raw_request(cdb_write_16(40, 3, true), DataDirection::to_device,
                                         data.data(), data.size()))
                 .outcome.ok());
@@ -314,7 +317,7 @@ TEST_CASE("UNMAP unmaps whole granules only; GET LBA STATUS and reads show it")
     Rig rig(config);
     auto channel = rig.transport.channel();
     std::string message;
-    Bytes data = pattern(64 * 512, 1);
+    Bytes data = pattern(64 * block, 1);
     REQUIRE(read_write(*channel, true, 0, 64, data.data()) == 0);
 
     const UnmapRange range{4, 16}; // [4, 20): of the granules only [8, 16) is whole
@@ -337,7 +340,7 @@ TEST_CASE("UNMAP unmaps whole granules only; GET LBA STATUS and reads show it")
     CHECK(status[0].lba == 10);
     CHECK(status[0].blocks == 6);
 
-    Bytes back(64 * 512);
+    Bytes back(64 * block);
     REQUIRE(read_write(*channel, false, 0, 64, back.data()) == 0);
     const auto block = [&](const Bytes &bytes, std::size_t lba) {
         return Bytes(bytes.begin() + static_cast<std::ptrdiff_t>(lba * 512),
@@ -400,14 +403,14 @@ TEST_CASE("WRITE SAME(16) with and without the UNMAP bit")
 
     const Bytes ones(512, 0x5c);
     REQUIRE(sg_ll_write_same_16(*channel, no_retries(), 10, 20, false, ones, message) == 0);
-    CHECK(rig.target->equals(10 * 512, Bytes(20 * 512, 0x5c)));
+    CHECK(rig.target->equals(10 * block, Bytes(20 * block, 0x5c)));
     CHECK(rig.target->mapped_blocks() == 20);
 
     // UNMAP bit with a zero block where unmapped blocks read zero: whole granules go, the
     // partial ones at the ends are written.
     const Bytes zero(512, 0);
     REQUIRE(sg_ll_write_same_16(*channel, no_retries(), 10, 20, true, zero, message) == 0);
-    CHECK(rig.target->equals(10 * 512, Bytes(20 * 512, 0)));
+    CHECK(rig.target->equals(10 * block, Bytes(20 * block, 0)));
     CHECK(rig.target->mapped(10));
     CHECK(rig.target->mapped(11));
     CHECK_FALSE(rig.target->mapped(12));
@@ -417,7 +420,7 @@ TEST_CASE("WRITE SAME(16) with and without the UNMAP bit")
 
     // UNMAP bit with data: the data is what must read back, so it is written.
     REQUIRE(sg_ll_write_same_16(*channel, no_retries(), 12, 4, true, ones, message) == 0);
-    CHECK(rig.target->equals(12 * 512, Bytes(4 * 512, 0x5c)));
+    CHECK(rig.target->equals(12 * block, Bytes(4 * block, 0x5c)));
     CHECK(rig.target->mapped_blocks() == 8);
 
     CHECK(sg_ll_write_same_16(*channel, no_retries(), 0, 257, false, ones, message) == -EOPNOTSUPP);
@@ -478,7 +481,7 @@ TEST_CASE("the target refuses what it does not do")
         config.max_transfer_blocks = 8;
         Rig limited(config);
         auto limited_channel = limited.transport.channel();
-        Bytes nine(9 * 512);
+        Bytes nine(9 * block);
         CHECK(read_write(*limited_channel, false, 0, 9, nine.data()) == -EOPNOTSUPP);
         CHECK(read_write(*limited_channel, false, 0, 8, nine.data()) == 0);
     }
@@ -542,16 +545,16 @@ TEST_CASE("the driver's checks at submit: contract, read-only fds, mmap")
 TEST_CASE("the transport: reserve, BLKSECTGET, open failures, a device that goes and returns")
 {
     TargetConfig config;
-    config.max_reserve = 128 * 1024;
-    config.max_transfer_bytes = 256 * 1024;
+    config.max_reserve = 128 * kib;
+    config.max_transfer_bytes = 256 * kib;
     Rig rig(config);
     std::unique_ptr<Channel> channel;
     std::string message;
 
     REQUIRE(rig.transport.open_channel({false, 1 << 20, true}, channel, message) == 0);
-    CHECK(channel->reserve() == 128 * 1024);
-    CHECK(channel->mmap_area().size() == 128 * 1024);
-    CHECK(channel->max_transfer_bytes() == 256 * 1024);
+    CHECK(channel->reserve() == 128 * kib);
+    CHECK(channel->mmap_area().size() == 128 * kib);
+    CHECK(channel->max_transfer_bytes() == 256 * kib);
     CHECK(rig.transport.facts().path == "/dev/sg0");
     CHECK(rig.transport.facts().name == "sg0");
     CHECK(rig.target->open_channels() == 1);
@@ -601,7 +604,7 @@ TEST_CASE("resize: new capacity and a capacity-changed unit attention")
     CHECK(message.find("apacity data has changed") != std::string::npos);
     REQUIRE(sg_ll_readcap_16(*channel, no_retries(), capacity, message) == 0);
     CHECK(capacity.blocks() == 4096);
-    CHECK(rig.target->bytes() == 4096 * 512);
+    CHECK(rig.target->bytes() == 4096 * block);
 }
 
 TEST_CASE("fault rules: which commands, how often")
@@ -610,7 +613,7 @@ TEST_CASE("fault rules: which commands, how often")
     config.block_count = 8192;
     Rig rig(config);
     auto channel = rig.transport.channel();
-    Bytes data(4 * 512);
+    Bytes data(4 * block);
     std::string message;
 
     SUBCASE("a medium error inside the rule's range names the first bad LBA")
@@ -642,6 +645,7 @@ TEST_CASE("fault rules: which commands, how often")
         fault.times = 2;
         const std::size_t rule = rig.target->inject(fault);
         std::vector<int> results;
+        results.reserve(10);
         for (int i = 0; i < 10; ++i)
             results.push_back(read_write(*channel, true, 0, 1, data.data()));
         CHECK(results == std::vector<int>{0, 0, -EIO, 0, 0, -EIO, 0, 0, 0, 0});
@@ -713,8 +717,8 @@ TEST_CASE("fault rules: which commands, how often")
                                           written.data(), written.size()));
         CHECK(done.outcome.ok());
         CHECK(done.residual == 1124);
-        CHECK(rig.target->equals(50 * 512, Bytes(written.begin(), written.begin() + 924)));
-        CHECK(rig.target->equals(50 * 512 + 924, Bytes(1124, 0)));
+        CHECK(rig.target->equals(50 * block, Bytes(written.begin(), written.begin() + 924)));
+        CHECK(rig.target->equals(50 * block + 924, Bytes(1124, 0)));
         // Never on commands that move no blocks.
         rig.target->inject(fault);
         CHECK(sg_ll_test_unit_ready(*channel, no_retries(), message) == 0);
@@ -749,18 +753,19 @@ TEST_CASE("fault rules: which commands, how often")
 TEST_CASE("many channels from many threads")
 {
     TargetConfig config;
-    config.block_count = 4 * 64;
+    config.block_count = 256;
     Rig rig(config);
     constexpr int threads = 4;
     constexpr int rounds = 200;
     std::vector<std::thread> workers;
+    workers.reserve(threads);
     std::vector<int> failures(threads, 0);
     for (int t = 0; t < threads; ++t) {
         workers.emplace_back([&, t] {
             auto channel = rig.transport.channel();
             for (int round = 0; round < rounds; ++round) {
-                const auto lba = static_cast<std::uint64_t>(t * 64 + round % 60);
-                Bytes data = pattern(4 * 512, static_cast<std::uint8_t>(t * 31 + round));
+                const std::uint64_t lba = std::uint64_t{64} * t + round % 60;
+                Bytes data = pattern(4 * block, static_cast<std::uint8_t>(t * 31 + round));
                 Bytes back(data.size());
                 if (read_write(*channel, true, lba, 4, data.data()) != 0 ||
                     read_write(*channel, false, lba, 4, back.data()) != 0 || back != data)
@@ -812,7 +817,7 @@ TEST_CASE("the store, directly")
     CHECK_FALSE(rig.target->mapped(3));
     CHECK(rig.target->equals(1023, bytes));
     CHECK_FALSE(rig.target->equals(1022, bytes));
-    CHECK_THROWS_AS(rig.target->peek(2048 * 512 - 1, 2), std::out_of_range);
-    CHECK_THROWS_AS(rig.target->poke(2048 * 512, bytes), std::out_of_range);
+    CHECK_THROWS_AS(rig.target->peek(2048 * block - 1, 2), std::out_of_range);
+    CHECK_THROWS_AS(rig.target->poke(2048 * block, bytes), std::out_of_range);
     CHECK(rig.target->log().empty());
 }
