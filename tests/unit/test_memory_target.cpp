@@ -821,3 +821,74 @@ TEST_CASE("the store, directly")
     CHECK_THROWS_AS(rig.target->poke(2048 * block, bytes), std::out_of_range);
     CHECK(rig.target->log().empty());
 }
+
+TEST_CASE("fault rules by command class; attentions pass INQUIRY by")
+{
+    TargetConfig config;
+    config.lbpme = config.lbpu = config.lbpws = config.lbprz = true;
+    Rig rig(config);
+    auto channel = rig.transport.channel();
+    std::string message;
+    const Bytes zero(block, 0);
+    Bytes data(block);
+    const UnmapRange range{0, 8};
+    std::vector<LbaStatus> status;
+    // Each command of the class, as sg_ll sends it; 0 or -errno.
+    const auto sync = [&] { return sg_ll_sync_cache(*channel, no_retries(), message); };
+    const auto same = [&] {
+        return sg_ll_write_same_16(*channel, no_retries(), 0, 8, true, zero, message);
+    };
+    const auto unmap = [&] { return sg_ll_unmap(*channel, no_retries(), {&range, 1}, message); };
+    const auto lba_status = [&] {
+        return sg_ll_get_lba_status(*channel, no_retries(), 0, 4, status, message);
+    };
+    const auto read = [&] { return read_write(*channel, false, 0, 1, data.data()); };
+    const auto write = [&] { return read_write(*channel, true, 0, 1, data.data()); };
+
+    struct Case {
+        Ops ops;
+        std::vector<bool> hit; // for sync, same, unmap, lba_status, read, write
+    };
+    for (const Case &c : {Case{Ops::sync, {true, false, false, false, false, false}},
+                          Case{Ops::write_same, {false, true, false, false, false, false}},
+                          Case{Ops::unmap, {false, false, true, false, false, false}},
+                          Case{Ops::get_lba_status, {false, false, false, true, false, false}},
+                          Case{Ops::data, {false, false, false, false, true, true}}}) {
+        CAPTURE(static_cast<int>(c.ops));
+        Fault fault;
+        fault.kind = FaultKind::busy;
+        fault.on = c.ops;
+        fault.times = Fault::always;
+        rig.target->inject(fault);
+        const std::vector<bool> hit = {sync() == -EBUSY,       same() == -EBUSY, unmap() == -EBUSY,
+                                       lba_status() == -EBUSY, read() == -EBUSY, write() == -EBUSY};
+        CHECK(hit == c.hit);
+        rig.target->clear_faults();
+    }
+
+    Fault attention;
+    attention.kind = FaultKind::power_on_attention;
+    const std::size_t rule = rig.target->inject(attention);
+    StandardInquiry inquiry;
+    CHECK(sg_ll_inquiry(*channel, no_retries(), inquiry, message) == 0);
+    CHECK(rig.target->fired(rule) == 0);
+    CHECK(sg_ll_test_unit_ready(*channel, no_retries(), message) == -EIO);
+    CHECK(rig.target->fired(rule) == 1);
+
+    rig.target->clear_log();
+    CHECK(rig.target->log().empty());
+    CHECK(rig.target->count(opcode::inquiry) == 0);
+    CHECK(rig.target->max_in_flight() == 0);
+}
+
+TEST_CASE("a channel closed with a command in flight leaves nothing in flight")
+{
+    Rig rig;
+    auto channel = rig.transport.channel();
+    REQUIRE(channel->submit(raw_request(cdb_test_unit_ready(), DataDirection::none, nullptr, 0)) ==
+            0);
+    CHECK(rig.target->in_flight() == 1);
+    channel.reset();
+    CHECK(rig.target->in_flight() == 0);
+    CHECK(rig.target->open_channels() == 0);
+}
