@@ -36,21 +36,27 @@ void count_transfer(const CommandContext &context, const SgRequest &request,
                                      context.staged);
 }
 
+// The whole blocks a short transfer moved that a re-issue can build on. None in mmap mode:
+// a re-issue in mmap mode starts at the mapping's first byte again, and an indirect one on
+// this channel goes through the same reserve buffer (the sg driver uses it whenever the data
+// fits), overwriting the blocks already there. So an mmap command is sent again whole.
+std::uint32_t kept_blocks(const Command &command, std::size_t moved_bytes)
+{
+    if (command.request.mode == TransferMode::mmap)
+        return 0;
+    return static_cast<std::uint32_t>(moved_bytes / command.blocks->block_size);
+}
+
 // The command for the blocks of `command` that a short transfer left, `moved_blocks` in.
-// mmap IO always starts at the mapping's first byte, so the rest goes indirect, into the
-// mapping where it belongs.
-void advance_past(Channel &channel, Command &command, std::uint32_t moved_blocks)
+void advance_past(Command &command, std::uint32_t moved_blocks)
 {
     BlockSpan rest = *command.blocks;
     const std::size_t moved = std::size_t{moved_blocks} * rest.block_size;
     rest.lba += moved_blocks;
     rest.blocks -= moved_blocks;
-    SgRequest &request = command.request;
-    auto *data = request.mode == TransferMode::mmap ? channel.mmap_area().data()
-                                                    : static_cast<std::uint8_t *>(request.buffer);
-    const TransferMode mode =
-        request.mode == TransferMode::mmap ? TransferMode::indirect : request.mode;
-    command = block_command(rest, data + moved, mode, request.timeout_ms);
+    const SgRequest &request = command.request;
+    command = block_command(rest, static_cast<std::uint8_t *>(request.buffer) + moved, request.mode,
+                            request.timeout_ms);
 }
 
 } // namespace
@@ -103,7 +109,7 @@ IoResult finish_command(Channel &channel, Command &command, const CommandContext
             }
             // A short READ or WRITE: what it moved counts, the rest is sent again.
             const std::uint32_t block = command.blocks->block_size;
-            const auto moved_blocks = static_cast<std::uint32_t>((length - residual) / block);
+            const std::uint32_t moved_blocks = kept_blocks(command, length - residual);
             count_transfer(context, command.request, done, std::uint64_t{moved_blocks} * block);
             moved += std::uint64_t{moved_blocks} * block;
             if (moved_blocks == 0 && attempt >= context.retries) {
@@ -115,7 +121,7 @@ IoResult finish_command(Channel &channel, Command &command, const CommandContext
             if (moved_blocks == 0)
                 ++attempt;
             else
-                advance_past(channel, command, moved_blocks);
+                advance_past(command, moved_blocks);
             again = true;
         } else if (outcome.retryable && attempt < context.retries) {
             wait_before_retry(outcome.category, attempt);

@@ -13,7 +13,8 @@
 //     fails with ETIMEDOUT (the device had all of it; a second try doubles the wait);
 //   - every other error fails at once;
 //   - a READ or WRITE that ends GOOD with a residual (a short transfer) is re-issued for the
-//     blocks not moved; one that moved nothing spends a retry, so it ends;
+//     blocks not moved (in mmap mode whole: its data must start at the mapping's first byte);
+//     one that moved nothing spends a retry, so it ends;
 //   - every failed attempt is counted in DeviceStats errors, every retry in `retries`, every
 //     successful data transfer in the mode and path counters.
 #pragma once
