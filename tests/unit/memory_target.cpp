@@ -180,10 +180,7 @@ class MemoryChannel final : public Channel
         {
             std::unique_lock lock(target_->mutex_);
             target_->changed_.wait(lock, [this] { return !target_->held_; });
-            auto *data = request_.mode == TransferMode::mmap
-                             ? area_.get()
-                             : static_cast<std::uint8_t *>(request_.buffer);
-            target_->execute_locked(request_, data, received_, completion);
+            carry_out(completion);
             --target_->in_flight_;
             pending_ = false;
             target_->changed_.notify_all();
@@ -218,6 +215,38 @@ class MemoryChannel final : public Channel
     struct Free {
         void operator()(std::uint8_t *p) const { std::free(p); }
     };
+
+    // Front to back, as the kernel copies between its buffer and user memory: where the two
+    // overlap, what is copied may already have been overwritten.
+    static void copy_forward(std::uint8_t *to, const std::uint8_t *from, std::size_t length)
+    {
+        for (std::size_t i = 0; i < length; ++i)
+            to[i] = from[i];
+    }
+
+    // The sg driver moves indirect IO through the fd's reserve buffer whenever it fits (it is
+    // free: one command per channel). On a mapped channel that buffer is the mapping, so an
+    // indirect command overwrites the mapping's first bytes, as it does with the real driver.
+    void carry_out(MemoryTarget::Completion &completion)
+    {
+        auto *user = static_cast<std::uint8_t *>(request_.buffer);
+        if (request_.mode == TransferMode::mmap) {
+            target_->execute_locked(request_, area_.get(), received_, completion);
+            return;
+        }
+        const bool indirect =
+            request_.mode == TransferMode::indirect || !target_->config_.allow_dio;
+        if (!indirect || !area_ || request_.length > reserve_ || request_.length == 0) {
+            target_->execute_locked(request_, user, received_, completion);
+            return;
+        }
+        if (request_.direction == DataDirection::to_device)
+            copy_forward(area_.get(), user, request_.length);
+        target_->execute_locked(request_, area_.get(), received_, completion);
+        if (request_.direction == DataDirection::from_device)
+            copy_forward(user, area_.get(), completion.moved);
+    }
+
     std::shared_ptr<MemoryTarget> target_;
     unsigned id_;
     unsigned generation_;

@@ -892,3 +892,31 @@ TEST_CASE("a channel closed with a command in flight leaves nothing in flight")
     CHECK(rig.target->in_flight() == 0);
     CHECK(rig.target->open_channels() == 0);
 }
+
+TEST_CASE("indirect IO on a mapped channel goes through the mapping, as sg's reserve buffer")
+{
+    for (const bool allow_dio : {false, true}) {
+        CAPTURE(allow_dio);
+        TargetConfig config;
+        config.allow_dio = allow_dio;
+        Rig rig(config);
+        rig.target->poke(0, pattern(4 * block, 42));
+        auto channel = rig.transport.channel({false, 8 * block, true});
+        const std::span<std::uint8_t> area = channel->mmap_area();
+        std::fill(area.begin(), area.end(), 0xee);
+        Bytes data(4 * block);
+        // Direct IO bypasses the reserve buffer; indirect (asked, or fallen back to) fills it.
+        REQUIRE(read_write(*channel, false, 0, 4, data.data(), TransferMode::direct) == 0);
+        CHECK(data == pattern(4 * block, 42));
+        CHECK(Bytes(area.begin(), area.begin() + 4 * block) ==
+              (allow_dio ? Bytes(4 * block, 0xee) : pattern(4 * block, 42)));
+        std::fill(area.begin(), area.end(), 0xee);
+        REQUIRE(read_write(*channel, false, 0, 4, data.data()) == 0);
+        CHECK(Bytes(area.begin(), area.begin() + 4 * block) == pattern(4 * block, 42));
+        // Larger than the reserve: the driver builds another buffer, the mapping stays.
+        std::fill(area.begin(), area.end(), 0xee);
+        Bytes big(16 * block);
+        REQUIRE(read_write(*channel, false, 0, 16, big.data()) == 0);
+        CHECK(Bytes(area.begin(), area.end()) == Bytes(8 * block, 0xee));
+    }
+}
