@@ -112,8 +112,10 @@ IoResult finish_command(Channel &channel, Command &command, const CommandContext
             const std::uint32_t moved_blocks = kept_blocks(command, length - residual);
             count_transfer(context, command.request, done, std::uint64_t{moved_blocks} * block);
             moved += std::uint64_t{moved_blocks} * block;
-            if (moved_blocks == 0 && attempt >= context.retries) {
+            // One that moved nothing failed, and is counted like any failed attempt.
+            if (moved_blocks == 0)
                 count_error(context, ErrorCategory::other);
+            if (moved_blocks == 0 && attempt >= context.retries) {
                 return {moved, -EIO, IoEnd::none,
                         command_name(command.request.cdb) + ": short transfer, " +
                             std::to_string(residual) + " bytes not moved"};
