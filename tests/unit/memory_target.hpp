@@ -12,10 +12,15 @@
 // Like the sg driver: a command is received at submit() (logged, counted in flight, its
 // fault chosen) and carried out at reap(), so the caller's buffer must stay valid until
 // then; direct IO is done only when the "driver" allows it (quietly indirect otherwise);
-// mmap IO needs a mapped reserve buffer big enough (else submit() fails, -EINVAL or
-// -ENOMEM); a read-only channel refuses commands that change the medium (-EPERM). A request
-// that breaks the Channel contract (a direction or length that does not match the CDB)
-// fails submit() with -EINVAL and is noted in violations().
+// indirect IO that fits a mapped channel's reserve buffer goes through it, overwriting what
+// the mapping held (the sg driver bounces indirect IO through the reserve); mmap IO needs a mapped
+// reserve buffer big enough (else submit() fails, -EINVAL or -ENOMEM); a read-only channel refuses
+// commands that change the medium (-EPERM). A request that breaks the Channel contract (a direction
+// or length that does not match the CDB) fails submit() with -EINVAL and is noted in violations().
+//
+// Files: this header (the interface), memory_target.cpp (state, fault rules, channels,
+// transport), memory_target_commands.cpp (the SCSI commands), memory_target_scsi.hpp (what
+// those two share).
 //
 // Thread-safe: any number of channels, used from any threads (each channel by one thread at
 // a time, like an fd). One mutex guards the target; commands are carried out one at a time.
