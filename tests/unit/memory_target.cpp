@@ -573,7 +573,9 @@ int MemoryTarget::receive_locked(unsigned channel, unsigned generation, bool rea
             continue;
         if (is_attention(fault.kind) && opcode == op::inquiry)
             continue;
-        if (fault.kind == FaultKind::short_transfer && !is_read(opcode) && !is_write(opcode))
+        const bool data_in = request.direction == DataDirection::from_device;
+        if (fault.kind == FaultKind::short_transfer &&
+            (request.length == 0 || !(data_in || is_write(opcode))))
             continue;
         ++rule.matched;
         if (out.fault || rule.fired >= fault.times || rule.matched % fault.every != 0)

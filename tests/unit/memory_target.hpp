@@ -83,7 +83,7 @@ enum class FaultKind {
     busy,               // SCSI status BUSY, no sense
     becoming_ready,     // 02/04/01; with `times`, ready after that many
     timeout,            // the transport's timeout verdict, in `timeout_form`; nothing moved
-    short_transfer,     // GOOD with `residual` bytes not moved (READ and WRITE only)
+    short_transfer,     // GOOD with `residual` bytes not moved (WRITE, and commands with data-in)
     data_protect,       // 07/27/00
     check_condition,    // `sense_key`/`asc`/`ascq` as given
     device_gone,        // the device disappears with this command (see disappear())

@@ -46,7 +46,7 @@ void MemoryTarget::run_locked(const SgRequest &request, std::uint8_t *data, std:
     const std::uint64_t block_count = config_.block_count;
 
     const auto data_in = [&](const Bytes &reply, std::size_t allocation) {
-        done.moved = std::min({reply.size(), allocation, request.length});
+        done.moved = std::min({reply.size(), allocation, request.length, limit});
         std::copy_n(reply.begin(), done.moved, data);
     };
     const auto in_range = [&](std::uint64_t lba, std::uint64_t blocks) {

@@ -719,7 +719,7 @@ TEST_CASE("fault rules: which commands, how often")
         CHECK(done.residual == 1124);
         CHECK(rig.target->equals(50 * block, Bytes(written.begin(), written.begin() + 924)));
         CHECK(rig.target->equals(50 * block + 924, Bytes(1124, 0)));
-        // Never on commands that move no blocks.
+        // Never on commands that move no data.
         rig.target->inject(fault);
         CHECK(sg_ll_test_unit_ready(*channel, no_retries(), message) == 0);
     }
@@ -918,5 +918,60 @@ TEST_CASE("indirect IO on a mapped channel goes through the mapping, as sg's res
         Bytes big(16 * block);
         REQUIRE(read_write(*channel, false, 0, 16, big.data()) == 0);
         CHECK(Bytes(area.begin(), area.end()) == Bytes(8 * block, 0xee));
+    }
+}
+
+TEST_CASE("replies cut short: the decoders' verdict reaches the caller as EPROTO")
+{
+    Rig rig;
+    auto channel = rig.transport.channel();
+    std::string message;
+    Fault fault;
+    fault.kind = FaultKind::short_transfer;
+    fault.times = Fault::always;
+    std::vector<std::uint8_t> page;
+
+    SUBCASE("READ CAPACITY(16) of 2 bytes")
+    {
+        fault.residual = 30;
+        rig.target->inject(fault);
+        Capacity capacity;
+        CHECK(sg_ll_readcap_16(*channel, no_retries(), capacity, message) == -EPROTO);
+        CHECK(message.find("malformed reply") != std::string::npos);
+        CHECK(sg_ll_readcap_10(*channel, no_retries(), capacity, message) == -EPROTO);
+        rig.target->clear_faults();
+        fault.residual = 512 - 4; // of MODE SENSE's 512: half the header
+        rig.target->inject(fault);
+        bool write_protected = false;
+        CHECK(sg_ll_mode_sense_10_wp(*channel, no_retries(), write_protected, message) == -EPROTO);
+    }
+    SUBCASE("INQUIRY of nothing, a VPD page of 2 bytes")
+    {
+        fault.residual = Fault::everything;
+        const std::size_t rule = rig.target->inject(fault);
+        StandardInquiry inquiry;
+        CHECK(sg_ll_inquiry(*channel, no_retries(), inquiry, message) == -EPROTO);
+        rig.target->clear_faults();
+        fault.residual = 4096 - 2;
+        rig.target->inject(fault);
+        CHECK(sg_ll_inquiry_vpd(*channel, no_retries(), vpd::unit_serial_number, page, message) ==
+              -EPROTO);
+        CHECK(rig.target->fired(rule) == 1);
+    }
+    SUBCASE("GET LBA STATUS of 4 bytes")
+    {
+        fault.residual = 8 + 16 * 4 - 4;
+        rig.target->inject(fault);
+        std::vector<LbaStatus> status;
+        CHECK(sg_ll_get_lba_status(*channel, no_retries(), 0, 4, status, message) == -EPROTO);
+    }
+    SUBCASE("a VPD page cut inside: its PAGE LENGTH says more than came")
+    {
+        fault.residual = 4096 - 6;
+        rig.target->inject(fault);
+        CHECK(sg_ll_inquiry_vpd(*channel, no_retries(), vpd::unit_serial_number, page, message) ==
+              0);
+        std::string serial;
+        CHECK(decode_vpd_unit_serial(page, serial) == -EPROTO);
     }
 }
