@@ -534,9 +534,16 @@ int MemoryTarget::receive_locked(unsigned channel, unsigned generation, bool rea
             return -ENOMEM;
     }
 
-    // Received: from here on the device has it.
     out = Received{};
     out.generation = generation;
+    ++in_flight_;
+    max_in_flight_ = std::max(max_in_flight_, in_flight_);
+    changed_.notify_all();
+    // Queued, but no device gets it: reap() fails it (execute_locked).
+    if (gone_ || dead)
+        return 0;
+
+    // Received: from here on the device has it.
     const auto *data = request.mode == TransferMode::mmap
                            ? area.data()
                            : static_cast<const std::uint8_t *>(request.buffer);
@@ -554,9 +561,6 @@ int MemoryTarget::receive_locked(unsigned channel, unsigned generation, bool rea
     record.mode = request.mode;
     record.length = request.length;
     ++per_opcode_[opcode];
-    ++in_flight_;
-    max_in_flight_ = std::max(max_in_flight_, in_flight_);
-    changed_.notify_all();
 
     if (attention_pending_ && opcode != op::inquiry) {
         attention_pending_ = false;

@@ -590,6 +590,8 @@ TEST_CASE("the transport: reserve, BLKSECTGET, open failures, a device that goes
         auto after = rig.transport.channel();
         CHECK(read_write(*after, false, 0, 1, data.data()) == 0);
     }
+    // Only the commands a device got are in its log: the three reads on the new channels.
+    CHECK(rig.target->count(opcode::read_10) == 3);
     CHECK(rig.target->in_flight() == 0);
 }
 
