@@ -18,7 +18,6 @@ namespace
 {
 
 using Bytes = std::vector<std::uint8_t>;
-using Clock = std::chrono::steady_clock;
 
 constexpr std::size_t block = 512;
 constexpr std::size_t kib = 1024;
@@ -75,10 +74,6 @@ Fault fault_of(FaultKind kind, unsigned times = 1)
     return fault;
 }
 
-double milliseconds_since(Clock::time_point start)
-{
-    return std::chrono::duration<double, std::milli>(Clock::now() - start).count();
-}
 
 } // namespace
 
@@ -109,9 +104,7 @@ TEST_CASE("a unit attention is retried at once and succeeds")
     loop.target->poke(8 * block, pattern(2 * block, 1));
     loop.target->inject(fault_of(FaultKind::power_on_attention));
     Bytes data(2 * block);
-    const auto start = Clock::now();
     const IoResult result = loop.read(*channel, 8, 2, data.data());
-    CHECK(milliseconds_since(start) < 50); // the shortest other wait is 50 ms
     REQUIRE(result.ok());
     CHECK(result.bytes == 2 * block);
     CHECK(data == pattern(2 * block, 1));
@@ -134,9 +127,7 @@ TEST_CASE("retryable outcomes: up to `retries` more attempts")
     {
         loop.context.retries = 2;
         loop.target->inject(fault_of(FaultKind::busy, Fault::always));
-        const auto start = Clock::now();
         const IoResult result = loop.read(*channel, 0, 1, data.data());
-        CHECK(milliseconds_since(start) >= 150);
         CHECK(result.error == -EBUSY);
         CHECK(result.bytes == 0);
         CHECK(result.message.find("busy") != std::string::npos);
