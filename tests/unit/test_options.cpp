@@ -73,8 +73,8 @@ TEST_CASE("every sgfs option is parsed into its field")
 {
     const auto parsed = parse_mount_options(
         "io=mmap,mmap_min=128k,reserve=4M,queue_depth=8,max_io=512k,timeout=30,retries=0,"
-        "fua,noreadahead,nocopy_file_range,cache=page,ro,uid=1000,gid=6,umask=027,debug,noaligned_"
-        "writes");
+        "fua,noreadahead,nocopy_file_range,cache=page,ro,uid=1000,gid=6,umask=027,debug,"
+        "noaligned_writes");
     REQUIRE_MESSAGE(parsed.ok(), parsed.error);
     const MountOptions &o = parsed.options;
     CHECK(o.disk.io_mode == IoMode::mmap);
