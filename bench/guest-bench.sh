@@ -8,6 +8,8 @@
 #   @@RUN|workload|tool|param|run|status|bytes|seconds|user|sys|daemon_user|daemon_sys|ios|note
 #   @@CHECK|workload|tool|param|result|note
 #   @@S|label|line                  (the sgfs .stats file after each mode's first run)
+# tool: sgfs.LABEL.dd, sgfs.LABEL.cp, fio.sgfs.LABEL for the sgfs under test, and the same
+# with sgfs-base for the baseline binary (--baseline-sgfs), run right after each one.
 #   @@END
 # workload: read write copy randread randwrite; param: a transfer size (8k, 64k, 1m),
 # "cp" (cp picks its own size) or jN (fio with N jobs); status: ok or failed; seconds:
@@ -19,7 +21,7 @@ set -u
 
 SIZES=8k,64k,1m RUNS=3 SIZE_MB=256 FIO_RUNTIME=5 FIO_JOBS=1,4
 WORKLOADS=read,write,copy,rand SGFS_MODES=indirect,direct,mmap,auto,before=auto+noreadahead+noaligned_writes+nocopy_file_range SGFS_OPTIONS=''
-BUILD='' CMD_TIMEOUT=900 CHECKS=1
+BUILD='' CMD_TIMEOUT=900 CHECKS=1 BASE_SGFS=''
 while [ $# -gt 0 ]; do
 	case $1 in
 	--build-dir) BUILD=$2 ;;
@@ -33,6 +35,7 @@ while [ $# -gt 0 ]; do
 	--sgfs-options) SGFS_OPTIONS=$2 ;;
 	--cmd-timeout) CMD_TIMEOUT=$2 ;;
 	--checks) CHECKS=$2 ;;
+	--baseline-sgfs) BASE_SGFS=$2 ;;
 	*)
 		echo "guest-bench.sh: unknown argument $1" >&2
 		exit 2
@@ -68,7 +71,15 @@ TOTAL=$((SIZE_MB * 1024 * 1024))
 TMPD=$(mktemp -d /tmp/bench.XXXXXX)
 SRC=/tmp/bench-src.bin
 MNT=/tmp/sgfs-mnt
-SGFS=${BUILD:+$BUILD/fusefs/sgfs}
+# The sgfs binary each sgfs row name runs: sgfs (the build under test) and, with
+# --baseline-sgfs, sgfs-base. sgfs_start runs $SGFS, set from it per row.
+declare -A SGFS_BINARY=([sgfs]=${BUILD:+$BUILD/fusefs/sgfs})
+SGFS_SIDES=(sgfs)
+if [ -n "$BASE_SGFS" ]; then
+	SGFS_BINARY[sgfs-base]=$BASE_SGFS
+	SGFS_SIDES+=(sgfs-base)
+fi
+SGFS=${SGFS_BINARY[sgfs]}
 CLK_TCK=$(getconf CLK_TCK)
 SGFS_PID='' QSD_PID='' START_ERR=''
 
@@ -184,11 +195,14 @@ meta sg3_utils "$(sg_dd --version 2>&1 | head -n1)"
 meta fio "$(fio --version 2>&1)"
 meta qsd "$(qemu-storage-daemon --version 2>&1 | head -n1)"
 meta coreutils "$(dd --version 2>&1 | head -n1)"
-if [ -x "$SGFS" ]; then
-	meta sgfs "$("$SGFS" --version 2>&1 | head -n2 | tr '\n' ' ')"
-else
-	meta sgfs "not built: ${SGFS:-no build dir} missing"
-fi
+for side in "${SGFS_SIDES[@]}"; do
+	bin=${SGFS_BINARY[$side]}
+	if [ -x "$bin" ]; then
+		meta "$side" "$("$bin" --version 2>&1 | head -n2 | tr '\n' ' ')"
+	else
+		meta "$side" "not built: ${bin:-no build dir} missing"
+	fi
+done
 for m in "${MODE_LIST[@]}"; do
 	[[ $m == *=* ]] && meta "variant.$(variant_label "$m")" "$(variant_options "$m")"
 done
@@ -507,12 +521,12 @@ seq_run() {
 		[ "$w" != read ] && flags+=(oflag=direct conv=notrunc)
 		mover dd "$w" "$tool" "$p" "$run" "$pid" dd if="$in" of="$out" bs="$bytes" count="$n" "${flags[@]}" && ok=1
 		;;
-	sgfs.*.dd)
+	sgfs.*.dd | sgfs-base.*.dd)
 		flags=(iflag=fullblock)
 		[ "$w" != read ] && flags+=(conv=notrunc)
 		mover dd "$w" "$tool" "$p" "$run" "$pid" dd if="$in" of="$out" bs="$bytes" count="$n" "${flags[@]}" && ok=1
 		;;
-	cp.dev | sgfs.*.cp) mover plain "$w" "$tool" "$p" "$run" "$pid" cp "$in" "$out" && ok=1 ;;
+	cp.dev | sgfs.*.cp | sgfs-base.*.cp) mover plain "$w" "$tool" "$p" "$run" "$pid" cp "$in" "$out" && ok=1 ;;
 	*) emit_failed "$w" "$tool" "$p" "$run" "unknown tool $tool" ;;
 	esac
 	[ "$checking" = 1 ] && [ "$ok" = 1 ] && check_after "$w" "$tool" "$p" "$in"
@@ -681,7 +695,10 @@ for ((run = 1; run <= RUNS; run++)); do
 	native_tools "$run"
 	fuse_tools qsd "$run" qsd_start "" /tmp/qsd-0 /tmp/qsd-1
 	for m in "${MODE_LIST[@]}"; do
-		fuse_tools "sgfs.$(variant_label "$m")" "$run" sgfs_start "$m" "$MNT/$SG0" "$MNT/$SG1"
+		for side in "${SGFS_SIDES[@]}"; do
+			SGFS=${SGFS_BINARY[$side]}
+			fuse_tools "$side.$(variant_label "$m")" "$run" sgfs_start "$m" "$MNT/$SG0" "$MNT/$SG1"
+		done
 	done
 done
 meta guest_seconds "$(($(date +%s) - t_start))"

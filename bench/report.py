@@ -64,10 +64,11 @@ DESCRIPTIONS = {
 VARIANTS = {}
 
 
-def sgfs_name(name):
+def sgfs_name(name, side="sgfs"):
+    """side: sgfs (the build under test) or sgfs-base (bench/run --baseline)."""
     if name in VARIANTS:
-        return f"**sgfs {name}** ({VARIANTS[name]})"
-    return f"**sgfs io={name}**"
+        return f"**{side} {name}** ({VARIANTS[name]})"
+    return f"**{side} io={name}**"
 
 
 def label(tool):
@@ -87,17 +88,23 @@ def label(tool):
     }
     if tool in fixed:
         return fixed[tool]
-    m = re.fullmatch(r"sgfs\.(\w+)\.(dd|cp)", tool)
+    m = re.fullmatch(r"(sgfs|sgfs-base)\.(\w+)\.(dd|cp)", tool)
     if m:
-        return f"{sgfs_name(m.group(1))}, {m.group(2)}"
-    m = re.fullmatch(r"fio\.sgfs\.(\w+)", tool)
+        return f"{sgfs_name(m.group(2), m.group(1))}, {m.group(3)}"
+    m = re.fullmatch(r"fio\.(sgfs|sgfs-base)\.(\w+)", tool)
     if m:
-        return f"fio {sgfs_name(m.group(1))}"
+        return f"fio {sgfs_name(m.group(2), m.group(1))}"
     return tool
 
 
 def is_sgfs(tool):
-    return tool.startswith("sgfs.") or tool.startswith("fio.sgfs.")
+    return re.match(r"(fio\.)?sgfs(-base)?\.", tool) is not None
+
+
+def baseline_of(tool):
+    """The baseline's row for a row of the sgfs under test, or None."""
+    m = re.fullmatch(r"(fio\.)?sgfs\.(.+)", tool)
+    return f"{m.group(1) or ''}sgfs-base.{m.group(2)}" if m else None
 
 
 def reference(workload):
@@ -325,6 +332,31 @@ def render_table(w, params, rows, checks, notes, failures):
     return out
 
 
+def render_before_after(w, params, rows):
+    """Rows of the sgfs under test against the same rows of the baseline: [] if none."""
+    cells = dict(rows)
+    out = []
+    for t, c in rows:
+        base = cells.get(baseline_of(t))
+        if base is None:
+            continue
+        line = [label(t).replace("**", "").replace("sgfs ", "", 1)]
+        for p in params:
+            now, then = c.get(p), base.get(p)
+            if now is None or then is None or now.median is None or then.median is None:
+                line.append("–")
+                continue
+            ratio = now.median / then.median if then.median else None
+            apart = len(now.ok) > 1 and len(then.ok) > 1 and (now.lo > then.hi or now.hi < then.lo)
+            line.append(f"{fnum(ratio)}×{' *' if apart else ''} "
+                        f"({fnum(now.median)} / {fnum(then.median)})")
+        out.append("| " + " | ".join(line) + " |")
+    if not out:
+        return []
+    head = ["row"] + [param_title(p) for p in params]
+    return ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)] + out
+
+
 GNUPLOT_COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b",
                   "#e377c2", "#7f7f7f", "#bcbd22", "#17becf", "#000000", "#aa3377",
                   "#4477aa", "#228833", "#ccbb44", "#66ccee", "#ee6677", "#bbbbbb"]
@@ -443,6 +475,8 @@ def main():
                   f"{meta.get('disks', '?')}, sector {meta.get('sector', '?')} B, "
                   f"max_sectors_kb {meta.get('max_sectors_kb', '?')}; sg driver "
                   f"{meta.get('sg_version', '?')}, allow_dio={meta.get('allow_dio', '?')}"),
+        *([("baseline", f"{meta.get('sgfs-base', '?')} ({host['baseline']})")]
+          if "baseline" in host else []),
         ("tools", "; ".join(meta.get(k, "?") for k in ("sg3_utils", "fio", "qsd", "coreutils"))),
         ("parameters", meta.get("params", "?")),
         ("duration", f"{host.get('duration', '?')} in all (boot included); "
@@ -471,6 +505,19 @@ def main():
         if w in plot_files:
             # only in latest.md: the plots are latest-*.svg, overwritten by the next run
             md += [("img", f"![{TITLES[w]}]({os.path.basename(plot_files[w])})"), ""]
+    before_after = []
+    for w in present:
+        table = render_before_after(w, *tables[w])
+        if table:
+            before_after += [f"### {TITLES[w]}", ""] + table + [""]
+    if before_after:
+        md += ["## Before/after: this build against the baseline", "",
+               f"Baseline: {host.get('baseline', '?')}. Each sgfs row ran with both binaries "
+               "back to back in the same guest boot (rows sgfs-base in the tables above). A "
+               "cell is this build's median over the baseline's (×), then the two medians "
+               "(MB/s; random IO: IOPS). `*`: the min–max ranges of the two do not overlap, "
+               "a difference beyond this run's spread (never marked with a single run).", ""]
+        md += before_after
     ok_checks = [k for k in checks if k["result"] == "ok"]
     if "checks=0" in meta.get("params", ""):
         md += ["## Data checks", "", "Off for this run (--no-check, or --quick).", ""]

@@ -3,6 +3,7 @@
 #include "sgfs/cdb.hpp"
 
 #include "byte_order.hpp"
+#include "sgfs/hex.hpp"
 
 #include <algorithm>
 #include <array>
@@ -200,18 +201,6 @@ template <std::unsigned_integral T> void get_if_present(Bytes page, std::size_t 
 
 // ---- stable ids ----
 
-std::string to_hex(std::span<const std::uint8_t> bytes)
-{
-    static constexpr std::string_view digits = "0123456789abcdef";
-    std::string hex;
-    hex.reserve(bytes.size() * 2);
-    for (const std::uint8_t byte : bytes) {
-        hex += digits[byte >> 4];
-        hex += digits[byte & 0x0f];
-    }
-    return hex;
-}
-
 bool is_file_name_safe(char c)
 {
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
@@ -238,7 +227,7 @@ std::string sanitized_text(std::span<const std::uint8_t> bytes, bool collapse_sp
 std::string designator_body(const Designator &designator)
 {
     if (designator.code_set != code_set::ascii && designator.code_set != code_set::utf8) {
-        return to_hex(designator.value);
+        return hex_bytes(designator.value);
     }
     // T10 vendor ids pad the vendor field with spaces; one '_' per gap keeps ids readable.
     const bool collapse = designator.type == designator_type::t10_vendor_id;

@@ -1,11 +1,12 @@
 // Sense decoding (via libsgutils2) and the classification of one command completion.
 #include "sgfs/sense.hpp"
 
+#include "sgfs/hex.hpp"
+
 #include <algorithm>
 #include <array>
 #include <cerrno>
 #include <cstddef>
-#include <cstdio>
 #include <string_view>
 #include <utility>
 
@@ -198,13 +199,6 @@ const char *driver_status_name(std::uint16_t code)
 // ---------------------------------------------------------------------------------------------
 // Messages
 
-std::string hex(std::uint64_t value)
-{
-    std::array<char, 24> buf{};
-    std::snprintf(buf.data(), buf.size(), "0x%llx", static_cast<unsigned long long>(value));
-    return buf.data();
-}
-
 std::string lowercase(std::string text)
 {
     for (char &c : text) {
@@ -261,8 +255,8 @@ std::string describe_sense(const SenseData &sense)
     std::string text = is_deferred(sense.response_code) ? "deferred " : "";
     text += sense_key_words(sense.sense_key);
     if (sense.information && information_is_lba(sense.sense_key))
-        text +=
-            " at LBA " + std::to_string(*sense.information) + " (" + hex(*sense.information) + ")";
+        text += " at LBA " + std::to_string(*sense.information) + " (" +
+                hex_number(*sense.information) + ")";
     text += ": " + asc_words(sense.asc, sense.ascq);
     if (is_deferred(sense.response_code))
         text += " (reported for an earlier command)";
@@ -436,7 +430,7 @@ std::optional<CommandOutcome> classify_host(const CommandStatus &status, const S
         return std::nullopt;
     if (host == nullptr)
         return outcome({transport, EIO, false}, sense,
-                       what + ": transport error: host status " + hex(status.host_status));
+                       what + ": transport error: host status " + hex_number(status.host_status));
     return outcome(host->verdict, sense,
                    what + ": " + category_words(host->verdict.category) + ": " + host->name + " (" +
                        host->meaning + ")");
@@ -450,7 +444,7 @@ std::optional<CommandOutcome> classify_driver(const CommandStatus &status, const
         return std::nullopt;
     const char *name = driver_status_name(code);
     return outcome({ErrorCategory::driver_error, EIO, false}, sense,
-                   what + ": driver error: " + (name != nullptr ? name : hex(code)));
+                   what + ": driver error: " + (name != nullptr ? name : hex_number(code)));
 }
 
 CommandOutcome classify_scsi_status(const CommandStatus &status, const SenseData &sense,
@@ -478,8 +472,8 @@ CommandOutcome classify_scsi_status(const CommandStatus &status, const SenseData
                        what + ": aborted command: " + scsi_status_words(code));
     default: // ACA active, obsolete intermediate statuses, garbage
         return outcome({ErrorCategory::other, EIO, false}, sense,
-                       what + ": unexpected status: " + scsi_status_words(code) + " (" + hex(code) +
-                           ")");
+                       what + ": unexpected status: " + scsi_status_words(code) + " (" +
+                           hex_number(code) + ")");
     }
 }
 

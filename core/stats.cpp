@@ -1,6 +1,8 @@
 #include "sgfs/stats.hpp"
 
 #include <string>
+#include <utility>
+#include <vector>
 
 namespace sgfs
 {
@@ -20,32 +22,64 @@ const char *to_string(DataPath path)
     return "none";
 }
 
+namespace
+{
+
+template <typename Group, std::size_t N>
+void add_group(Group &to, const Group &from, const std::array<CounterField<Group>, N> &fields)
+{
+    for (const auto &field : fields)
+        to.*field.member += from.*field.member;
+}
+
+template <typename Group, std::size_t N>
+void append_group(std::vector<std::pair<std::string, std::string>> &out, const std::string &prefix,
+                  const Group &group, const std::array<CounterField<Group>, N> &fields)
+{
+    for (const auto &field : fields)
+        out.emplace_back(prefix + field.key, std::to_string(group.*field.member));
+}
+
+std::string mode_prefix(int mode)
+{
+    return std::string(to_string(static_cast<TransferMode>(mode))) + ".";
+}
+
+std::string path_prefix(int path)
+{
+    return std::string(to_string(static_cast<DataPath>(path))) + ".";
+}
+
+} // namespace
+
 void DeviceStats::count_command(DataPath path, TransferMode requested, TransferMode done,
                                 std::uint64_t bytes, bool staged)
 {
     if (path != DataPath::none) {
         auto &counters = paths_[static_cast<int>(path)];
-        auto &which = staged                           ? counters.user_copy_bytes
-                      : done == TransferMode::indirect ? counters.sg_copy_bytes
-                                                       : counters.zero_copy_bytes;
-        which.fetch_add(bytes, std::memory_order_relaxed);
+        if (staged)
+            counters.add<&PathCountersSnapshot::user_copy_bytes>(bytes);
+        else if (done == TransferMode::indirect)
+            counters.add<&PathCountersSnapshot::sg_copy_bytes>(bytes);
+        else
+            counters.add<&PathCountersSnapshot::zero_copy_bytes>(bytes);
     }
     auto &asked = modes_[static_cast<int>(requested)];
-    asked.requested_commands.fetch_add(1, std::memory_order_relaxed);
-    asked.requested_bytes.fetch_add(bytes, std::memory_order_relaxed);
+    asked.add<&ModeCountersSnapshot::requested_commands>(1);
+    asked.add<&ModeCountersSnapshot::requested_bytes>(bytes);
     auto &did = modes_[static_cast<int>(done)];
-    did.done_commands.fetch_add(1, std::memory_order_relaxed);
-    did.done_bytes.fetch_add(bytes, std::memory_order_relaxed);
+    did.add<&ModeCountersSnapshot::done_commands>(1);
+    did.add<&ModeCountersSnapshot::done_bytes>(bytes);
     if (requested != done) {
-        asked.fallback_commands.fetch_add(1, std::memory_order_relaxed);
-        asked.fallback_bytes.fetch_add(bytes, std::memory_order_relaxed);
+        asked.add<&ModeCountersSnapshot::fallback_commands>(1);
+        asked.add<&ModeCountersSnapshot::fallback_bytes>(bytes);
     }
 }
 
 void DeviceStats::count_partial_copy(DataPath path, std::uint64_t bytes)
 {
     if (path != DataPath::none)
-        paths_[static_cast<int>(path)].user_copy_bytes.fetch_add(bytes, std::memory_order_relaxed);
+        paths_[static_cast<int>(path)].add<&PathCountersSnapshot::user_copy_bytes>(bytes);
 }
 
 void DeviceStats::count_error(ErrorCategory category)
@@ -57,15 +91,15 @@ void DeviceStats::count_zeroing(ZeroKind kind, std::uint64_t bytes)
 {
     switch (kind) {
     case ZeroKind::write_same:
-        zero_write_same_commands_.fetch_add(1, std::memory_order_relaxed);
-        zero_write_same_bytes_.fetch_add(bytes, std::memory_order_relaxed);
+        zero_.add<&ZeroCountersSnapshot::write_same_commands>(1);
+        zero_.add<&ZeroCountersSnapshot::write_same_bytes>(bytes);
         break;
     case ZeroKind::write_same_unmap:
-        zero_write_same_unmap_commands_.fetch_add(1, std::memory_order_relaxed);
-        zero_write_same_unmap_bytes_.fetch_add(bytes, std::memory_order_relaxed);
+        zero_.add<&ZeroCountersSnapshot::write_same_unmap_commands>(1);
+        zero_.add<&ZeroCountersSnapshot::write_same_unmap_bytes>(bytes);
         break;
     case ZeroKind::host_write:
-        zero_host_bytes_.fetch_add(bytes, std::memory_order_relaxed);
+        zero_.add<&ZeroCountersSnapshot::host_bytes>(bytes);
         break;
     }
 }
@@ -73,70 +107,30 @@ void DeviceStats::count_zeroing(ZeroKind kind, std::uint64_t bytes)
 DeviceStatsSnapshot DeviceStats::snapshot() const
 {
     DeviceStatsSnapshot snap;
-    for (int i = 0; i < transfer_mode_count; ++i) {
-        const auto &from = modes_[i];
-        auto &to = snap.modes[i];
-        to.requested_commands = from.requested_commands.load(std::memory_order_relaxed);
-        to.requested_bytes = from.requested_bytes.load(std::memory_order_relaxed);
-        to.done_commands = from.done_commands.load(std::memory_order_relaxed);
-        to.done_bytes = from.done_bytes.load(std::memory_order_relaxed);
-        to.fallback_commands = from.fallback_commands.load(std::memory_order_relaxed);
-        to.fallback_bytes = from.fallback_bytes.load(std::memory_order_relaxed);
-    }
+    for (int i = 0; i < transfer_mode_count; ++i)
+        modes_[i].load_into(snap.modes[i]);
+    device_.load_into(snap);
     for (int i = 0; i < data_path_count; ++i) {
-        const auto &from = paths_[i];
-        auto &to = snap.paths[i];
-        to.user_copy_bytes = from.user_copy_bytes.load(std::memory_order_relaxed);
-        to.sg_copy_bytes = from.sg_copy_bytes.load(std::memory_order_relaxed);
-        to.zero_copy_bytes = from.zero_copy_bytes.load(std::memory_order_relaxed);
-        snap.user_copy_bytes += to.user_copy_bytes;
-        snap.zero_copy_bytes += to.zero_copy_bytes;
+        paths_[i].load_into(snap.paths[i]);
+        snap.user_copy_bytes += snap.paths[i].user_copy_bytes;
+        snap.zero_copy_bytes += snap.paths[i].zero_copy_bytes;
     }
-    snap.retries = retries_.load(std::memory_order_relaxed);
-    snap.readahead_bytes = readahead_bytes_.load(std::memory_order_relaxed);
-    snap.readahead_hit_bytes = readahead_hit_bytes_.load(std::memory_order_relaxed);
     for (int i = 0; i < error_category_count; ++i)
         snap.errors[i] = errors_[i].load(std::memory_order_relaxed);
-    snap.zero.write_same_commands = zero_write_same_commands_.load(std::memory_order_relaxed);
-    snap.zero.write_same_bytes = zero_write_same_bytes_.load(std::memory_order_relaxed);
-    snap.zero.write_same_unmap_commands =
-        zero_write_same_unmap_commands_.load(std::memory_order_relaxed);
-    snap.zero.write_same_unmap_bytes = zero_write_same_unmap_bytes_.load(std::memory_order_relaxed);
-    snap.zero.host_bytes = zero_host_bytes_.load(std::memory_order_relaxed);
-    snap.zero.fallbacks = zero_fallbacks_.load(std::memory_order_relaxed);
+    zero_.load_into(snap.zero);
     return snap;
 }
 
 void DeviceStatsSnapshot::add_counters(const DeviceStatsSnapshot &other)
 {
-    for (int i = 0; i < transfer_mode_count; ++i) {
-        auto &to = modes[i];
-        const auto &from = other.modes[i];
-        to.requested_commands += from.requested_commands;
-        to.requested_bytes += from.requested_bytes;
-        to.done_commands += from.done_commands;
-        to.done_bytes += from.done_bytes;
-        to.fallback_commands += from.fallback_commands;
-        to.fallback_bytes += from.fallback_bytes;
-    }
-    for (int i = 0; i < data_path_count; ++i) {
-        paths[i].user_copy_bytes += other.paths[i].user_copy_bytes;
-        paths[i].sg_copy_bytes += other.paths[i].sg_copy_bytes;
-        paths[i].zero_copy_bytes += other.paths[i].zero_copy_bytes;
-    }
-    retries += other.retries;
-    user_copy_bytes += other.user_copy_bytes;
-    zero_copy_bytes += other.zero_copy_bytes;
-    readahead_bytes += other.readahead_bytes;
-    readahead_hit_bytes += other.readahead_hit_bytes;
+    for (int i = 0; i < transfer_mode_count; ++i)
+        add_group(modes[i], other.modes[i], mode_counter_fields);
+    for (int i = 0; i < data_path_count; ++i)
+        add_group(paths[i], other.paths[i], path_counter_fields);
+    add_group(*this, other, device_counter_fields);
     for (int i = 0; i < error_category_count; ++i)
         errors[i] += other.errors[i];
-    zero.write_same_commands += other.zero.write_same_commands;
-    zero.write_same_bytes += other.zero.write_same_bytes;
-    zero.write_same_unmap_commands += other.zero.write_same_unmap_commands;
-    zero.write_same_unmap_bytes += other.zero.write_same_unmap_bytes;
-    zero.host_bytes += other.zero.host_bytes;
-    zero.fallbacks += other.zero.fallbacks;
+    add_group(zero, other.zero, zero_counter_fields);
 }
 
 std::vector<std::pair<std::string, std::string>> DeviceStatsSnapshot::fields() const
@@ -147,37 +141,15 @@ std::vector<std::pair<std::string, std::string>> DeviceStatsSnapshot::fields() c
     out.emplace_back("gone_reason", gone_reason);
     out.emplace_back("path_losses", std::to_string(path_losses));
     out.emplace_back("reattaches", std::to_string(reattaches));
-    for (int i = 0; i < transfer_mode_count; ++i) {
-        const std::string mode = to_string(static_cast<TransferMode>(i));
-        const auto &m = modes[i];
-        out.emplace_back(mode + ".requested_commands", std::to_string(m.requested_commands));
-        out.emplace_back(mode + ".requested_bytes", std::to_string(m.requested_bytes));
-        out.emplace_back(mode + ".done_commands", std::to_string(m.done_commands));
-        out.emplace_back(mode + ".done_bytes", std::to_string(m.done_bytes));
-        out.emplace_back(mode + ".fallback_commands", std::to_string(m.fallback_commands));
-        out.emplace_back(mode + ".fallback_bytes", std::to_string(m.fallback_bytes));
-    }
-    for (int i = 1; i < data_path_count; ++i) {
-        const std::string path = to_string(static_cast<DataPath>(i));
-        out.emplace_back(path + ".user_copy_bytes", std::to_string(paths[i].user_copy_bytes));
-        out.emplace_back(path + ".sg_copy_bytes", std::to_string(paths[i].sg_copy_bytes));
-        out.emplace_back(path + ".zero_copy_bytes", std::to_string(paths[i].zero_copy_bytes));
-    }
-    out.emplace_back("retries", std::to_string(retries));
-    out.emplace_back("user_copy_bytes", std::to_string(user_copy_bytes));
-    out.emplace_back("zero_copy_bytes", std::to_string(zero_copy_bytes));
-    out.emplace_back("readahead_bytes", std::to_string(readahead_bytes));
-    out.emplace_back("readahead_hit_bytes", std::to_string(readahead_hit_bytes));
-    for (int i = 1; i < error_category_count; ++i)
+    for (int i = 0; i < transfer_mode_count; ++i)
+        append_group(out, mode_prefix(i), modes[i], mode_counter_fields);
+    for (int i = 1; i < data_path_count; ++i) // not DataPath::none: never counted
+        append_group(out, path_prefix(i), paths[i], path_counter_fields);
+    append_group(out, "", *this, device_counter_fields);
+    for (int i = 1; i < error_category_count; ++i) // not ErrorCategory::ok
         out.emplace_back(std::string("errors.") + to_string(static_cast<ErrorCategory>(i)),
                          std::to_string(errors[i]));
-    out.emplace_back("zero.write_same_commands", std::to_string(zero.write_same_commands));
-    out.emplace_back("zero.write_same_bytes", std::to_string(zero.write_same_bytes));
-    out.emplace_back("zero.write_same_unmap_commands",
-                     std::to_string(zero.write_same_unmap_commands));
-    out.emplace_back("zero.write_same_unmap_bytes", std::to_string(zero.write_same_unmap_bytes));
-    out.emplace_back("zero.host_bytes", std::to_string(zero.host_bytes));
-    out.emplace_back("zero.fallbacks", std::to_string(zero.fallbacks));
+    append_group(out, "zero.", zero, zero_counter_fields);
     return out;
 }
 

@@ -105,10 +105,51 @@ Setter ignore()
     return [](std::string_view, std::string_view, MountOptions &) { return std::string(); };
 }
 
-const std::vector<OptionSpec> &option_table()
+// Where an on/off option's bool lives: in MountOptions or in its DiskOptions.
+class FlagField
 {
-    static const std::vector<OptionSpec> table = {
-        // ---- sgfs ----
+  public:
+    constexpr FlagField(bool MountOptions::*field) : field_(field) {}
+    constexpr FlagField(bool DiskOptions::*field) : disk_field_(field) {}
+    bool &in(MountOptions &options) const
+    {
+        return field_ ? options.*field_ : options.disk.*disk_field_;
+    }
+
+  private:
+    bool MountOptions::*field_ = nullptr;
+    bool DiskOptions::*disk_field_ = nullptr;
+};
+
+// An on/off option: "fua" sets the field, "nofua" clears it; `off` is empty for a flag that
+// has no negation.
+struct FlagSpec {
+    std::string_view on;
+    std::string_view off;
+    FlagField field;
+};
+
+constexpr std::array<FlagSpec, 6> flag_table = {{
+    {"fua", "nofua", &DiskOptions::fua},
+    {"readahead", "noreadahead", &DiskOptions::readahead},
+    {"ro", "rw", &DiskOptions::read_only},
+    {"aligned_writes", "noaligned_writes", &MountOptions::aligned_writes},
+    {"copy_file_range", "nocopy_file_range", &MountOptions::copy_file_range},
+    {"debug", "", &MountOptions::debug},
+}};
+
+Setter flag_setter(const FlagSpec &flag, bool value)
+{
+    return [&flag, value](std::string_view, std::string_view, MountOptions &options) {
+        flag.field.in(options) = value;
+        return std::string();
+    };
+}
+
+std::vector<OptionSpec> build_option_table()
+{
+    std::vector<OptionSpec> table = {
+        // ---- sgfs (and the flags, added below) ----
         {"io", Value::required,
          [](std::string_view name, std::string_view value, MountOptions &options) {
              const auto mode = parse_io_mode(value);
@@ -125,46 +166,6 @@ const std::vector<OptionSpec> &option_table()
         {"timeout", Value::required,
          count_setter(&DiskOptions::timeout_seconds, 1, max_timeout_seconds)},
         {"retries", Value::required, count_setter(&DiskOptions::retries, 0, max_retries)},
-        {"fua", Value::none,
-         [](std::string_view, std::string_view, MountOptions &options) {
-             options.disk.fua = true;
-             return std::string();
-         }},
-        {"nofua", Value::none,
-         [](std::string_view, std::string_view, MountOptions &options) {
-             options.disk.fua = false;
-             return std::string();
-         }},
-        {"aligned_writes", Value::none,
-         [](std::string_view, std::string_view, MountOptions &options) {
-             options.aligned_writes = true;
-             return std::string();
-         }},
-        {"noaligned_writes", Value::none,
-         [](std::string_view, std::string_view, MountOptions &options) {
-             options.aligned_writes = false;
-             return std::string();
-         }},
-        {"readahead", Value::none,
-         [](std::string_view, std::string_view, MountOptions &options) {
-             options.disk.readahead = true;
-             return std::string();
-         }},
-        {"noreadahead", Value::none,
-         [](std::string_view, std::string_view, MountOptions &options) {
-             options.disk.readahead = false;
-             return std::string();
-         }},
-        {"copy_file_range", Value::none,
-         [](std::string_view, std::string_view, MountOptions &options) {
-             options.copy_file_range = true;
-             return std::string();
-         }},
-        {"nocopy_file_range", Value::none,
-         [](std::string_view, std::string_view, MountOptions &options) {
-             options.copy_file_range = false;
-             return std::string();
-         }},
         {"cache", Value::required,
          [](std::string_view name, std::string_view value, MountOptions &options) {
              if (value == "none")
@@ -175,16 +176,6 @@ const std::vector<OptionSpec> &option_table()
                  return bad_value(name, value, "none or page");
              return std::string();
          }},
-        {"ro", Value::none,
-         [](std::string_view, std::string_view, MountOptions &options) {
-             options.disk.read_only = true;
-             return std::string();
-         }},
-        {"rw", Value::none,
-         [](std::string_view, std::string_view, MountOptions &options) {
-             options.disk.read_only = false;
-             return std::string();
-         }},
         {"uid", Value::required, id_setter(&MountOptions::uid)},
         {"gid", Value::required, id_setter(&MountOptions::gid)},
         {"umask", Value::required,
@@ -193,11 +184,6 @@ const std::vector<OptionSpec> &option_table()
              if (!mask || *mask > 0777)
                  return bad_value(name, value, "an octal mask from 0 to 0777");
              options.umask = static_cast<mode_t>(*mask);
-             return std::string();
-         }},
-        {"debug", Value::none,
-         [](std::string_view, std::string_view, MountOptions &options) {
-             options.debug = true;
              return std::string();
          }},
         {"fsname", Value::required,
@@ -251,6 +237,17 @@ const std::vector<OptionSpec> &option_table()
         {"_netdev", Value::none, ignore()},
         {"nofail", Value::none, ignore()},
     };
+    for (const FlagSpec &flag : flag_table) {
+        table.push_back({flag.on, Value::none, flag_setter(flag, true)});
+        if (!flag.off.empty())
+            table.push_back({flag.off, Value::none, flag_setter(flag, false)});
+    }
+    return table;
+}
+
+const std::vector<OptionSpec> &option_table()
+{
+    static const std::vector<OptionSpec> table = build_option_table();
     return table;
 }
 

@@ -55,56 +55,39 @@ struct SessionDeleter {
 };
 using SessionPtr = std::unique_ptr<fuse_session, SessionDeleter>;
 
-class SignalHandlers
+// One setup step on the session that succeeded (`result` 0) and is undone on scope exit:
+// the signal handlers removed, the mount unmounted.
+template <void (*Undo)(fuse_session *)> class SessionStep
 {
   public:
-    explicit SignalHandlers(fuse_session *session) : session_(session)
+    SessionStep(fuse_session *session, int result) : session_(session), done_(result == 0) {}
+    SessionStep(const SessionStep &) = delete;
+    SessionStep &operator=(const SessionStep &) = delete;
+    ~SessionStep()
     {
-        // libfuse leaves alone a signal that is ignored when it starts, and a shell ignores
-        // SIGINT for the jobs it starts with '&'. SIGHUP, SIGINT and SIGTERM must unmount
-        // however sgfs was started, so they get their default back first.
-        for (const int signal : {SIGHUP, SIGINT, SIGTERM}) {
-            struct sigaction current {
-            };
-            if (sigaction(signal, nullptr, &current) == 0 && current.sa_handler == SIG_IGN)
-                std::signal(signal, SIG_DFL);
-        }
-        installed_ = fuse_set_signal_handlers(session) == 0;
+        if (done_)
+            Undo(session_);
     }
-    SignalHandlers(const SignalHandlers &) = delete;
-    SignalHandlers &operator=(const SignalHandlers &) = delete;
-    ~SignalHandlers()
-    {
-        if (installed_)
-            fuse_remove_signal_handlers(session_);
-    }
-    bool installed() const { return installed_; }
+    bool done() const { return done_; }
 
   private:
     fuse_session *session_;
-    bool installed_ = false;
+    bool done_;
 };
 
-class Mount
+// libfuse leaves alone a signal that is ignored when it starts, and a shell ignores SIGINT
+// for the jobs it starts with '&'. SIGHUP, SIGINT and SIGTERM must unmount however sgfs was
+// started, so they get their default back first. 0 or -1, like fuse_set_signal_handlers.
+int install_signal_handlers(fuse_session *session)
 {
-  public:
-    Mount(fuse_session *session, const std::string &mountpoint) : session_(session)
-    {
-        mounted_ = fuse_session_mount(session, mountpoint.c_str()) == 0;
+    for (const int signal : {SIGHUP, SIGINT, SIGTERM}) {
+        struct sigaction current {
+        };
+        if (sigaction(signal, nullptr, &current) == 0 && current.sa_handler == SIG_IGN)
+            std::signal(signal, SIG_DFL);
     }
-    Mount(const Mount &) = delete;
-    Mount &operator=(const Mount &) = delete;
-    ~Mount()
-    {
-        if (mounted_)
-            fuse_session_unmount(session_);
-    }
-    bool mounted() const { return mounted_; }
-
-  private:
-    fuse_session *session_;
-    bool mounted_ = false;
-};
+    return fuse_set_signal_handlers(session);
+}
 
 struct LoopConfigDeleter {
     void operator()(fuse_loop_config *config) const { fuse_loop_cfg_destroy(config); }
@@ -163,13 +146,15 @@ int serve(Filesystem &filesystem, const MountOptions &options, const SessionSett
                      fuse_options.str().c_str());
         return 1;
     }
-    SignalHandlers signal_handlers(session.get());
-    if (!signal_handlers.installed()) {
+    const SessionStep<fuse_remove_signal_handlers> signal_handlers(
+        session.get(), install_signal_handlers(session.get()));
+    if (!signal_handlers.done()) {
         std::fprintf(stderr, "sgfs: cannot install signal handlers\n");
         return 1;
     }
-    Mount mount(session.get(), settings.mountpoint);
-    if (!mount.mounted()) {
+    const SessionStep<fuse_session_unmount> mount(
+        session.get(), fuse_session_mount(session.get(), settings.mountpoint.c_str()));
+    if (!mount.done()) {
         std::fprintf(stderr, "sgfs: cannot mount on '%s'\n", settings.mountpoint.c_str());
         return 1;
     }

@@ -1,5 +1,7 @@
 #include "source_spec.hpp"
 
+#include "sgfs/hex.hpp"
+
 #include <algorithm>
 #include <cctype>
 #include <cerrno>
@@ -28,16 +30,10 @@ unsigned long sg_number(std::string_view sg_name)
     return number;
 }
 
-std::string hex_byte(int value)
-{
-    static constexpr char digits[] = "0123456789abcdef";
-    const auto byte = static_cast<unsigned>(value) & 0xffU;
-    return std::string("0x") + digits[byte >> 4U] + digits[byte & 0xfU];
-}
-
 std::string not_a_disk(const std::string &what, int device_type)
 {
-    return "sgfs: " + what + " is not a disk (type " + hex_byte(device_type) + ", " +
+    return "sgfs: " + what + " is not a disk (type " +
+           hex_number(static_cast<std::uint8_t>(device_type), 2) + ", " +
            device_type_name(device_type) + ")";
 }
 

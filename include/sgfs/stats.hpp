@@ -8,6 +8,7 @@
 #include <atomic>
 #include <cstdint>
 #include <string>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -27,6 +28,15 @@ const char *to_string(DataPath path);
 // the host. Never plain UNMAP: the device may ignore it (see core/zero_plan.hpp).
 enum class ZeroKind { write_same, write_same_unmap, host_write };
 
+// One counter of a group: its key in .stats and where its value lives in the group's
+// snapshot. Each group's table below is the only list of its counters: snapshots, sums and
+// .stats all walk it, so a new counter is a field and a row.
+template <typename Group> struct CounterField {
+    using group_type = Group;
+    const char *key;
+    std::uint64_t Group::*member;
+};
+
 struct ZeroCountersSnapshot {
     std::uint64_t write_same_commands = 0; // without the UNMAP bit
     std::uint64_t write_same_bytes = 0;
@@ -35,6 +45,15 @@ struct ZeroCountersSnapshot {
     std::uint64_t host_bytes = 0; // zero buffers written, partial blocks included
     std::uint64_t fallbacks = 0;  // a WRITE SAME form refused: the range done another way
 };
+// .stats keys "zero.<key>".
+inline constexpr auto zero_counter_fields = std::to_array<CounterField<ZeroCountersSnapshot>>({
+    {"write_same_commands", &ZeroCountersSnapshot::write_same_commands},
+    {"write_same_bytes", &ZeroCountersSnapshot::write_same_bytes},
+    {"write_same_unmap_commands", &ZeroCountersSnapshot::write_same_unmap_commands},
+    {"write_same_unmap_bytes", &ZeroCountersSnapshot::write_same_unmap_bytes},
+    {"host_bytes", &ZeroCountersSnapshot::host_bytes},
+    {"fallbacks", &ZeroCountersSnapshot::fallbacks},
+});
 
 // Per path, where each byte of a data command was copied on its way. A command's bytes
 // count once, as the first that applies: copied by sgfs in user space (mmap area or bounce
@@ -46,6 +65,12 @@ struct PathCountersSnapshot {
     std::uint64_t sg_copy_bytes = 0;
     std::uint64_t zero_copy_bytes = 0;
 };
+// .stats keys "<path>.<key>" (read, write, copy).
+inline constexpr auto path_counter_fields = std::to_array<CounterField<PathCountersSnapshot>>({
+    {"user_copy_bytes", &PathCountersSnapshot::user_copy_bytes},
+    {"sg_copy_bytes", &PathCountersSnapshot::sg_copy_bytes},
+    {"zero_copy_bytes", &PathCountersSnapshot::zero_copy_bytes},
+});
 
 struct ModeCountersSnapshot {
     std::uint64_t requested_commands = 0; // commands issued asking for this mode
@@ -55,6 +80,15 @@ struct ModeCountersSnapshot {
     std::uint64_t fallback_commands = 0; // asked for this mode, driver did indirect (or mixed)
     std::uint64_t fallback_bytes = 0;
 };
+// .stats keys "<mode>.<key>" (indirect, direct, mmap).
+inline constexpr auto mode_counter_fields = std::to_array<CounterField<ModeCountersSnapshot>>({
+    {"requested_commands", &ModeCountersSnapshot::requested_commands},
+    {"requested_bytes", &ModeCountersSnapshot::requested_bytes},
+    {"done_commands", &ModeCountersSnapshot::done_commands},
+    {"done_bytes", &ModeCountersSnapshot::done_bytes},
+    {"fallback_commands", &ModeCountersSnapshot::fallback_commands},
+    {"fallback_bytes", &ModeCountersSnapshot::fallback_bytes},
+});
 
 struct DeviceStatsSnapshot {
     // The path, as the reattaching wrapper (core/reattach.hpp) sees it. state: "online", or
@@ -87,6 +121,48 @@ struct DeviceStatsSnapshot {
     std::vector<std::pair<std::string, std::string>> fields() const;
 };
 
+// The device's own counters, .stats keys as they are. The sums over the paths
+// (user_copy_bytes, zero_copy_bytes) are never counted here: DeviceStats::snapshot adds them
+// up from the paths; they are rows so that sums and .stats treat them like the rest.
+inline constexpr auto device_counter_fields = std::to_array<CounterField<DeviceStatsSnapshot>>({
+    {"retries", &DeviceStatsSnapshot::retries},
+    {"user_copy_bytes", &DeviceStatsSnapshot::user_copy_bytes},
+    {"zero_copy_bytes", &DeviceStatsSnapshot::zero_copy_bytes},
+    {"readahead_bytes", &DeviceStatsSnapshot::readahead_bytes},
+    {"readahead_hit_bytes", &DeviceStatsSnapshot::readahead_hit_bytes},
+});
+
+// The live side of one counter group: one atomic per row of its table, in the table's
+// order. add<&Group::field>(n) finds the row at compile time (a member missing from the
+// table does not compile).
+template <const auto &Fields> class CounterSet
+{
+  public:
+    using Group = typename std::remove_cvref_t<decltype(Fields)>::value_type::group_type;
+
+    template <std::uint64_t Group::*Member> void add(std::uint64_t n)
+    {
+        constexpr std::size_t index = index_of(Member);
+        values_[index].fetch_add(n, std::memory_order_relaxed);
+    }
+    // Copies every counter into its field of `to`; fields outside the table are left alone.
+    void load_into(Group &to) const
+    {
+        for (std::size_t i = 0; i < Fields.size(); ++i)
+            to.*Fields[i].member = values_[i].load(std::memory_order_relaxed);
+    }
+
+  private:
+    static constexpr std::size_t index_of(std::uint64_t Group::*member)
+    {
+        for (std::size_t i = 0; i < Fields.size(); ++i)
+            if (Fields[i].member == member)
+                return i;
+        throw "counter missing from its table";
+    }
+    std::array<std::atomic<std::uint64_t>, Fields.size()> values_{};
+};
+
 class DeviceStats
 {
   public:
@@ -94,41 +170,29 @@ class DeviceStats
     // from an mmap area or a bounce buffer), see PathCountersSnapshot.
     void count_command(DataPath path, TransferMode requested, TransferMode done,
                        std::uint64_t bytes, bool staged);
-    void count_retry() { retries_.fetch_add(1, std::memory_order_relaxed); }
+    void count_retry() { device_.add<&DeviceStatsSnapshot::retries>(1); }
     // A copy of part of a block (unaligned head or tail), outside any command's count.
     void count_partial_copy(DataPath path, std::uint64_t bytes);
     void count_readahead_submitted(std::uint64_t bytes)
     {
-        readahead_bytes_.fetch_add(bytes, std::memory_order_relaxed);
+        device_.add<&DeviceStatsSnapshot::readahead_bytes>(bytes);
     }
     void count_readahead_hit(std::uint64_t bytes)
     {
-        readahead_hit_bytes_.fetch_add(bytes, std::memory_order_relaxed);
+        device_.add<&DeviceStatsSnapshot::readahead_hit_bytes>(bytes);
     }
     void count_error(ErrorCategory category);
     // One zeroing command (or, for host_write, a zero buffer written) covering `bytes`.
     void count_zeroing(ZeroKind kind, std::uint64_t bytes);
-    void count_zeroing_fallback() { zero_fallbacks_.fetch_add(1, std::memory_order_relaxed); }
+    void count_zeroing_fallback() { zero_.add<&ZeroCountersSnapshot::fallbacks>(1); }
     DeviceStatsSnapshot snapshot() const;
 
   private:
-    struct ModeCounters {
-        std::atomic<std::uint64_t> requested_commands{0}, requested_bytes{0};
-        std::atomic<std::uint64_t> done_commands{0}, done_bytes{0};
-        std::atomic<std::uint64_t> fallback_commands{0}, fallback_bytes{0};
-    };
-    std::array<ModeCounters, transfer_mode_count> modes_{};
-    struct PathCounters {
-        std::atomic<std::uint64_t> user_copy_bytes{0}, sg_copy_bytes{0}, zero_copy_bytes{0};
-    };
-    std::array<PathCounters, data_path_count> paths_{};
-    std::atomic<std::uint64_t> retries_{0};
-    std::atomic<std::uint64_t> readahead_bytes_{0};
-    std::atomic<std::uint64_t> readahead_hit_bytes_{0};
+    std::array<CounterSet<mode_counter_fields>, transfer_mode_count> modes_{};
+    std::array<CounterSet<path_counter_fields>, data_path_count> paths_{};
+    CounterSet<device_counter_fields> device_{};
     std::array<std::atomic<std::uint64_t>, error_category_count> errors_{};
-    std::atomic<std::uint64_t> zero_write_same_commands_{0}, zero_write_same_bytes_{0};
-    std::atomic<std::uint64_t> zero_write_same_unmap_commands_{0}, zero_write_same_unmap_bytes_{0};
-    std::atomic<std::uint64_t> zero_host_bytes_{0}, zero_fallbacks_{0};
+    CounterSet<zero_counter_fields> zero_{};
 };
 
 } // namespace sgfs

@@ -73,7 +73,8 @@ TEST_CASE("every sgfs option is parsed into its field")
 {
     const auto parsed = parse_mount_options(
         "io=mmap,mmap_min=128k,reserve=4M,queue_depth=8,max_io=512k,timeout=30,retries=0,"
-        "fua,noreadahead,nocopy_file_range,cache=page,ro,uid=1000,gid=6,umask=027,debug,noaligned_writes");
+        "fua,noreadahead,nocopy_file_range,cache=page,ro,uid=1000,gid=6,umask=027,debug,"
+        "noaligned_writes");
     REQUIRE_MESSAGE(parsed.ok(), parsed.error);
     const MountOptions &o = parsed.options;
     CHECK(o.disk.io_mode == IoMode::mmap);
@@ -120,6 +121,43 @@ TEST_CASE("later options win")
     REQUIRE(apply_mount_options("queue_depth=3", accumulated).empty());
     CHECK(accumulated.disk.io_mode == IoMode::direct);
     CHECK(accumulated.disk.queue_depth == 3);
+}
+
+TEST_CASE("every flag is switched on by its name and off by its no- form, never with a value")
+{
+    struct Flag {
+        const char *on;
+        const char *off;
+        bool MountOptions::*field;
+        bool DiskOptions::*disk_field;
+    };
+    const Flag flags[] = {
+        {"fua", "nofua", nullptr, &DiskOptions::fua},
+        {"readahead", "noreadahead", nullptr, &DiskOptions::readahead},
+        {"ro", "rw", nullptr, &DiskOptions::read_only},
+        {"aligned_writes", "noaligned_writes", &MountOptions::aligned_writes, nullptr},
+        {"copy_file_range", "nocopy_file_range", &MountOptions::copy_file_range, nullptr},
+    };
+    for (const Flag &flag : flags) {
+        CAPTURE(flag.on);
+        const auto value = [&flag](const std::string &text) {
+            const auto parsed = parse_mount_options(text);
+            REQUIRE_MESSAGE(parsed.ok(), parsed.error);
+            return flag.field ? parsed.options.*flag.field : parsed.options.disk.*flag.disk_field;
+        };
+        CHECK(value(flag.on));
+        CHECK_FALSE(value(flag.off));
+        CHECK(value(std::string(flag.off) + "," + flag.on));
+        CHECK_FALSE(value(std::string(flag.on) + "," + flag.off));
+        CHECK(parse_mount_options(std::string(flag.on) + "=1").error ==
+              "sgfs: option '" + std::string(flag.on) + "' takes no value");
+        CHECK(parse_mount_options(std::string(flag.off) + "=0").error ==
+              "sgfs: option '" + std::string(flag.off) + "' takes no value");
+    }
+    // debug has no way back: there is nothing to undo once libfuse traces.
+    CHECK(parse_mount_options("debug").options.debug);
+    CHECK(parse_mount_options("debug=1").error == "sgfs: option 'debug' takes no value");
+    CHECK(parse_mount_options("nodebug").error == "sgfs: unknown option 'nodebug'");
 }
 
 TEST_CASE("bad values name the option and the value")
