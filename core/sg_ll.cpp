@@ -56,6 +56,17 @@ int malformed(const Cdb &cdb, std::string &message)
     return -EPROTO;
 }
 
+// Data-in of at most `length` bytes, handed to decode(reply) (0 or -errno from a decoder).
+template <typename Decode>
+int run_and_decode(Channel &channel, const CommandContext &context, const Cdb &cdb,
+                   std::size_t length, Decode &&decode, std::string &message)
+{
+    std::vector<std::uint8_t> data(length);
+    if (int rc = run_data_in(channel, context, cdb, data, message); rc != 0)
+        return rc;
+    return decode(std::span<const std::uint8_t>(data)) == 0 ? 0 : malformed(cdb, message);
+}
+
 } // namespace
 
 int sg_ll_test_unit_ready(Channel &channel, const CommandContext &context, std::string &message)
@@ -66,11 +77,10 @@ int sg_ll_test_unit_ready(Channel &channel, const CommandContext &context, std::
 int sg_ll_inquiry(Channel &channel, const CommandContext &context, StandardInquiry &out,
                   std::string &message)
 {
-    const Cdb cdb = cdb_inquiry(false, 0, 96);
-    std::vector<std::uint8_t> data(96);
-    if (int rc = run_data_in(channel, context, cdb, data, message); rc != 0)
-        return rc;
-    return decode_standard_inquiry(data, out) == 0 ? 0 : malformed(cdb, message);
+    return run_and_decode(
+        channel, context, cdb_inquiry(false, 0, 96), 96,
+        [&](std::span<const std::uint8_t> reply) { return decode_standard_inquiry(reply, out); },
+        message);
 }
 
 int sg_ll_inquiry_vpd(Channel &channel, const CommandContext &context, std::uint8_t page,
@@ -91,32 +101,30 @@ int sg_ll_inquiry_vpd(Channel &channel, const CommandContext &context, std::uint
 int sg_ll_readcap_10(Channel &channel, const CommandContext &context, Capacity &out,
                      std::string &message)
 {
-    const Cdb cdb = cdb_read_capacity_10();
-    std::vector<std::uint8_t> data(8);
-    if (int rc = run_data_in(channel, context, cdb, data, message); rc != 0)
-        return rc;
-    return decode_read_capacity_10(data, out) == 0 ? 0 : malformed(cdb, message);
+    return run_and_decode(
+        channel, context, cdb_read_capacity_10(), 8,
+        [&](std::span<const std::uint8_t> reply) { return decode_read_capacity_10(reply, out); },
+        message);
 }
 
 int sg_ll_readcap_16(Channel &channel, const CommandContext &context, Capacity &out,
                      std::string &message)
 {
-    const Cdb cdb = cdb_read_capacity_16(32);
-    std::vector<std::uint8_t> data(32);
-    if (int rc = run_data_in(channel, context, cdb, data, message); rc != 0)
-        return rc;
-    return decode_read_capacity_16(data, out) == 0 ? 0 : malformed(cdb, message);
+    return run_and_decode(
+        channel, context, cdb_read_capacity_16(32), 32,
+        [&](std::span<const std::uint8_t> reply) { return decode_read_capacity_16(reply, out); },
+        message);
 }
 
 int sg_ll_mode_sense_10_wp(Channel &channel, const CommandContext &context, bool &write_protected,
                            std::string &message)
 {
-    const Cdb cdb = cdb_mode_sense_10(0x3f, 512, true);
-    std::vector<std::uint8_t> data(512);
-    if (int rc = run_data_in(channel, context, cdb, data, message); rc != 0)
-        return rc;
-    return decode_mode_sense_10_write_protect(data, write_protected) == 0 ? 0
-                                                                          : malformed(cdb, message);
+    return run_and_decode(
+        channel, context, cdb_mode_sense_10(0x3f, 512, true), 512,
+        [&](std::span<const std::uint8_t> reply) {
+            return decode_mode_sense_10_write_protect(reply, write_protected);
+        },
+        message);
 }
 
 int sg_ll_sync_cache(Channel &channel, const CommandContext &context, std::string &message)
@@ -152,11 +160,10 @@ int sg_ll_get_lba_status(Channel &channel, const CommandContext &context, std::u
     constexpr std::size_t header = 8;
     constexpr std::size_t descriptor = 16;
     const std::size_t length = header + descriptor * std::max<std::size_t>(1, max_descriptors);
-    const Cdb cdb = cdb_get_lba_status(lba, static_cast<std::uint32_t>(length));
-    std::vector<std::uint8_t> data(length);
-    if (int rc = run_data_in(channel, context, cdb, data, message); rc != 0)
-        return rc;
-    return decode_get_lba_status(data, out) == 0 ? 0 : malformed(cdb, message);
+    return run_and_decode(
+        channel, context, cdb_get_lba_status(lba, static_cast<std::uint32_t>(length)), length,
+        [&](std::span<const std::uint8_t> reply) { return decode_get_lba_status(reply, out); },
+        message);
 }
 
 int sg_ll_read_write(Channel &channel, const CommandContext &context, const BlockSpan &span,

@@ -269,9 +269,11 @@ int SgFd::reap(SgCompletion &done)
     do {
         rc = ::read(fd_, &hdr, sizeof(hdr));
     } while (rc < 0 && errno == EINTR);
+    // Either way the command is over for us: a failed read() (a detached device) leaves
+    // nothing to collect, and the fd must not refuse the next command as busy.
+    pending_ = false;
     if (rc < 0)
         return -errno;
-    pending_ = false;
     finish(pending_request_, hdr, pending_cdb_, pending_sense_, done);
     return 0;
 }
