@@ -71,8 +71,9 @@ class SgFd final : public Channel
 };
 
 // The sg node at `path` as a Transport: each channel is an fd of its own with its own
-// reserve buffer (mapped when asked). facts() reads sysfs (hctl, block device) and the
-// driver's allow_dio parameter.
-std::unique_ptr<Transport> make_sg_transport(const std::string &path);
+// reserve buffer (mapped when asked). facts() reads sysfs under `sysfs_root` (hctl, block
+// device) and the driver's allow_dio parameter there.
+std::unique_ptr<Transport> make_sg_transport(const std::string &path,
+                                             const std::string &sysfs_root = "/sys");
 
 } // namespace sgfs
