@@ -596,3 +596,19 @@ TEST_CASE("dropping cached pages empties the page cache of the held block device
     CHECK(cached_pages(held, bytes) == 0);
     CHECK(cached_pages(other, bytes) == bytes / sysconf(_SC_PAGESIZE));
 }
+
+TEST_CASE("holder(): no lock file is no holder; a held file without a name line is a mount")
+{
+    FakeSystem f;
+    CHECK(ServeLock::holder(f.system().lock_dir, "naa.9").empty());
+    ServeLock lock;
+    std::string message;
+    REQUIRE(ServeLock::take(f.system().lock_dir, "naa.9", lock, message) == 0);
+    // What a holder wrote half of, or some older format: no mount point line.
+    std::ofstream(f.root / "run/sgfs/naa.9.lock", std::ios::trunc) << "/mnt/a";
+    CHECK(ServeLock::holder(f.system().lock_dir, "naa.9") == "another sgfs mount");
+    std::ofstream(f.root / "run/sgfs/naa.9.lock", std::ios::trunc) << "\n1234\n";
+    CHECK(ServeLock::holder(f.system().lock_dir, "naa.9") == "another sgfs mount");
+    REQUIRE(lock.name_holder("/mnt/b", 42) == 0);
+    CHECK(ServeLock::holder(f.system().lock_dir, "naa.9") == "sgfs at /mnt/b (pid 42)");
+}
