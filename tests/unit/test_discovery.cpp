@@ -19,6 +19,7 @@ namespace
 std::vector<std::string> names(const std::vector<SgDeviceEntry> &devices)
 {
     std::vector<std::string> out;
+    out.reserve(devices.size());
     for (const SgDeviceEntry &device : devices)
         out.push_back(device.name);
     return out;
