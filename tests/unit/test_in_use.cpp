@@ -568,7 +568,7 @@ TEST_CASE("dropping cached pages empties the page cache of the held block device
     FakeSystem f;
     // The "block devices" are files on a disk file system, so that the kernel's page cache
     // (mincore) says what posix_fadvise did.
-    constexpr std::size_t bytes = 256 * 1024;
+    constexpr std::size_t bytes = std::size_t{256} * 1024;
     const fs::path held = f.root / "held", other = f.root / "other";
     for (const fs::path &file : {held, other}) {
         const int fd = ::open(file.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);

@@ -9,7 +9,7 @@ using namespace sgfs;
 TEST_CASE("fixed modes ignore size and alignment")
 {
     for (IoMode mode : {IoMode::indirect, IoMode::direct, IoMode::mmap}) {
-        const IoPolicy policy{mode, 64 * 1024, true};
+        const IoPolicy policy{mode, std::size_t{64} * 1024, true};
         const auto expected = static_cast<TransferMode>(static_cast<int>(mode) - 1);
         CHECK(policy.choose(512, false) == expected);
         CHECK(policy.choose(1 << 20, true) == expected);
@@ -18,17 +18,17 @@ TEST_CASE("fixed modes ignore size and alignment")
 
 TEST_CASE("auto: small IO is indirect")
 {
-    const IoPolicy policy{IoMode::automatic, 64 * 1024, true};
-    CHECK(policy.choose(64 * 1024 - 512, true) == TransferMode::indirect);
+    const IoPolicy policy{IoMode::automatic, std::size_t{64} * 1024, true};
+    CHECK(policy.choose(std::size_t{64} * 1024 - 512, true) == TransferMode::indirect);
 }
 
 TEST_CASE("auto: large aligned IO is direct when the driver allows it, else mmap")
 {
-    CHECK(IoPolicy{IoMode::automatic, 64 * 1024, true}.choose(64 * 1024, true) ==
-          TransferMode::direct);
-    CHECK(IoPolicy{IoMode::automatic, 64 * 1024, false}.choose(64 * 1024, true) ==
-          TransferMode::mmap);
-    CHECK(IoPolicy{IoMode::automatic, 64 * 1024, true}.choose(1 << 20, false) ==
+    CHECK(IoPolicy{IoMode::automatic, std::size_t{64} * 1024, true}.choose(
+              std::size_t{64} * 1024, true) == TransferMode::direct);
+    CHECK(IoPolicy{IoMode::automatic, std::size_t{64} * 1024, false}.choose(
+              std::size_t{64} * 1024, true) == TransferMode::mmap);
+    CHECK(IoPolicy{IoMode::automatic, std::size_t{64} * 1024, true}.choose(1 << 20, false) ==
           TransferMode::mmap);
 }
 
@@ -71,7 +71,7 @@ TEST_CASE("transfer mode names, and a name for a value that is none of them")
 
 TEST_CASE("where a command's data lives: the caller's buffer unless the mode needs ours")
 {
-    const IoPolicy dio{IoMode::automatic, 64 * 1024, true};
+    const IoPolicy dio{IoMode::automatic, std::size_t{64} * 1024, true};
     // Small: indirect from the caller's buffer, the driver copies.
     CHECK(dio.place(4096, false).mode == TransferMode::indirect);
     CHECK(dio.place(4096, false).home == DataHome::caller);
@@ -84,7 +84,7 @@ TEST_CASE("where a command's data lives: the caller's buffer unless the mode nee
     CHECK(dio.place(1 << 20, false).home == DataHome::mmap_area);
     CHECK(dio.place(1 << 20, false).staged());
     // io=direct with an unaligned buffer: direct IO through our aligned bounce buffer.
-    const IoPolicy direct{IoMode::direct, 64 * 1024, true};
+    const IoPolicy direct{IoMode::direct, std::size_t{64} * 1024, true};
     CHECK(direct.place(4096, false).mode == TransferMode::direct);
     CHECK(direct.place(4096, false).home == DataHome::bounce);
     CHECK(direct.place(4096, true).home == DataHome::caller);
@@ -101,7 +101,7 @@ TEST_CASE("a read handed out where it lands never lands in the caller's memory")
                 CAPTURE(to_string(mode));
                 CAPTURE(allow_dio);
                 CAPTURE(bytes);
-                const IoPolicy policy{mode, 64 * 1024, allow_dio};
+                const IoPolicy policy{mode, std::size_t{64} * 1024, allow_dio};
                 const Placement landing = policy.place_landing(bytes);
                 CHECK(landing.mode == policy.choose(bytes, true));
                 CHECK(landing.home == (landing.mode == TransferMode::mmap ? DataHome::mmap_area
@@ -116,7 +116,7 @@ TEST_CASE("a copy between disks: each mode's read and write, never through the c
                           DataHome home) {
         CAPTURE(to_string(mode));
         CAPTURE(allow_dio);
-        const CopyPlacement copy = IoPolicy{mode, 64 * 1024, allow_dio}.copy();
+        const CopyPlacement copy = IoPolicy{mode, std::size_t{64} * 1024, allow_dio}.copy();
         CHECK(copy.read == read);
         CHECK(copy.write == write);
         CHECK(copy.home == home);
