@@ -39,12 +39,18 @@ std::optional<IoMode> parse_io_mode(std::string_view text)
     return std::nullopt;
 }
 
+std::string allow_dio_parameter(const std::string &sysfs_root)
+{
+    return sysfs_root + "/module/sg/parameters/allow_dio";
+}
+
 std::string io_mode_fallback(IoMode requested, bool allow_dio)
 {
     if (requested != IoMode::direct || allow_dio)
         return {};
-    return std::string("io=direct falls back to indirect IO for every command: ") +
-           allow_dio_parameter + " is 0 (echo 1 > " + allow_dio_parameter + " to allow direct IO)";
+    const std::string parameter = allow_dio_parameter();
+    return "io=direct falls back to indirect IO for every command: " + parameter +
+           " is 0 (echo 1 > " + parameter + " to allow direct IO)";
 }
 
 } // namespace sgfs

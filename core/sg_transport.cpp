@@ -56,9 +56,9 @@ TransferMode mode_done(TransferMode requested, unsigned info)
                                                                 : TransferMode::indirect;
 }
 
-bool read_allow_dio()
+bool read_allow_dio(const std::string &sysfs_root)
 {
-    std::ifstream in(allow_dio_parameter);
+    std::ifstream in(allow_dio_parameter(sysfs_root));
     int value = 0;
     return (in >> value) && value != 0;
 }
@@ -66,7 +66,10 @@ bool read_allow_dio()
 class SgTransport final : public Transport
 {
   public:
-    explicit SgTransport(std::string path) : path_(std::move(path)) {}
+    SgTransport(std::string path, std::string sysfs_root)
+        : path_(std::move(path)), sysfs_root_(std::move(sysfs_root))
+    {
+    }
 
     NodeFacts facts() const override
     {
@@ -74,12 +77,12 @@ class SgTransport final : public Transport
         facts.path = path_;
         const auto slash = path_.rfind('/');
         facts.name = slash == std::string::npos ? path_ : path_.substr(slash + 1);
-        for (const SgDeviceEntry &entry : enumerate_sg_devices())
+        for (const SgDeviceEntry &entry : enumerate_sg_devices(sysfs_root_))
             if (entry.name == facts.name) {
                 facts.hctl = entry.hctl;
                 facts.block_device = entry.block_device;
             }
-        facts.allow_dio = read_allow_dio();
+        facts.allow_dio = read_allow_dio(sysfs_root_);
         return facts;
     }
 
@@ -108,13 +111,14 @@ class SgTransport final : public Transport
 
   private:
     std::string path_;
+    std::string sysfs_root_;
 };
 
 } // namespace
 
-std::unique_ptr<Transport> make_sg_transport(const std::string &path)
+std::unique_ptr<Transport> make_sg_transport(const std::string &path, const std::string &sysfs_root)
 {
-    return std::make_unique<SgTransport>(path);
+    return std::make_unique<SgTransport>(path, sysfs_root);
 }
 
 int SgFd::open(const std::string &path, bool read_only, std::unique_ptr<SgFd> &out,

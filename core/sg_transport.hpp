@@ -48,13 +48,18 @@ class SgFd final : public Channel
     int reap(SgCompletion &done) override;
     bool pending() const override { return pending_; }
 
-  private:
+    // The two translations between a request and the driver's header; pure, so that the
+    // unit tests check them without the driver. fill_header: `hdr` for `request`, its CDB
+    // copied into `cdb` and sense going to `sense` (sense_capacity bytes), which must
+    // outlive the command. finish: the completion the driver's answer in `hdr` means.
     static constexpr std::uint8_t sense_capacity = 64;
-    SgFd(int fd, int version, bool read_only) : fd_(fd), version_(version), read_only_(read_only) {}
     static void fill_header(const SgRequest &request, sg_io_hdr &hdr, Cdb &cdb,
                             std::uint8_t *sense);
     static void finish(const SgRequest &request, const sg_io_hdr &hdr, const Cdb &cdb,
                        const std::uint8_t *sense, SgCompletion &done);
+
+  private:
+    SgFd(int fd, int version, bool read_only) : fd_(fd), version_(version), read_only_(read_only) {}
     int fd_ = -1;
     int version_ = 0;
     bool read_only_ = false;
@@ -71,8 +76,9 @@ class SgFd final : public Channel
 };
 
 // The sg node at `path` as a Transport: each channel is an fd of its own with its own
-// reserve buffer (mapped when asked). facts() reads sysfs (hctl, block device) and the
-// driver's allow_dio parameter.
-std::unique_ptr<Transport> make_sg_transport(const std::string &path);
+// reserve buffer (mapped when asked). facts() reads sysfs under `sysfs_root` (hctl, block
+// device) and the driver's allow_dio parameter there.
+std::unique_ptr<Transport> make_sg_transport(const std::string &path,
+                                             const std::string &sysfs_root = "/sys");
 
 } // namespace sgfs

@@ -22,7 +22,7 @@ std::vector<SgDeviceEntry> enumerate_sg_devices(const std::string &sysfs_root = 
 // Whether sgfs serves a device of this SCSI peripheral device type as a disk: direct
 // access (0x00) and simplified direct access, RBC (0x0e). The one place that says so.
 bool is_disk_device_type(int peripheral_device_type);
-// "direct access block device", from libsgutils2's table.
+// "disk", "tape", "cd/dvd": the name of the type in libsgutils2's table.
 std::string device_type_name(int peripheral_device_type);
 
 } // namespace sgfs

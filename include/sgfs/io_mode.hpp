@@ -20,8 +20,9 @@ const char *to_string(TransferMode mode);
 const char *to_string(IoMode mode);
 std::optional<IoMode> parse_io_mode(std::string_view text);
 
-// The sg driver's switch for direct IO (0 or 1), read when a disk is opened.
-inline constexpr const char *allow_dio_parameter = "/sys/module/sg/parameters/allow_dio";
+// The sg driver's switch for direct IO (0 or 1), read when a disk is opened: its file
+// under `sysfs_root` ("/sys/module/sg/parameters/allow_dio").
+std::string allow_dio_parameter(const std::string &sysfs_root = "/sys");
 
 // Why the io= mode asked for can only fall back on this machine, in one line; empty when it
 // works. io=direct with allow_dio off moves every byte indirectly: the driver copies

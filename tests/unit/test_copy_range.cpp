@@ -4,6 +4,7 @@
 #include "copy_range.hpp"
 #include "reattach.hpp"
 
+#include <algorithm>
 #include <array>
 #include <cerrno>
 #include <cstring>
@@ -131,6 +132,41 @@ TEST_CASE("a failed copy says which end failed")
     destination.error = -EROFS;
     CHECK(copy(source, 0, destination, 0, 4096, failed) == -EROFS);
     CHECK(failed == IoEnd::destination);
+}
+
+TEST_CASE("a staged copy whose read or write moves less than asked fails with EIO")
+{
+    // Both extents were cut to the disks before: a short count is the disk's fault.
+    std::vector<std::uint8_t> source(4096, 0x5a), destination(4096, 0);
+    std::array<std::uint8_t, 1024> buffer{};
+    std::size_t reads = 0;
+    const auto read = [&](void *data, std::uint64_t bytes, std::uint64_t offset) {
+        std::memcpy(data, source.data() + offset, bytes);
+        // The third piece comes back one byte short.
+        return IoResult::success(++reads == 3 ? bytes - 1 : bytes);
+    };
+    const auto write = [&](const void *data, std::uint64_t bytes, std::uint64_t offset) {
+        std::memcpy(destination.data() + offset, data, bytes);
+        return IoResult::success(bytes);
+    };
+    IoResult result = staged_copy(0, 0, 4096, false, buffer, read, write);
+    CHECK(result.error == -EIO);
+    CHECK(result.end == IoEnd::source);
+    CHECK(result.message == "short read in a copy");
+    CHECK(result.bytes == 2048); // the two pieces written before it
+    CHECK(std::equal(destination.begin(), destination.begin() + 2048, source.begin()));
+    CHECK(destination[2048] == 0);
+
+    const auto short_write = [&](const void *data, std::uint64_t bytes, std::uint64_t offset) {
+        std::memcpy(destination.data() + offset, data, bytes);
+        return IoResult::success(bytes / 2);
+    };
+    reads = 0;
+    result = staged_copy(0, 0, 4096, true, buffer, read, short_write);
+    CHECK(result.error == -EIO);
+    CHECK(result.end == IoEnd::destination);
+    CHECK(result.message == "short write in a copy");
+    CHECK(result.bytes == 0); // back to front: nothing in front of the failure is done
 }
 
 namespace

@@ -3,16 +3,20 @@
 #include "sgfs/disk_claim.hpp"
 #include "sgfs/in_use.hpp"
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstdlib>
+#include <cstring>
 #include <doctest/doctest.h>
 #include <fcntl.h>
 #include <filesystem>
 #include <fstream>
 #include <map>
 #include <sys/file.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/wait.h>
 #include <thread>
 #include <unistd.h>
@@ -445,4 +449,166 @@ TEST_CASE("a holder probe's brief shared lock does not refuse a mount")
     DiskClaims other("/mnt/b", f.system());
     std::ofstream(lock, std::ios::trunc).flush();
     CHECK(other.claim(disk("sg5", "sdf", "naa.1")) == "already served by another sgfs mount");
+}
+
+TEST_CASE("mountinfo: trailing blanks end no field")
+{
+    const auto mounts = parse_mountinfo("36 25 8:1 / /boot rw - ext4 /dev/sda1 rw \t \n");
+    REQUIRE(mounts.size() == 1);
+    CHECK(mounts[0].mount_point == "/boot");
+    CHECK(mounts[0].fstype == "ext4");
+}
+
+TEST_CASE("a name sysfs does not know has no users to report")
+{
+    FakeSystem f;
+    f.mount("8:0", "/mnt/x", "ext4");
+    CHECK(block_device_users("sdz", f.system()).empty());
+    CHECK(block_device_in_use("sdz", f.system()).empty());
+    CHECK(f.opened_exclusive.empty()); // no probe of a name sysfs does not list
+}
+
+TEST_CASE("the real system: device numbers by stat(2), O_EXCL opens by open(2)")
+{
+    FakeSystem f;
+    const InUseSystem real = system_in_use();
+    CHECK(real.sysfs_root == "/sys");
+    CHECK(real.mountinfo_path == "/proc/self/mountinfo");
+    DeviceNumber number{9, 9};
+    // A character device and a regular file (a swap file) are no block devices.
+    CHECK(real.device_number("/dev/null", number) == -ENOTBLK);
+    write_file(f.root / "swapfile", "x");
+    CHECK(real.device_number((f.root / "swapfile").string(), number) == -ENOTBLK);
+    CHECK(real.device_number((f.root / "missing").string(), number) == -ENOENT);
+    CHECK(number == DeviceNumber{9, 9});
+    // A block special file's own number, as mknod(2) made it (root only; not opened).
+    const fs::path node = f.root / "sdq1";
+    if (::mknod(node.c_str(), S_IFBLK | 0600, makedev(65, 1)) == 0) {
+        CHECK(real.device_number(node.string(), number) == 0);
+        CHECK(number == DeviceNumber{65, 1});
+    } else {
+        MESSAGE("mknod not permitted here: the block device case is not checked");
+    }
+    CHECK(real.open_exclusive((f.root / "missing").string()) == -ENOENT);
+    const int fd = real.open_exclusive((f.root / "swapfile").string());
+    CHECK(fd >= 0);
+    if (fd >= 0)
+        ::close(fd);
+}
+
+TEST_CASE("a lock is named only by its holder, and only when the lock dir can be made")
+{
+    FakeSystem f;
+    // Not taken: nothing to write to.
+    const ServeLock untaken;
+    CHECK(untaken.name_holder("/mnt/a", getpid()) == -EBADF);
+    // The lock directory's parent is missing: mkdir's errno, and the directory named.
+    ServeLock lock;
+    std::string message;
+    const std::string nowhere = (f.root / "no/such/dir").string();
+    CHECK(ServeLock::take(nowhere, "naa.1", lock, message) == -ENOENT);
+    CHECK(message == "cannot make " + nowhere + ": " + std::strerror(ENOENT));
+    CHECK(lock.name_holder("/mnt/a", getpid()) == -EBADF);
+}
+
+TEST_CASE("a lock file that is a symbolic link is not followed")
+{
+    FakeSystem f;
+    fs::create_directories(f.root / "run/sgfs");
+    write_file(f.root / "victim", "keep me\n");
+    fs::create_symlink(f.root / "victim", f.root / "run/sgfs/naa.1.lock");
+    DiskClaims claims("/mnt/a", f.system());
+    const std::string lock = (f.root / "run/sgfs/naa.1.lock").string();
+    CHECK(claims.claim(disk("sg1", "sdb", "naa.1")) ==
+          "not claimable: cannot open " + lock + ": " + std::strerror(ELOOP));
+    std::ifstream victim(f.root / "victim");
+    std::string text;
+    std::getline(victim, text);
+    CHECK(text == "keep me");
+    CHECK(f.opened_exclusive.empty());
+}
+
+TEST_CASE("holder_moved_here writes this process into every lock it holds")
+{
+    FakeSystem f;
+    DiskClaims claims("/mnt/a", f.system());
+    REQUIRE(claims.claim(disk("sg1", "sdb", "naa.1")).empty());
+    REQUIRE(claims.claim(disk("sg0", "sda", "naa.0")).empty());
+    for (const char *name : {"naa.0.lock", "naa.1.lock"})
+        std::ofstream(f.root / "run/sgfs" / name, std::ios::trunc) << "stale\n1\n";
+    claims.holder_moved_here();
+    const std::string holder = "sgfs at /mnt/a (pid " + std::to_string(getpid()) + ")";
+    CHECK(ServeLock::holder(f.system().lock_dir, "naa.0") == holder);
+    CHECK(ServeLock::holder(f.system().lock_dir, "naa.1") == holder);
+}
+
+namespace
+{
+
+// How many of the first `bytes` of `path` are in the page cache, by mincore(2).
+std::size_t cached_pages(const fs::path &path, std::size_t bytes)
+{
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    REQUIRE(fd >= 0);
+    void *map = ::mmap(nullptr, bytes, PROT_READ, MAP_SHARED, fd, 0);
+    ::close(fd);
+    REQUIRE(map != MAP_FAILED);
+    const long page = sysconf(_SC_PAGESIZE);
+    std::vector<unsigned char> resident((bytes + page - 1) / page);
+    REQUIRE(::mincore(map, bytes, resident.data()) == 0);
+    ::munmap(map, bytes);
+    return static_cast<std::size_t>(
+        std::count_if(resident.begin(), resident.end(), [](unsigned char r) { return r & 1; }));
+}
+
+} // namespace
+
+TEST_CASE("dropping cached pages empties the page cache of the held block devices only")
+{
+    FakeSystem f;
+    // The "block devices" are files on a disk file system, so that the kernel's page cache
+    // (mincore) says what posix_fadvise did.
+    constexpr std::size_t bytes = std::size_t{256} * 1024;
+    const fs::path held = f.root / "held", other = f.root / "other";
+    for (const fs::path &file : {held, other}) {
+        const int fd = ::open(file.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+        REQUIRE(fd >= 0);
+        const std::vector<char> data(bytes, 'x');
+        REQUIRE(::write(fd, data.data(), bytes) == static_cast<ssize_t>(bytes));
+        REQUIRE(::fsync(fd) == 0);
+        ::close(fd);
+    }
+    InUseSystem system = f.system();
+    system.open_exclusive = [held](const std::string &path) {
+        return path == "/dev/sdb" ? ::open(held.c_str(), O_RDONLY | O_CLOEXEC) : -ENOENT;
+    };
+    DiskClaims claims("/mnt/a", system);
+    const DiskInfo sdb = disk("sg1", "sdb", "naa.1");
+    REQUIRE(claims.claim(sdb).empty());
+    if (cached_pages(held, bytes) == 0 || cached_pages(other, bytes) == 0) {
+        MESSAGE("the written pages are not cached here: nothing to observe");
+        return;
+    }
+    // A disk this mount does not hold: nothing dropped.
+    claims.drop_cached_pages(disk("sg0", "sda", "naa.0"));
+    CHECK(cached_pages(held, bytes) == bytes / sysconf(_SC_PAGESIZE));
+    claims.drop_cached_pages(sdb);
+    CHECK(cached_pages(held, bytes) == 0);
+    CHECK(cached_pages(other, bytes) == bytes / sysconf(_SC_PAGESIZE));
+}
+
+TEST_CASE("holder(): no lock file is no holder; a held file without a name line is a mount")
+{
+    FakeSystem f;
+    CHECK(ServeLock::holder(f.system().lock_dir, "naa.9").empty());
+    ServeLock lock;
+    std::string message;
+    REQUIRE(ServeLock::take(f.system().lock_dir, "naa.9", lock, message) == 0);
+    // What a holder wrote half of, or some older format: no mount point line.
+    std::ofstream(f.root / "run/sgfs/naa.9.lock", std::ios::trunc) << "/mnt/a";
+    CHECK(ServeLock::holder(f.system().lock_dir, "naa.9") == "another sgfs mount");
+    std::ofstream(f.root / "run/sgfs/naa.9.lock", std::ios::trunc) << "\n1234\n";
+    CHECK(ServeLock::holder(f.system().lock_dir, "naa.9") == "another sgfs mount");
+    REQUIRE(lock.name_holder("/mnt/b", 42) == 0);
+    CHECK(ServeLock::holder(f.system().lock_dir, "naa.9") == "sgfs at /mnt/b (pid 42)");
 }

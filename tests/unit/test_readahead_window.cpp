@@ -212,3 +212,15 @@ TEST_CASE("forgetting no reader changes nothing")
     CHECK(streams.match({8, 8}, 1, StreamTable::no_owner, sequential) == a);
     CHECK(sequential);
 }
+
+TEST_CASE("a table seen read-only shows the same streams")
+{
+    StreamTable table(2);
+    bool sequential = false;
+    const std::size_t stream = table.match({100, 8}, 7, StreamTable::no_owner, sequential);
+    const StreamTable &view = table;
+    CHECK(view.size() == 2);
+    CHECK(view[stream].reader == 7);
+    CHECK(view[stream].next_lba == 108);
+    CHECK(&view[stream] == &table[stream]);
+}

@@ -246,3 +246,12 @@ TEST_CASE("add_counters: two histories add up to one that saw both; the path sta
     CHECK(fields.at("path_losses") == "2");
     CHECK(fields.at("state") == "gone");
 }
+
+TEST_CASE("data path names: the prefixes of the path counters; none for anything else")
+{
+    CHECK(std::string(to_string(DataPath::none)) == "none");
+    CHECK(std::string(to_string(DataPath::read)) == "read");
+    CHECK(std::string(to_string(DataPath::write)) == "write");
+    CHECK(std::string(to_string(DataPath::copy)) == "copy");
+    CHECK(std::string(to_string(static_cast<DataPath>(data_path_count))) == "none");
+}

@@ -132,6 +132,8 @@ TEST_CASE("granule alignment moves the granule boundaries")
     CHECK(describe(plan_zeroing(0, 30, means)) == "W0+3 Wu3+24 W27+3");
     CHECK(describe(plan_zeroing(3, 8, means)) == "Wu3+8");
     CHECK(describe(plan_zeroing(0, 10, means)) == "W0+10");
+    // Ending before the first boundary: no whole granule at all.
+    CHECK(describe(plan_zeroing(0, 2, means)) == "W0+2");
     // An alignment past the granularity counts modulo it.
     p.unmap_granularity_alignment = 11;
     CHECK(describe(plan_zeroing(0, 30, zero_means(p, 512))) == "W0+3 Wu3+24 W27+3");
