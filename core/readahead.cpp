@@ -52,9 +52,11 @@ int Readahead::submit_locked(Window &window, std::size_t stream, const BlockRang
 // command loop retries and counts it like any read.
 void Readahead::reap(Window &window)
 {
-    const bool good = finish_command(*window.slot->channel, window.command, config_.context).ok();
+    IoResult result = finish_command(*window.slot->channel, window.command, config_.context);
     std::lock_guard lock(mutex_);
-    window.state = good ? State::done : State::failed;
+    // serve() reads the failure: a timeout or a gone device fails the read, not a retry.
+    window.state = result.ok() ? State::done : State::failed;
+    window.failure = std::move(result);
 }
 
 // Frees the windows of `stream` nobody will ask for: stale or failed ones, those its reader
