@@ -518,6 +518,17 @@ TEST_CASE("a medium error mid-way: the bytes before it, the LBA named, counted")
         for (const CommandRecord &record : f.data_commands())
             CHECK(record.lba < 64);
     }
+    SUBCASE("an unaligned write: the head block counts among the bytes before it")
+    {
+        fault.on = Ops::write;
+        f.target->inject(fault);
+        const Bytes data = pattern(100 * block, 1);
+        const IoResult result = f.disk().pwrite(data.data(), data.size(), 100);
+        CHECK(result.error == -EIO);
+        // Head block 0 (412 bytes), then commands at 1 and 17 before the one at 33 failed.
+        CHECK(result.bytes == (block - 100) + 32 * block);
+        CHECK(f.target->equals(100, {data.data(), result.bytes}));
+    }
     SUBCASE("a read")
     {
         fault.on = Ops::read;
