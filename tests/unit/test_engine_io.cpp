@@ -542,6 +542,39 @@ TEST_CASE("a medium error mid-way: the bytes before it, the LBA named, counted")
     CHECK(f.stats().retries == 0);
 }
 
+TEST_CASE("a read_view failing: the error, no pieces, its channels free again")
+{
+    EngineFixture f({}, split_options(16, 2));
+    Fault fault;
+    fault.kind = FaultKind::medium_error;
+    fault.on = Ops::read;
+    fault.lba = 20;
+    fault.blocks = 1;
+    f.target->inject(fault);
+    ReadView view = f.disk().read_view(32 * block, 0, no_reader);
+    CHECK(view.result().error == -EIO);
+    CHECK(contains(view.result().message, "sg0"));
+    CHECK(view.pieces().empty());
+    ReadView again = f.disk().read_view(32 * block, 0, no_reader);
+    CHECK(again.result().ok());
+}
+
+TEST_CASE("an unaligned read whose head block fails")
+{
+    EngineFixture f;
+    Fault fault;
+    fault.kind = FaultKind::medium_error;
+    fault.on = Ops::read;
+    fault.lba = 3;
+    fault.blocks = 1;
+    f.target->inject(fault);
+    Bytes data(4 * block);
+    const IoResult result = f.disk().pread(data.data(), data.size(), 3 * block + 10);
+    CHECK(result.error == -EIO);
+    CHECK(contains(result.message, "LBA 3"));
+    CHECK(f.data_commands().size() == 1);
+}
+
 TEST_CASE("a unit attention during a write is retried and the write completes")
 {
     EngineFixture f({}, split_options(16));

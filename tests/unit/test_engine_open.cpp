@@ -3,6 +3,7 @@
 // and its log and channel count.
 #include "engine_fixture.hpp"
 
+#include <algorithm>
 #include <cerrno>
 #include <doctest/doctest.h>
 #include <string>
@@ -348,5 +349,112 @@ TEST_CASE("channels: queue_depth of them, mapped ones for mmap, the read-ahead's
         CHECK(f.target->open_channels() == c.expected);
         f.engine.reset();
         CHECK(f.target->open_channels() == 0);
+    }
+}
+
+// The probe's commands, in order: TEST UNIT READY, INQUIRY, READ CAPACITY(16), VPD 0x00,
+// 0x83, 0xB0, 0xB2, MODE SENSE. A rule firing on the n-th command the target receives
+// fails that one (the log says which it was).
+namespace
+{
+
+Fault nth_command_fails(unsigned n)
+{
+    Fault fault;
+    fault.kind = FaultKind::check_condition;
+    fault.every = n;
+    fault.sense_key = 0x05; // ILLEGAL REQUEST, invalid command operation code
+    fault.asc = 0x20;
+    return fault;
+}
+
+const CommandRecord &faulted(const std::vector<CommandRecord> &log)
+{
+    const auto it = std::find_if(log.begin(), log.end(),
+                                 [](const CommandRecord &record) { return record.faulted; });
+    REQUIRE(it != log.end());
+    return *it;
+}
+
+} // namespace
+
+TEST_CASE("probe fallbacks: what the device does not answer is done without")
+{
+    auto target = std::make_shared<MemoryTarget>();
+    std::unique_ptr<Engine> engine;
+    std::string message;
+    SUBCASE("READ CAPACITY(16) refused: READ CAPACITY(10)")
+    {
+        target->inject(nth_command_fails(3));
+        REQUIRE(open_engine(target, test_options(), engine, message) == 0);
+        CHECK(faulted(target->log()).opcode == opcode::service_action_in_16);
+        CHECK(target->count(opcode::read_capacity_10) == 1);
+        CHECK(engine->info().capacity_bytes == target->bytes());
+        CHECK(engine->info().logical_block_size == 512);
+    }
+    SUBCASE("both READ CAPACITY commands refused: the open fails")
+    {
+        target->inject(nth_command_fails(3));
+        target->inject(nth_command_fails(4));
+        CHECK(open_engine(target, test_options(), engine, message) == -EOPNOTSUPP);
+        CHECK(target->count(opcode::read_capacity_10) == 1);
+        INFO(message);
+        CHECK(contains(message, "Read capacity(10)"));
+        CHECK(engine == nullptr);
+    }
+    SUBCASE("VPD 0x83 refused: the id from the serial number (VPD 0x80)")
+    {
+        target->inject(nth_command_fails(5));
+        REQUIRE(open_engine(target, test_options(), engine, message) == 0);
+        CHECK(faulted(target->log()).opcode == opcode::inquiry);
+        CHECK(engine->info().stable_id == "serial-MT0001");
+    }
+    SUBCASE("VPD B0 refused: no limits from it")
+    {
+        TargetConfig config;
+        config.max_transfer_blocks = 8;
+        config.max_write_same_blocks = 77;
+        target = std::make_shared<MemoryTarget>(config);
+        target->inject(nth_command_fails(6));
+        REQUIRE(open_engine(target, test_options(), engine, message) == 0);
+        CHECK(engine->info().max_transfer_bytes == 64 * 1024); // the reserve
+        CHECK(engine->info().provisioning.max_write_same_blocks == 0);
+    }
+    SUBCASE("TEST UNIT READY failing: the open fails with its error")
+    {
+        Fault fault;
+        fault.kind = FaultKind::check_condition;
+        fault.sense_key = 0x02; // NOT READY, medium not present
+        fault.asc = 0x3a;
+        fault.times = Fault::always;
+        target->inject(fault);
+        CHECK(open_engine(target, test_options(), engine, message) != 0);
+        INFO(message);
+        CHECK(contains(message, "Test Unit Ready"));
+        CHECK(target->count(opcode::inquiry) == 0);
+    }
+    SUBCASE("INQUIRY failing: the open fails")
+    {
+        target->inject(nth_command_fails(2));
+        CHECK(open_engine(target, test_options(), engine, message) == -EOPNOTSUPP);
+        INFO(message);
+        CHECK(contains(message, "Inquiry"));
+    }
+}
+
+TEST_CASE("a channel of the mmap pool or of the read-ahead not opening fails the open")
+{
+    for (const bool readahead : {false, true}) {
+        CAPTURE(readahead);
+        auto target = std::make_shared<MemoryTarget>();
+        DiskOptions options = test_options(readahead ? IoMode::indirect : IoMode::mmap, 2);
+        options.readahead = readahead;
+        std::unique_ptr<Engine> engine;
+        std::string message;
+        // Two plain channels open; the third (mapped, or the read-ahead's) does not.
+        CHECK(Engine::open(std::make_unique<FailingTransport>(target, 3), options, engine,
+                           message) == -EMFILE);
+        CHECK(engine == nullptr);
+        CHECK(target->open_channels() == 0);
     }
 }
