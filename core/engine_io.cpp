@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <utility>
 #include <vector>
 
 namespace sgfs
@@ -195,15 +196,20 @@ IoResult Engine::write_pieces(std::uint64_t offset, std::uint64_t length,
     auto held = write_ranges_.lock(plan.first_lba, plan.first_lba + plan.block_count);
     readahead_.invalidate({plan.first_lba, plan.block_count});
     IoResult failed = IoResult::success(0);
+    // A failed piece's bytes count from its own start: the pieces before it were done.
+    const auto ended = [&failed](IoResult result, std::uint64_t done) {
+        failed = std::move(result);
+        if (!failed.ok())
+            failed.bytes += done;
+        return failed.error;
+    };
     for_each_piece(
         plan, length, block,
         [&](std::uint64_t lba, std::uint32_t skip, std::uint64_t bytes, std::uint64_t done) {
-            failed = partial(lba, skip, bytes, done);
-            return failed.error;
+            return ended(partial(lba, skip, bytes, done), done);
         },
         [&](std::uint64_t lba, std::uint64_t blocks, std::uint64_t done) {
-            failed = whole(lba, blocks, done);
-            return failed.error;
+            return ended(whole(lba, blocks, done), done);
         });
     // A window read ahead while this write ran may hold old or new data: drop it.
     readahead_.invalidate({plan.first_lba, plan.block_count});
