@@ -30,11 +30,31 @@ IoResult refuse_write(const DiskInfo &info, std::uint64_t offset, std::uint64_t 
     return IoResult::success(0);
 }
 
-// A staging buffer a view's single piece lies in.
+// The staging buffer of this thread's last staged view, kept for the next: a fresh
+// megabyte per read (allocated, mapped and faulted in, then unmapped) costs more than the
+// read itself (a staged 1 MiB read ran at 0.6x of the reused buffer's speed).
+thread_local AlignedBuffer spare_staging;
+
+AlignedBuffer take_staging(std::size_t length)
+{
+    if (spare_staging.size() >= length)
+        return std::move(spare_staging);
+    return AlignedBuffer(length);
+}
+
+// A staging buffer a view's single piece lies in; it goes back to the spare when the view
+// goes (to the thread that drops the view: FUSE replies on the thread that read).
 class BufferPin final : public ReadView::Pin
 {
   public:
     explicit BufferPin(AlignedBuffer buffer) : buffer_(std::move(buffer)) {}
+    ~BufferPin() override
+    {
+        if (buffer_.size() > spare_staging.size())
+            spare_staging = std::move(buffer_);
+    }
+    BufferPin(const BufferPin &) = delete;
+    BufferPin &operator=(const BufferPin &) = delete;
 
   private:
     AlignedBuffer buffer_;
@@ -80,7 +100,7 @@ ReadView Disk::view_range(std::size_t length, std::uint64_t offset, ReaderId rea
 {
     static_cast<void>(reader); // no read-ahead here
     // Aligned, so that the whole blocks of an unaligned read can still go direct.
-    AlignedBuffer staging(length);
+    AlignedBuffer staging = take_staging(length);
     IoResult result = read_range(staging.data(), length, offset);
     if (!result.ok())
         return ReadView(std::move(result));
