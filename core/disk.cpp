@@ -96,6 +96,55 @@ IoResult Disk::zero_range(std::uint64_t offset, std::uint64_t length)
     return zero_within(offset, wanted);
 }
 
+IoResult Disk::punch_hole(std::uint64_t offset, std::uint64_t length)
+{
+    std::uint64_t wanted = 0;
+    if (IoResult refused = refuse_write(info(), offset, length, "hole punch", wanted);
+        !refused.ok() || wanted == 0)
+        return refused;
+    return punch_within(offset, wanted);
+}
+
+Mapping Disk::mapping(std::uint64_t offset)
+{
+    if (offset >= info().capacity_bytes)
+        return {IoResult::failure(-ENXIO, info().name + ": offset past the end of the device"),
+                false, info().capacity_bytes};
+    return map_within(offset);
+}
+
+std::uint64_t Disk::stored_bytes()
+{
+    // A quick look: a disk with more runs than this (fragmented, or huge and thin) counts as
+    // full, which only makes `cp` and `du` see it as not sparse.
+    constexpr int most_runs = 64;
+    const std::uint64_t capacity = info().capacity_bytes;
+    std::uint64_t holes = 0;
+    std::uint64_t at = 0;
+    for (int run = 0; at < capacity; ++run) {
+        if (run == most_runs)
+            return capacity;
+        const Mapping found = mapping(at);
+        if (!found.result.ok() || found.end <= at)
+            return capacity;
+        if (found.hole)
+            holes += found.end - at;
+        at = found.end;
+    }
+    return capacity - holes;
+}
+
+IoResult Disk::punch_within(std::uint64_t offset, std::uint64_t length)
+{
+    return zero_within(offset, length);
+}
+
+Mapping Disk::map_within(std::uint64_t offset)
+{
+    static_cast<void>(offset);
+    return {IoResult::success(0), false, info().capacity_bytes};
+}
+
 ReadView Disk::view_range(std::size_t length, std::uint64_t offset, ReaderId reader)
 {
     static_cast<void>(reader); // no read-ahead here

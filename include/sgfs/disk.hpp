@@ -92,6 +92,14 @@ struct IoResult {
     }
 };
 
+// One provisioning run of a disk, from Disk::mapping(offset): the bytes from `offset` up to
+// `end` are all data or all hole. A hole reads zeros and holds nothing on the device.
+struct Mapping {
+    IoResult result;       // failure: -errno (-ENXIO at or past the end of the disk)
+    bool hole = false;     // [offset, end) is unmapped and reads zero
+    std::uint64_t end = 0; // where the run ends (a block boundary, at most the capacity)
+};
+
 // A read's data where it lies (sg memory, read-ahead windows, a staging buffer), held until
 // the view goes: fusefs replies from pieces() and then drops it. Move-only.
 class ReadView
@@ -182,6 +190,20 @@ class Disk
     // written elsewhere; unaligned head and tail bytes are read-modify-write. Cut at the end.
     // On failure part of the range may be zeroed.
     IoResult zero_range(std::uint64_t offset, std::uint64_t length);
+    // fallocate(PUNCH_HOLE): makes [offset, offset + length) read as zeros, like
+    // zero_range, and hands what it can back to a thin device: whole unmap granules are
+    // unmapped (UNMAP, or WRITE SAME with UNMAP), and whatever is not then known to read
+    // zero (partial granules and blocks, a device whose unmapped blocks need not read zero
+    // (LBPRZ=0), blocks the device left mapped) is zeroed. Cut at the end. On failure part
+    // of the range may be done.
+    IoResult punch_hole(std::uint64_t offset, std::uint64_t length);
+    // The provisioning run at `offset` (SEEK_DATA/SEEK_HOLE, sparse copies): a hole only
+    // where the device reports the blocks unmapped (GET LBA STATUS) and unmapped blocks read
+    // zero (LBPME and LBPRZ); everything else is data. -ENXIO at or past the end.
+    Mapping mapping(std::uint64_t offset);
+    // The bytes the device holds data for (st_blocks): the capacity less the holes mapping()
+    // finds, or the capacity when the disk has none or more runs than a quick look counts.
+    std::uint64_t stored_bytes();
     // SYNCHRONIZE CACHE.
     IoResult flush() { return flush_cache(); }
     virtual DeviceStatsSnapshot stats() const = 0;
@@ -195,6 +217,10 @@ class Disk
     virtual IoResult write_range(const void *buffer, std::size_t length, std::uint64_t offset) = 0;
     // The default writes zero buffers through write_range().
     virtual IoResult zero_within(std::uint64_t offset, std::uint64_t length);
+    // The default zeroes through zero_within().
+    virtual IoResult punch_within(std::uint64_t offset, std::uint64_t length);
+    // `offset` is inside the disk. The default: data up to the end.
+    virtual Mapping map_within(std::uint64_t offset);
     virtual IoResult flush_cache() = 0;
 };
 
