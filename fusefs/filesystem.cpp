@@ -855,6 +855,10 @@ int Filesystem::readdir(fuse_req_t req, fuse_ino_t inode, std::size_t size, off_
 
 int Filesystem::statfs(struct statvfs &stat) const
 {
+    // A loop device on a disk file takes f_bsize as its discard granularity
+    // (loop_config_discard). One figure serves every disk of the mount, and punch_hole
+    // zeroes whatever part of an unmap granule a discard leaves, so 4 KiB is correct for
+    // all of them; a disk's own granularity would only spare it some zeroing.
     constexpr unsigned long block = 4096;
     std::uint64_t bytes = 0;
     for (const auto &slot : slots_)
