@@ -660,10 +660,11 @@ int Filesystem::copy_file_range(const OpenFile &source, off_t offset_in,
     return 0;
 }
 
-// What reaches us, on the guest's kernel (Debian 6.1.0-57; checked in the disassembly of
-// its fuse.ko and loop.ko, which match fs/fuse/file.c and drivers/block/loop.c of v6.1):
+// What reaches us, on the guest's kernel (Debian 6.1.0-57: fuse_file_fallocate,
+// fuse_file_llseek, lo_fallocate and loop_config_discard checked in the disassembly of its
+// fuse.ko and loop.ko; vfs_fallocate as in v6.1's fs/open.c):
 //
-// fallocate(2): vfs_fallocate (fs/open.c) refuses len <= 0 and offset < 0 (EINVAL),
+// fallocate(2): vfs_fallocate refuses len <= 0 and offset < 0 (EINVAL),
 // PUNCH_HOLE without KEEP_SIZE, PUNCH_HOLE with ZERO_RANGE (EOPNOTSUPP) and a handle not open
 // for writing (EBADF). fuse_file_fallocate then refuses every mode but KEEP_SIZE,
 // PUNCH_HOLE and ZERO_RANGE (EOPNOTSUPP: no COLLAPSE, INSERT, UNSHARE or NO_HIDE_STALE ever
@@ -736,6 +737,11 @@ int Filesystem::clear_range(DiskSlot &slot, bool punch, std::uint64_t offset, st
     return 0;
 }
 
+// fuse_file_llseek (6.1) answers SEEK_SET, SEEK_CUR and SEEK_END itself and sends
+// FUSE_LSEEK, under the inode lock, for SEEK_DATA and SEEK_HOLE only, with the caller's
+// offset unchecked (so a negative one arrives: ENXIO, as ext4 answers); our answer goes
+// through vfs_setpos. ENOSYS would make it fall back to generic_file_llseek (all data) for
+// the whole mount, which is what a disk without provisioning gets from mapping() anyway.
 int Filesystem::lseek(const OpenFile &file, off_t offset, int whence, off_t &found) const
 {
     found = 0;
