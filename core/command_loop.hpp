@@ -66,7 +66,7 @@ IoResult finish_command(Channel &channel, Command &command, const CommandContext
 // success or without sense): for a caller that tells a refusal from a failure by it.
 struct CommandResult {
     CommandResult(IoResult done, SenseData failed_sense = {})
-        : result(std::move(done)), sense(std::move(failed_sense))
+        : result(std::move(done)), sense(failed_sense)
     {
     }
     IoResult result;
