@@ -387,6 +387,22 @@ TEST_CASE("a device failure during the offload is reported: the bytes before it,
     CHECK(lost.error == -ENODEV);
     CHECK(lost.end == IoEnd::source);
     CHECK(lost.bytes == 0);
+    // Gone now: the next copy fails before it sends anything.
+    const std::uint64_t sent = source.xcopies();
+    const IoResult again = copy_range(*source.engine, 0, *destination.engine, 0, 512 * kib);
+    CHECK(again.error == -ENODEV);
+    CHECK(again.end == IoEnd::source);
+    CHECK(source.xcopies() == sent);
+
+    // A destination found gone by its own IO: the destination's error.
+    Lun other(lun_config(registry, 3), 3);
+    destination.target->disappear();
+    Bytes buffer(512);
+    CHECK(destination.engine->pread(buffer.data(), buffer.size(), 0).error == -ENODEV);
+    const IoResult no_destination = copy_range(*other.engine, 0, *destination.engine, 0, 4096);
+    CHECK(no_destination.error == -ENODEV);
+    CHECK(no_destination.end == IoEnd::destination);
+    CHECK(other.xcopies() == 0);
 }
 
 TEST_CASE("several EXTENDED COPY commands in flight where the copy manager runs several")
