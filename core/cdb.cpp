@@ -397,6 +397,7 @@ int decode_standard_inquiry(std::span<const std::uint8_t> data, StandardInquiry 
     inquiry.vendor = inquiry_text(data, 8, 16);
     inquiry.product = inquiry_text(data, 16, 32);
     inquiry.revision = inquiry_text(data, 32, 36);
+    inquiry.third_party_copy = data.size() > 5 && (data[5] & 0x08) != 0;
     out = std::move(inquiry);
     return 0;
 }
@@ -597,7 +598,8 @@ std::string command_name(const Cdb &cdb)
     char name[64] = {};
     if (cdb.length == 0)
         return "(empty CDB)";
-    if (cdb.bytes[0] == opcode::service_action_in_16)
+    if (cdb.bytes[0] == opcode::service_action_in_16 || cdb.bytes[0] == opcode::extended_copy ||
+        cdb.bytes[0] == opcode::receive_copy_results)
         sg_get_opcode_sa_name(cdb.bytes[0], cdb.bytes[1] & 0x1f, 0, sizeof(name), name);
     else
         sg_get_opcode_name(cdb.bytes[0], 0, sizeof(name), name);

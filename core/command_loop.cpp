@@ -86,6 +86,12 @@ IoResult start_command(Channel &channel, const Command &command)
 
 IoResult finish_command(Channel &channel, Command &command, const CommandContext &context)
 {
+    return finish_command_with_sense(channel, command, context).result;
+}
+
+CommandResult finish_command_with_sense(Channel &channel, Command &command,
+                                        const CommandContext &context)
+{
     std::uint64_t moved = 0; // by earlier, short, attempts
     for (unsigned attempt = 0;;) {
         SgCompletion done;
@@ -116,9 +122,9 @@ IoResult finish_command(Channel &channel, Command &command, const CommandContext
             if (moved_blocks == 0)
                 count_error(context, ErrorCategory::other);
             if (moved_blocks == 0 && attempt >= context.retries) {
-                return {moved, -EIO, IoEnd::none,
-                        command_name(command.request.cdb) + ": short transfer, " +
-                            std::to_string(residual) + " bytes not moved"};
+                return IoResult{moved, -EIO, IoEnd::none,
+                                command_name(command.request.cdb) + ": short transfer, " +
+                                    std::to_string(residual) + " bytes not moved"};
             }
             if (moved_blocks == 0)
                 ++attempt;
@@ -131,7 +137,7 @@ IoResult finish_command(Channel &channel, Command &command, const CommandContext
             again = true;
         }
         if (!again)
-            return {moved, -outcome.error, IoEnd::none, outcome.message};
+            return {IoResult{moved, -outcome.error, IoEnd::none, outcome.message}, outcome.sense};
         if (context.stats != nullptr)
             context.stats->count_retry();
         if (IoResult started = start_command(channel, command); !started.ok()) {

@@ -26,6 +26,7 @@
 #include <cstdint>
 #include <optional>
 #include <span>
+#include <utility>
 
 namespace sgfs
 {
@@ -61,6 +62,18 @@ IoResult start_command(Channel &channel, const Command &command);
 // Completes the command started on `channel`, with the retry rule above (re-submitting on
 // the same channel). Returns the bytes moved or the failure, counted in context.stats.
 IoResult finish_command(Channel &channel, Command &command, const CommandContext &context);
+// finish_command's result with the sense data of the attempt that failed (valid = false on
+// success or without sense): for a caller that tells a refusal from a failure by it.
+struct CommandResult {
+    CommandResult(IoResult done, SenseData failed_sense = {})
+        : result(std::move(done)), sense(failed_sense)
+    {
+    }
+    IoResult result;
+    SenseData sense;
+};
+CommandResult finish_command_with_sense(Channel &channel, Command &command,
+                                        const CommandContext &context);
 // Waits for the command started on `channel` to end and forgets it, neither retried nor
 // counted: read-ahead nobody wants any more.
 void abandon_command(Channel &channel);

@@ -126,12 +126,11 @@ int Engine::probe_identity(Channel &channel, std::string &message)
     auto has_page = [&](std::uint8_t code) {
         return std::find(supported.begin(), supported.end(), code) != supported.end();
     };
+    std::vector<Designator> designators;
     if (has_page(vpd::device_identification) &&
-        sg_ll_inquiry_vpd(channel, ctx, vpd::device_identification, page, ignored) == 0) {
-        std::vector<Designator> designators;
-        if (decode_vpd_device_identification(page, designators) == 0)
-            info_.stable_id = stable_id_from_designators(designators);
-    }
+        sg_ll_inquiry_vpd(channel, ctx, vpd::device_identification, page, ignored) == 0 &&
+        decode_vpd_device_identification(page, designators) == 0)
+        info_.stable_id = stable_id_from_designators(designators);
     if (info_.stable_id.empty() && has_page(vpd::unit_serial_number) &&
         sg_ll_inquiry_vpd(channel, ctx, vpd::unit_serial_number, page, ignored) == 0) {
         std::string serial;
@@ -161,6 +160,7 @@ int Engine::probe_identity(Channel &channel, std::string &message)
     bool write_protected = false;
     if (sg_ll_mode_sense_10_wp(channel, ctx, write_protected, ignored) == 0)
         info_.write_protected = write_protected;
+    probe_copy_offload(channel, inquiry.third_party_copy, designators);
     return 0;
 }
 

@@ -7,7 +7,8 @@
 //
 // Files: engine.cpp (open, probe, channels), engine_io.cpp (reads, writes, flush),
 // engine_zero.cpp (zeroing), engine_punch.cpp (hole punching), engine_map.cpp (provisioning
-// runs: GET LBA STATUS), engine_copy.cpp (copies between two engines), readahead.cpp.
+// runs: GET LBA STATUS), engine_copy.cpp (copies between two engines), engine_offload.cpp
+// (copies offloaded to the target's copy manager), readahead.cpp.
 //
 // Lock order: RangeLock (a write's blocks) before the Readahead mutex before a Pool lease;
 // never the other way. A copy takes the destination's RangeLock, then the two engines'
@@ -16,6 +17,7 @@
 
 #include "channel.hpp"
 #include "command_loop.hpp"
+#include "copy_offload_plan.hpp"
 #include "io_policy.hpp"
 #include "range_lock.hpp"
 #include "readahead.hpp"
@@ -28,6 +30,7 @@
 #include <cerrno>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -179,6 +182,23 @@ class Engine final : public Disk
     IoResult run_copy_stages(Engine &target, std::span<CopyStage> stages,
                              std::span<const CopyStage> chunks, const CopyPlacement &placement);
 
+    // ---- engine_offload.cpp ----
+    struct OffloadOutcome;
+    // After the identity probe: 3PC, the LU's NAA designator and, with 3PC, the copy
+    // manager's operating parameters (a copy manager that does not answer: no offload).
+    void probe_copy_offload(Channel &channel, bool three_party_copy,
+                            std::span<const Designator> designators);
+    bool may_offload_to(const Engine &target, std::uint64_t source_lba,
+                        std::uint64_t destination_lba, std::uint64_t blocks) const;
+    // Whole blocks, as pipelined_copy_to: offloaded while the copy manager takes them; a
+    // refusal sends the rest the pipelined way, the blocks already offloaded kept.
+    IoResult copy_blocks_to(Engine &target, std::uint64_t source_lba, std::uint64_t destination_lba,
+                            std::uint64_t blocks, bool backwards);
+    OffloadOutcome offload_copy_to(Engine &target, const OffloadPlan &plan);
+    OffloadOutcome run_offload_turn(Engine &target, std::span<const OffloadCommand> commands);
+    std::vector<std::uint8_t> offload_parameters(const Engine &target,
+                                                 const OffloadCommand &command);
+
     DiskOptions options_;
     std::unique_ptr<Transport> transport_;
     DiskInfo info_;
@@ -196,6 +216,10 @@ class Engine final : public Disk
     std::atomic<bool> write_same_refused_{false};
     std::atomic<bool> unmap_refused_{false};
     std::atomic<bool> lba_status_refused_{false};
+    std::optional<OffloadLimits> offload_limits_;  // the copy manager's, as probed
+    std::optional<Designator> copy_designator_;    // the NAA designator CSCDs name this LU by
+    std::atomic<bool> offload_unsupported_{false}; // EXTENDED COPY was an invalid opcode
+    std::atomic<unsigned> next_list_id_{0};        // LIST IDENTIFIER when SNLID is not set
 };
 
 } // namespace sgfs

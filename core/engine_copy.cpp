@@ -80,8 +80,8 @@ IoResult Engine::dense_copy_to(Engine &target, std::uint64_t from, std::uint64_t
     };
     const auto middle = [&] {
         return blocks == 0 ? IoResult::success(0)
-                           : pipelined_copy_to(target, (from + head) / block, (to + head) / block,
-                                               blocks, backwards);
+                           : copy_blocks_to(target, (from + head) / block, (to + head) / block,
+                                            blocks, backwards);
     };
     if (backwards) {
         IoResult result = edge(tail_at, wanted - tail_at);

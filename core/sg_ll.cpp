@@ -173,4 +173,27 @@ int sg_ll_read_write(Channel &channel, const CommandContext &context, const Bloc
     return run(channel, command, context, message);
 }
 
+int sg_ll_receive_copy_operating_parameters(Channel &channel, const CommandContext &context,
+                                            CopyOperatingParameters &out, std::string &message)
+{
+    // LIO refuses an allocation length below 54 bytes; 44 fixed bytes and the codes fit.
+    constexpr std::size_t length = 256;
+    return run_and_decode(
+        channel, context, cdb_receive_copy_operating_parameters(length), length,
+        [&](std::span<const std::uint8_t> reply) {
+            return decode_copy_operating_parameters(reply, out);
+        },
+        message);
+}
+
+Command extended_copy_command(std::span<const std::uint8_t> parameters, unsigned timeout_ms)
+{
+    CommandContext context;
+    context.timeout_ms = timeout_ms;
+    // The transport only reads a data-out buffer; SgRequest has one pointer for both ways.
+    return plain_command(cdb_extended_copy_lid1(static_cast<std::uint32_t>(parameters.size())),
+                         DataDirection::to_device, const_cast<std::uint8_t *>(parameters.data()),
+                         parameters.size(), context);
+}
+
 } // namespace sgfs

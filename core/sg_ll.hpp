@@ -46,4 +46,13 @@ int sg_ll_get_lba_status(Channel &channel, const CommandContext &context, std::u
 int sg_ll_read_write(Channel &channel, const CommandContext &context, const BlockSpan &span,
                      void *data, TransferMode mode, std::string &message);
 
+// RECEIVE COPY RESULTS, OPERATING PARAMETERS: what the LU's copy manager takes.
+int sg_ll_receive_copy_operating_parameters(Channel &channel, const CommandContext &context,
+                                            CopyOperatingParameters &out, std::string &message);
+// EXTENDED COPY(LID1) with `parameters` (extended_copy_parameter_list) as its data-out, as a
+// command to start and finish on a channel (start_command, finish_command), so that several
+// run at once. `parameters` must stay valid until it is finished. The copy manager may copy
+// everything before it answers: `timeout_ms` must allow for that.
+Command extended_copy_command(std::span<const std::uint8_t> parameters, unsigned timeout_ms);
+
 } // namespace sgfs

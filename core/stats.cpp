@@ -104,6 +104,21 @@ void DeviceStats::count_zeroing(ZeroKind kind, std::uint64_t bytes)
     }
 }
 
+void DeviceStats::count_offload_refusal(OffloadRefusal reason)
+{
+    switch (reason) {
+    case OffloadRefusal::unsupported:
+        offload_.add<&OffloadCountersSnapshot::refused_unsupported>(1);
+        break;
+    case OffloadRefusal::unreachable:
+        offload_.add<&OffloadCountersSnapshot::refused_unreachable>(1);
+        break;
+    case OffloadRefusal::other:
+        offload_.add<&OffloadCountersSnapshot::refused_other>(1);
+        break;
+    }
+}
+
 DeviceStatsSnapshot DeviceStats::snapshot() const
 {
     DeviceStatsSnapshot snap;
@@ -118,6 +133,7 @@ DeviceStatsSnapshot DeviceStats::snapshot() const
     for (int i = 0; i < error_category_count; ++i)
         snap.errors[i] = errors_[i].load(std::memory_order_relaxed);
     zero_.load_into(snap.zero);
+    offload_.load_into(snap.offload);
     return snap;
 }
 
@@ -131,6 +147,7 @@ void DeviceStatsSnapshot::add_counters(const DeviceStatsSnapshot &other)
     for (int i = 0; i < error_category_count; ++i)
         errors[i] += other.errors[i];
     add_group(zero, other.zero, zero_counter_fields);
+    add_group(offload, other.offload, offload_counter_fields);
 }
 
 std::vector<std::pair<std::string, std::string>> DeviceStatsSnapshot::fields() const
@@ -150,6 +167,7 @@ std::vector<std::pair<std::string, std::string>> DeviceStatsSnapshot::fields() c
         out.emplace_back(std::string("errors.") + to_string(static_cast<ErrorCategory>(i)),
                          std::to_string(errors[i]));
     append_group(out, "zero.", zero, zero_counter_fields);
+    append_group(out, "offload.", offload, offload_counter_fields);
     return out;
 }
 

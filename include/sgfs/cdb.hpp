@@ -97,9 +97,10 @@ struct StandardInquiry {
     std::uint8_t peripheral_device_type = 0; // 0x00 disk, 0x05 cd, 0x0c controller, ...
     bool removable = false;
     std::uint8_t version = 0;
-    std::string vendor;   // T10 vendor id, trailing spaces trimmed
-    std::string product;  // trailing spaces trimmed
-    std::string revision; // trailing spaces trimmed
+    std::string vendor;            // T10 vendor id, trailing spaces trimmed
+    std::string product;           // trailing spaces trimmed
+    std::string revision;          // trailing spaces trimmed
+    bool third_party_copy = false; // 3PC (byte 5 bit 3): a copy manager takes EXTENDED COPY
 };
 int decode_standard_inquiry(std::span<const std::uint8_t> data, StandardInquiry &out);
 
@@ -182,5 +183,89 @@ int decode_get_lba_status(std::span<const std::uint8_t> data, std::vector<LbaSta
 
 // Write-protect bit of the MODE SENSE(10) header's device-specific parameter.
 int decode_mode_sense_10_write_protect(std::span<const std::uint8_t> data, bool &write_protected);
+
+// ---- third-party copy (SPC-4 6.4 EXTENDED COPY(LID1), 6.18 RECEIVE COPY RESULTS);
+// core/cdb_copy.cpp ----
+
+namespace opcode
+{
+inline constexpr std::uint8_t extended_copy = 0x83;        // service action 0x00: LID1
+inline constexpr std::uint8_t receive_copy_results = 0x84; // service action 0x03: parameters
+} // namespace opcode
+
+// Descriptor type codes of the EXTENDED COPY parameter list that sgfs sends.
+namespace copy_descriptor
+{
+inline constexpr std::uint8_t block_to_block = 0x02; // segment: blocks from one LU to another
+inline constexpr std::uint8_t identification = 0xe4; // CSCD: an LU named by a VPD 0x83 designator
+inline constexpr std::size_t header_size = 16;
+inline constexpr std::size_t cscd_size = 32;
+inline constexpr std::size_t block_to_block_size = 28;
+inline constexpr std::size_t max_designator_size = 20; // what fits an identification descriptor
+inline constexpr std::uint32_t max_segment_blocks = 0xffff; // NUMBER OF BLOCKS is 16 bits
+} // namespace copy_descriptor
+
+// EXTENDED COPY(LID1): the copy manager of the addressed LU carries out the parameter list
+// of `parameter_list_length` bytes (data-out).
+Cdb cdb_extended_copy_lid1(std::uint32_t parameter_list_length);
+// RECEIVE COPY RESULTS, OPERATING PARAMETERS (list identifier 0).
+Cdb cdb_receive_copy_operating_parameters(std::uint32_t allocation_length);
+
+// LIST ID USAGE (parameter list byte 1, bits 4-3): whether the copy manager keeps the
+// results for RECEIVE COPY RESULTS under LIST IDENTIFIER. `none` needs SNLID.
+enum class ListIdUsage : std::uint8_t { hold = 0, no_hold = 2, none = 3 };
+
+// An identification CSCD descriptor (0xE4): the LU with this designator (from its VPD 0x83
+// page), its peripheral device type and, for a block device, its logical block size.
+struct CopyTarget {
+    Designator designator;
+    std::uint8_t device_type = 0;
+    std::uint32_t block_size = 512;
+};
+
+// A block device to block device segment descriptor (0x02), DC = 0: `blocks` blocks (1 to
+// 0xffff) from `source_lba` on CSCD `source` to `destination_lba` on CSCD `destination`.
+struct CopySegment {
+    std::uint16_t source = 0;
+    std::uint16_t destination = 1;
+    std::uint32_t blocks = 0;
+    std::uint64_t source_lba = 0;
+    std::uint64_t destination_lba = 0;
+};
+
+struct ExtendedCopyList {
+    std::uint8_t list_id = 0;
+    ListIdUsage usage = ListIdUsage::none;
+    std::vector<CopyTarget> targets;
+    std::vector<CopySegment> segments;
+};
+
+// The LID1 parameter list: 16-byte header, the CSCD descriptors, the segment descriptors,
+// no inline data. Throws std::invalid_argument for a designator longer than 20 bytes, a
+// segment of 0 or more than 0xffff blocks, or a CSCD index past the list.
+std::vector<std::uint8_t> extended_copy_parameter_list(const ExtendedCopyList &list);
+
+// RECEIVE COPY RESULTS operating parameters (SPC-4 6.18.4): what the copy manager takes.
+struct CopyOperatingParameters {
+    bool supports_no_list_id = false;             // SNLID
+    std::uint16_t max_cscd_descriptors = 0;       // per command
+    std::uint16_t max_segment_descriptors = 0;    // per command
+    std::uint32_t max_descriptor_list_length = 0; // bytes of CSCD and segment descriptors
+    std::uint32_t max_segment_length = 0;         // bytes one segment may copy
+    std::uint32_t max_inline_data_length = 0;
+    std::uint32_t held_data_limit = 0;
+    std::uint32_t max_stream_device_transfer_size = 0;
+    std::uint16_t total_concurrent_copies = 0;      // commands the copy manager runs at once
+    std::uint8_t max_concurrent_copies = 0;         // of those, with a list identifier
+    std::uint8_t data_segment_granularity_log2 = 0; // a segment's bytes are a multiple of it
+    std::uint8_t inline_data_granularity_log2 = 0;
+    std::uint8_t held_data_granularity_log2 = 0;
+    std::vector<std::uint8_t> descriptor_codes; // implemented descriptor type codes
+
+    bool implements(std::uint8_t code) const;
+};
+// At least the 44 bytes up to the descriptor code list, else -EPROTO; the codes present.
+int decode_copy_operating_parameters(std::span<const std::uint8_t> data,
+                                     CopyOperatingParameters &out);
 
 } // namespace sgfs

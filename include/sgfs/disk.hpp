@@ -38,6 +38,9 @@ struct DiskOptions {
     // The claims of the mount these disks serve (disk_claim.hpp), or null: a claimed disk
     // lets go of its block device while it is gone and takes it again when it is back.
     std::shared_ptr<DiskClaims> claims;
+    // copy_file_range between two LUNs whose copy manager reaches both: EXTENDED COPY on the
+    // target instead of reading and writing through the host.
+    bool copy_offload = true;
 };
 
 // Logical block provisioning, as probed (READ CAPACITY(16), VPD B0 and B2); all false / 0
@@ -73,6 +76,10 @@ struct DiskInfo {
     bool allow_dio = false;               // the sg driver's allow_dio at open
     bool read_only = false;               // served read-only: the read_only option, or WP
     Provisioning provisioning;
+    bool three_party_copy = false; // INQUIRY 3PC: the LU has a copy manager (EXTENDED COPY)
+    // The copy manager takes block-to-block EXTENDED COPY(LID1) naming LUs by an NAA
+    // designator, and this LU has one: copies from it may be offloaded (engine_offload.cpp).
+    bool copy_offload = false;
 };
 
 // What one IO did, as a value: the bytes moved and, on failure, the -errno, which end of a

@@ -67,6 +67,29 @@ inline constexpr auto zero_counter_fields = std::to_array<CounterField<ZeroCount
     {"copy_hole_bytes", &ZeroCountersSnapshot::copy_hole_bytes},
 });
 
+// Copies offloaded to the source LU's copy manager (EXTENDED COPY, core/engine_offload.cpp),
+// counted on the source: what it copied, the commands it refused by reason, and the bytes
+// that were then copied through the host instead.
+enum class OffloadRefusal { unsupported, unreachable, other };
+struct OffloadCountersSnapshot {
+    std::uint64_t bytes = 0;               // copied by the copy manager: no host or sg-driver copy
+    std::uint64_t commands = 0;            // EXTENDED COPY commands that succeeded
+    std::uint64_t refused_unsupported = 0; // invalid command operation code: never tried again
+    std::uint64_t refused_unreachable = 0; // COPY ABORTED, copy target device not reachable
+    std::uint64_t refused_other = 0;       // any other ILLEGAL REQUEST or COPY ABORTED
+    std::uint64_t fallback_bytes = 0;      // after a refusal, copied the pipelined way
+};
+// .stats keys "offload.<key>".
+inline constexpr auto offload_counter_fields =
+    std::to_array<CounterField<OffloadCountersSnapshot>>({
+        {"bytes", &OffloadCountersSnapshot::bytes},
+        {"commands", &OffloadCountersSnapshot::commands},
+        {"refused_unsupported", &OffloadCountersSnapshot::refused_unsupported},
+        {"refused_unreachable", &OffloadCountersSnapshot::refused_unreachable},
+        {"refused_other", &OffloadCountersSnapshot::refused_other},
+        {"fallback_bytes", &OffloadCountersSnapshot::fallback_bytes},
+    });
+
 // Per path, where each byte of a data command was copied on its way. A command's bytes
 // count once, as the first that applies: copied by sgfs in user space (mmap area or bounce
 // buffer), copied by the sg driver between its kernel buffer and our memory (indirect IO
@@ -124,6 +147,7 @@ struct DeviceStatsSnapshot {
     std::uint64_t readahead_hit_bytes = 0; // of those, answered a read
     std::array<std::uint64_t, error_category_count> errors{};
     ZeroCountersSnapshot zero;
+    OffloadCountersSnapshot offload;
 
     // Adds other's counters to these (a disk's history across reattaches); the path fields
     // (state, device_state, gone_reason, path_losses, reattaches) are left as they are.
@@ -212,6 +236,17 @@ class DeviceStats
     {
         zero_.add<&ZeroCountersSnapshot::copy_hole_bytes>(bytes);
     }
+    // One EXTENDED COPY that copied `bytes`.
+    void count_offload(std::uint64_t bytes)
+    {
+        offload_.add<&OffloadCountersSnapshot::commands>(1);
+        offload_.add<&OffloadCountersSnapshot::bytes>(bytes);
+    }
+    void count_offload_refusal(OffloadRefusal reason);
+    void count_offload_fallback(std::uint64_t bytes)
+    {
+        offload_.add<&OffloadCountersSnapshot::fallback_bytes>(bytes);
+    }
     DeviceStatsSnapshot snapshot() const;
 
   private:
@@ -220,6 +255,7 @@ class DeviceStats
     CounterSet<device_counter_fields> device_{};
     std::array<std::atomic<std::uint64_t>, error_category_count> errors_{};
     CounterSet<zero_counter_fields> zero_{};
+    CounterSet<offload_counter_fields> offload_{};
 };
 
 } // namespace sgfs

@@ -45,6 +45,10 @@ bool in_class(Ops ops, const Cdb &cdb)
         return opcode == op::unmap;
     case Ops::get_lba_status:
         return is_get_lba_status(cdb);
+    case Ops::extended_copy:
+        return opcode == op::extended_copy;
+    case Ops::receive_copy_results:
+        return opcode == op::receive_copy_results;
     }
     return false;
 }
@@ -111,6 +115,10 @@ DataNeed data_need(const Cdb &cdb, std::uint32_t block_size)
         return {true, DataDirection::to_device, get_be<std::uint16_t>(cdb_at(cdb, 7))};
     case op::write_same_16:
         return {true, DataDirection::to_device, block_size};
+    case op::extended_copy:
+        return {true, DataDirection::to_device, get_be<std::uint32_t>(cdb_at(cdb, 10))};
+    case op::receive_copy_results:
+        return {true, DataDirection::from_device, 0};
     case op::test_unit_ready:
     case op::synchronize_cache_10:
     case op::synchronize_cache_16:
@@ -262,15 +270,29 @@ class MemoryChannel final : public Channel
 // The target
 
 MemoryTarget::MemoryTarget(TargetConfig config)
-    : config_(std::move(config)), store_(config_.block_count * config_.block_size, 0),
+    : config_(std::move(config)),
+      lock_(config_.copy_registry ? config_.copy_registry->mutex_ : std::make_shared<std::mutex>()),
+      mutex_(*lock_), store_(config_.block_count * config_.block_size, 0),
       mapped_(config_.block_count, true)
 {
+    if (config_.copy_registry) {
+        const std::lock_guard lock(mutex_);
+        config_.copy_registry->targets_.push_back(this);
+    }
     if (config_.block_size == 0 || config_.unmap_granularity == 0)
         throw std::invalid_argument("MemoryTarget: block size and unmap granularity must be > 0");
     if (!config_.start_mapped)
         unmap_locked(0, config_.block_count);
     if (config_.power_on_attention)
         raise_unit_attention(0x29, 0x00);
+}
+
+MemoryTarget::~MemoryTarget()
+{
+    if (config_.copy_registry) {
+        const std::lock_guard lock(mutex_);
+        std::erase(config_.copy_registry->targets_, this);
+    }
 }
 
 std::uint64_t MemoryTarget::bytes() const
@@ -661,6 +683,13 @@ void MemoryTarget::execute_locked(const SgRequest &request, std::uint8_t *data,
         done.check(fault.sense_key, fault.asc, fault.ascq);
         return;
     case FaultKind::device_gone: // handled above: the device went at receipt
+        return;
+    case FaultKind::copy_aborted:
+        if (request.cdb.bytes[0] != op::extended_copy)
+            return run_locked(request, data, request.length, done);
+        extended_copy_locked(request, data, fault.copied_blocks, done);
+        if (done.sense.empty())
+            done.check(sk_copy_aborted, asc_copy_target, 0x02);
         return;
     }
 }

@@ -41,6 +41,35 @@
 namespace sgfs::test
 {
 
+class MemoryTarget;
+
+// The LUs a copy manager reaches: targets made with one registry find each other by their
+// NAA designator (as LIO's copy manager finds the LUs of one session) and share one lock, so
+// that a copy between two of them is carried out as one command. Register by config.
+class CopyRegistry
+{
+  public:
+    CopyRegistry() = default;
+
+  private:
+    friend class MemoryTarget;
+    std::shared_ptr<std::mutex> mutex_ = std::make_shared<std::mutex>();
+    std::vector<MemoryTarget *> targets_; // guarded by *mutex_
+};
+
+// RECEIVE COPY RESULTS operating parameters (SPC-4 6.18.4); the defaults are LIO's.
+struct CopyManagerConfig {
+    bool snlid = true; // supports no list identifier
+    std::uint16_t max_cscd_descriptors = 2;
+    std::uint16_t max_segment_descriptors = 1;
+    std::uint32_t max_descriptor_list_length = 1024;
+    std::uint32_t max_segment_length = std::uint32_t{256} << 20; // bytes
+    std::uint16_t total_concurrent_copies = 1;
+    std::uint8_t max_concurrent_copies = 1;
+    std::uint8_t data_segment_granularity_log2 = 9;
+    std::vector<std::uint8_t> descriptor_codes = {0x02, 0xe4}; // block to block, identification
+};
+
 struct TargetConfig {
     std::uint32_t block_size = 512;
     std::uint64_t block_count = 2048;
@@ -80,10 +109,28 @@ struct TargetConfig {
     bool allow_dio = false;                           // direct IO is done, not quietly indirect
     std::size_t max_reserve = std::size_t{512} << 10; // reserve granted at most per channel
     long max_transfer_bytes = std::size_t{512} << 10; // BLKSECTGET; -errno to fail it
+    // Third-party copy: INQUIRY 3PC, and with it EXTENDED COPY(LID1) (identification CSCD
+    // descriptors, block-to-block segments) reaching the targets of `copy_registry` (none
+    // but itself without one), and RECEIVE COPY RESULTS operating parameters. Without 3PC
+    // both are invalid opcodes.
+    bool three_pc = false;
+    std::shared_ptr<CopyRegistry> copy_registry;
+    CopyManagerConfig copy_manager;
 };
 
 // Which commands a fault rule applies to.
-enum class Ops { any, read, write, data, sync, write_same, unmap, get_lba_status };
+enum class Ops {
+    any,
+    read,
+    write,
+    data,
+    sync,
+    write_same,
+    unmap,
+    get_lba_status,
+    extended_copy,
+    receive_copy_results
+};
 
 enum class FaultKind {
     medium_error,       // 03/11/00, INFORMATION = first LBA of the command in the rule's range
@@ -97,6 +144,8 @@ enum class FaultKind {
     data_protect,       // 07/27/00
     check_condition,    // `sense_key`/`asc`/`ascq` as given
     device_gone,        // the device disappears with this command (see disappear())
+    copy_aborted,       // EXTENDED COPY: `copied_blocks` blocks of its segments copied, then
+                        // 0A/0D/02 (copy target device not reachable), as LIO fails part-way
 };
 
 // How a timeout reaches the caller: the three forms classify() knows.
@@ -121,6 +170,7 @@ struct Fault {
     TimeoutForm timeout_form = TimeoutForm::host;
     GoneForm gone_form = GoneForm::reap_fails;
     std::uint8_t sense_key = 0, asc = 0, ascq = 0; // check_condition
+    std::uint64_t copied_blocks = 0;               // copy_aborted
 };
 
 // One command as the target received it.
@@ -141,6 +191,7 @@ class MemoryTarget
 {
   public:
     explicit MemoryTarget(TargetConfig config = {});
+    ~MemoryTarget();
     MemoryTarget(const MemoryTarget &) = delete;
     MemoryTarget &operator=(const MemoryTarget &) = delete;
 
@@ -214,9 +265,17 @@ class MemoryTarget
     // Unmaps the whole granules in the range, but every `keep_every`-th of them (0: none).
     void unmap_locked(std::uint64_t lba, std::uint64_t blocks, std::uint32_t keep_every = 0);
     void map_locked(std::uint64_t lba, std::uint64_t blocks);
+    // EXTENDED COPY(LID1), copying at most `budget` blocks; RECEIVE COPY RESULTS.
+    void extended_copy_locked(const SgRequest &request, const std::uint8_t *data,
+                              std::uint64_t budget, Completion &done);
+    void receive_copy_results_locked(const SgRequest &request, std::uint8_t *data,
+                                     std::size_t limit, Completion &done);
+    MemoryTarget *copy_target_locked(std::span<const std::uint8_t> designator);
 
     TargetConfig config_;
-    mutable std::mutex mutex_;
+    // Its own lock, or the copy registry's (shared by the targets that copy between them).
+    std::shared_ptr<std::mutex> lock_;
+    std::mutex &mutex_;
     mutable std::condition_variable changed_;
     std::vector<std::uint8_t> store_;
     std::vector<bool> mapped_;

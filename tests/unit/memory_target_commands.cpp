@@ -4,6 +4,7 @@
 #include "memory_target_scsi.hpp"
 
 #include <algorithm>
+#include <cstring>
 #include <string_view>
 
 namespace sgfs::test
@@ -91,7 +92,8 @@ void MemoryTarget::run_locked(const SgRequest &request, std::uint8_t *data, std:
             reply[2] = 0x06; // SPC-4
             reply[3] = 0x02; // response data format 2
             reply[4] = static_cast<std::uint8_t>(reply.size() - 5);
-            reply[7] = 0x02; // CMDQUE
+            reply[5] = config_.three_pc ? 0x08 : 0x00; // 3PC
+            reply[7] = 0x02;                           // CMDQUE
             put_text(std::span(reply).subspan(8, 8), config_.vendor);
             put_text(std::span(reply).subspan(16, 16), config_.product);
             put_text(std::span(reply).subspan(32, 4), config_.revision);
@@ -163,6 +165,10 @@ void MemoryTarget::run_locked(const SgRequest &request, std::uint8_t *data, std:
         return unmap_command_locked(request, data, done);
     case op::write_same_16:
         return write_same_locked(request, data, done);
+    case op::extended_copy:
+        return extended_copy_locked(request, data, ~0ULL, done);
+    case op::receive_copy_results:
+        return receive_copy_results_locked(request, data, limit, done);
     default:
         return illegal(asc_invalid_opcode);
     }
@@ -297,6 +303,157 @@ void MemoryTarget::write_same_locked(const SgRequest &request, const std::uint8_
     if (unmap && unmapped_read_zero && zero)
         unmap_locked(extent.lba, extent.blocks);
     done.moved = block_size;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Third-party copy (SPC-4 6.4.3, 6.4.5, 6.4.6; 6.18.4), with LIO's choices where SPC leaves one:
+// a CSCD it cannot find, or a segment that does not involve the LU the command came to, is
+// COPY ABORTED, copy target device not reachable.
+
+MemoryTarget *MemoryTarget::copy_target_locked(std::span<const std::uint8_t> designator)
+{
+    const auto is = [&](const MemoryTarget &target) {
+        return target.config_.three_pc &&
+               std::equal(designator.begin(), designator.end(), target.config_.naa.begin(),
+                          target.config_.naa.end());
+    };
+    if (is(*this))
+        return this;
+    if (!config_.copy_registry)
+        return nullptr;
+    for (MemoryTarget *target : config_.copy_registry->targets_)
+        if (is(*target))
+            return target;
+    return nullptr;
+}
+
+void MemoryTarget::extended_copy_locked(const SgRequest &request, const std::uint8_t *data,
+                                        std::uint64_t budget, Completion &done)
+{
+    const Cdb &cdb = request.cdb;
+    const auto refuse = [&](std::uint8_t asc, std::uint8_t ascq = 0) {
+        done.check(sk_illegal_request, asc, ascq);
+    };
+    const auto unreachable = [&] { done.check(sk_copy_aborted, asc_copy_target, 0x02); };
+    if (!config_.three_pc)
+        return refuse(asc_invalid_opcode);
+    if ((cdb.bytes[1] & 0x1f) != 0x00) // LID1 only
+        return refuse(asc_invalid_field_in_cdb);
+    const std::size_t length = get_be<std::uint32_t>(cdb_at(cdb, 10));
+    if (length == 0)
+        return; // SPC: nothing to do, and no error
+    const CopyManagerConfig &manager = config_.copy_manager;
+    const std::span<const std::uint8_t> list(data, length);
+    if (length < 16)
+        return refuse(asc_parameter_list_length_error);
+    const std::size_t cscd_bytes = get_be<std::uint16_t>(list.subspan(2));
+    const std::size_t segment_bytes = get_be<std::uint32_t>(list.subspan(8));
+    if (get_be<std::uint32_t>(list.subspan(12)) != 0) // inline data
+        return refuse(asc_invalid_field_in_parameters);
+    if (16 + cscd_bytes + segment_bytes > length ||
+        cscd_bytes + segment_bytes > manager.max_descriptor_list_length)
+        return refuse(asc_parameter_list_length_error);
+    if (cscd_bytes % 32 != 0 || segment_bytes % 28 != 0)
+        return refuse(asc_invalid_field_in_parameters);
+    if (cscd_bytes / 32 > manager.max_cscd_descriptors)
+        return refuse(asc_invalid_field_in_parameters, ascq_too_many_cscds);
+    if (segment_bytes / 28 > manager.max_segment_descriptors)
+        return refuse(asc_invalid_field_in_parameters, ascq_too_many_segments);
+
+    std::vector<MemoryTarget *> cscds;
+    for (std::size_t at = 16; at < 16 + cscd_bytes; at += 32) {
+        const auto cscd = list.subspan(at, 32);
+        if (cscd[0] != 0xe4)
+            return refuse(asc_invalid_field_in_parameters, ascq_unsupported_cscd_type);
+        const std::size_t designator_length = cscd[7];
+        // Binary code set, association logical unit, designator type NAA.
+        if ((cscd[4] & 0x0f) != 0x01 || (cscd[5] & 0x30) != 0x00 || (cscd[5] & 0x0f) != 0x03 ||
+            designator_length == 0 || designator_length > 20)
+            return refuse(asc_invalid_field_in_parameters);
+        MemoryTarget *target = copy_target_locked(cscd.subspan(8, designator_length));
+        if (target == nullptr)
+            return unreachable();
+        const std::uint32_t block_length =
+            (std::uint32_t{cscd[29]} << 16) | (std::uint32_t{cscd[30]} << 8) | cscd[31];
+        if (block_length != target->config_.block_size)
+            return refuse(asc_invalid_field_in_parameters);
+        cscds.push_back(target);
+    }
+
+    struct Segment {
+        MemoryTarget *source, *destination;
+        std::uint64_t blocks, source_lba, destination_lba;
+    };
+    std::vector<Segment> segments;
+    for (std::size_t at = 16 + cscd_bytes; at < 16 + cscd_bytes + segment_bytes; at += 28) {
+        const auto segment = list.subspan(at, 28);
+        if (segment[0] != 0x02)
+            return refuse(asc_invalid_field_in_parameters, ascq_unsupported_segment_type);
+        const std::size_t source = get_be<std::uint16_t>(segment.subspan(4));
+        const std::size_t destination = get_be<std::uint16_t>(segment.subspan(6));
+        if (get_be<std::uint16_t>(segment.subspan(2)) != 0x18 || (segment[1] & 0x02) != 0 ||
+            source >= cscds.size() || destination >= cscds.size())
+            return refuse(asc_invalid_field_in_parameters);
+        Segment s{cscds[source], cscds[destination], get_be<std::uint16_t>(segment.subspan(10)),
+                  get_be<std::uint64_t>(segment.subspan(12)),
+                  get_be<std::uint64_t>(segment.subspan(20))};
+        if (s.source->config_.block_size != s.destination->config_.block_size)
+            return refuse(asc_invalid_field_in_parameters);
+        if (s.source != this && s.destination != this)
+            return unreachable();
+        const auto fits = [](const MemoryTarget &t, std::uint64_t lba, std::uint64_t blocks) {
+            return lba <= t.config_.block_count && blocks <= t.config_.block_count - lba;
+        };
+        if (!fits(*s.source, s.source_lba, s.blocks) ||
+            !fits(*s.destination, s.destination_lba, s.blocks))
+            return refuse(asc_lba_out_of_range);
+        if (s.destination->config_.write_protected)
+            return done.check(sk_data_protect, asc_write_protected, 0x00);
+        segments.push_back(s);
+    }
+
+    for (const Segment &s : segments) {
+        const std::uint64_t blocks = std::min(s.blocks, budget);
+        const std::uint32_t block = s.source->config_.block_size;
+        const auto *from = s.source->store_.data() + s.source_lba * block;
+        auto *to = s.destination->store_.data() + s.destination_lba * block;
+        std::memmove(to, from, blocks * block);
+        s.destination->map_locked(s.destination_lba, blocks);
+        budget -= blocks;
+        if (budget == 0)
+            break;
+    }
+    done.moved = length;
+}
+
+void MemoryTarget::receive_copy_results_locked(const SgRequest &request, std::uint8_t *data,
+                                               std::size_t limit, Completion &done)
+{
+    const Cdb &cdb = request.cdb;
+    if (!config_.three_pc)
+        return done.check(sk_illegal_request, asc_invalid_opcode, 0x00);
+    const std::size_t allocation = get_be<std::uint32_t>(cdb_at(cdb, 10));
+    // Operating parameters of list 0 only; LIO refuses less than 54 bytes.
+    if ((cdb.bytes[1] & 0x1f) != 0x03 || cdb.bytes[2] != 0 || allocation < 54)
+        return done.check(sk_illegal_request, asc_invalid_field_in_cdb, 0x00);
+    const CopyManagerConfig &manager = config_.copy_manager;
+    Bytes reply(44, 0);
+    const std::span<std::uint8_t> at(reply);
+    reply[4] = manager.snlid ? 0x01 : 0x00;
+    put_be(at.subspan(8), manager.max_cscd_descriptors);
+    put_be(at.subspan(10), manager.max_segment_descriptors);
+    put_be(at.subspan(12), manager.max_descriptor_list_length);
+    put_be(at.subspan(16), manager.max_segment_length);
+    put_be(at.subspan(34), manager.total_concurrent_copies);
+    reply[36] = manager.max_concurrent_copies;
+    reply[37] = manager.data_segment_granularity_log2;
+    reply[38] = 9; // inline and held data granularity: unused, as LIO reports them
+    reply[39] = 9;
+    reply[43] = static_cast<std::uint8_t>(manager.descriptor_codes.size());
+    reply.insert(reply.end(), manager.descriptor_codes.begin(), manager.descriptor_codes.end());
+    put_be(std::span(reply), static_cast<std::uint32_t>(reply.size() - 4));
+    done.moved = std::min({reply.size(), allocation, request.length, limit});
+    std::copy_n(reply.begin(), done.moved, data);
 }
 
 } // namespace sgfs::test

@@ -34,6 +34,8 @@ constexpr std::uint8_t write_16 = 0x8a;
 constexpr std::uint8_t synchronize_cache_16 = 0x91;
 constexpr std::uint8_t write_same_16 = 0x93;
 constexpr std::uint8_t service_action_in_16 = 0x9e;
+constexpr std::uint8_t extended_copy = 0x83;
+constexpr std::uint8_t receive_copy_results = 0x84;
 } // namespace op
 
 constexpr std::uint8_t sa_read_capacity_16 = 0x10;
@@ -45,6 +47,7 @@ constexpr std::uint8_t sk_medium_error = 0x03;
 constexpr std::uint8_t sk_illegal_request = 0x05;
 constexpr std::uint8_t sk_unit_attention = 0x06;
 constexpr std::uint8_t sk_data_protect = 0x07;
+constexpr std::uint8_t sk_copy_aborted = 0x0a;
 constexpr std::uint8_t sk_aborted_command = 0x0b;
 
 // Additional sense codes used here.
@@ -53,6 +56,13 @@ constexpr std::uint8_t asc_lba_out_of_range = 0x21;
 constexpr std::uint8_t asc_invalid_field_in_cdb = 0x24;
 constexpr std::uint8_t asc_invalid_field_in_parameters = 0x26;
 constexpr std::uint8_t asc_write_protected = 0x27;
+constexpr std::uint8_t asc_parameter_list_length_error = 0x1a;
+constexpr std::uint8_t asc_copy_target = 0x0d; // ascq 0x02: copy target device not reachable
+// ASCQs of 0x26 (invalid field in parameter list) for EXTENDED COPY's descriptor lists.
+constexpr std::uint8_t ascq_too_many_cscds = 0x06;
+constexpr std::uint8_t ascq_unsupported_cscd_type = 0x07;
+constexpr std::uint8_t ascq_too_many_segments = 0x08;
+constexpr std::uint8_t ascq_unsupported_segment_type = 0x09;
 
 constexpr std::uint8_t status_check_condition = 0x02;
 constexpr std::uint8_t status_busy = 0x08;

@@ -58,7 +58,13 @@ std::vector<std::string> expected_keys()
                             "zero.unmap_bytes",
                             "zero.lba_status_queries",
                             "zero.verify_read_bytes",
-                            "zero.copy_hole_bytes"})
+                            "zero.copy_hole_bytes",
+                            "offload.bytes",
+                            "offload.commands",
+                            "offload.refused_unsupported",
+                            "offload.refused_unreachable",
+                            "offload.refused_other",
+                            "offload.fallback_bytes"})
         keys.emplace_back(key);
     return keys;
 }
@@ -273,4 +279,28 @@ TEST_CASE("data path names: the prefixes of the path counters; none for anything
     CHECK(std::string(to_string(DataPath::write)) == "write");
     CHECK(std::string(to_string(DataPath::copy)) == "copy");
     CHECK(std::string(to_string(static_cast<DataPath>(data_path_count))) == "none");
+}
+
+TEST_CASE("the offload counters: commands and bytes, refusals by reason, fallback bytes")
+{
+    DeviceStats stats;
+    stats.count_offload(32 << 20);
+    stats.count_offload(512);
+    stats.count_offload_refusal(OffloadRefusal::unsupported);
+    stats.count_offload_refusal(OffloadRefusal::unreachable);
+    stats.count_offload_refusal(OffloadRefusal::unreachable);
+    stats.count_offload_refusal(OffloadRefusal::other);
+    stats.count_offload_fallback(4096);
+    DeviceStatsSnapshot snap = stats.snapshot();
+    CHECK(snap.offload.bytes == (32 << 20) + 512);
+    check_values(snap, {{"offload.bytes", (32 << 20) + 512},
+                        {"offload.commands", 2},
+                        {"offload.refused_unsupported", 1},
+                        {"offload.refused_unreachable", 2},
+                        {"offload.refused_other", 1},
+                        {"offload.fallback_bytes", 4096}});
+    DeviceStatsSnapshot sum = snap;
+    sum.add_counters(snap);
+    CHECK(sum.offload.commands == 4);
+    CHECK(sum.offload.fallback_bytes == 8192);
 }
