@@ -108,8 +108,7 @@ int parse_mode(const std::string &text)
     return mode;
 }
 
-int fallocate_once(const char *path, const char *mode_text, const char *offset,
-                   const char *length)
+int fallocate_once(const char *path, const char *mode_text, const char *offset, const char *length)
 {
     const int mode = parse_mode(mode_text);
     if (mode < 0) {
