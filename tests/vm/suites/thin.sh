@@ -258,15 +258,28 @@ check "no provisioning: SEEK_HOLE at 0 is the end" seek_is hole 0 "$capacity"
 check "no provisioning: SEEK_DATA at 12345 is 12345" seek_is data 12345 12345
 check "no provisioning: st_blocks covers the capacity" test $(($(stat -c %b "$file") * 512)) -ge "$capacity"
 
-# fallocate_answer MODE OFFSET LENGTH: what one fallocate(2) returns and does, recorded;
-# sets answer, changed (1 when sd no longer is the model) and moved (zero.* counters).
+sgfs_umount "$mnt"
+
+# What the kernel forwards of each fallocate mode: a fresh mount (the kernel stops
+# forwarding fallocate for good once the daemon answers ENOSYS) traced with -d, where
+# libfuse logs every request it gets ("opcode: FALLOCATE").
+sgfs "$sg" "$mnt" -d >"$work/trace" 2>&1 &
+for ((i = 0; i < 100; i++)); do
+	sgfs_mounted "$mnt" && break
+	_gl_sleep 0.1
+done
+forwarded_so_far() { grep -c "opcode: FALLOCATE" "$work/trace"; }
+# fallocate_answer MODE OFFSET LENGTH: what one fallocate(2) returns and does, recorded
+# against a copy of the disk taken just before; sets answer, changed (1 when sd no
+# longer holds those bytes) and forwarded (1 when the request reached sgfs).
 fallocate_answer() {
 	local before
-	before=$(zero_counters)
+	dd if="$sd" of="$work/model" bs=1M iflag=direct status=none
+	before=$(forwarded_so_far)
 	answer=$("$sparse" fallocate "$file" "$1" "$2" "$3")
 	if disk_is_model "$sd" >/dev/null 2>&1; then changed=0; else changed=1; fi
-	[[ $(zero_counters) == "$before" ]] && moved=0 || moved=1
-	diag "fallocate mode $1 at $2+$3: $answer; data changed: $changed; zero.* counters moved: $moved"
+	(($(forwarded_so_far) > before)) && forwarded=1 || forwarded=0
+	diag "fallocate mode $1 at $2+$3: $answer; forwarded to sgfs: $forwarded; data changed: $changed"
 }
 for mode in zero+keep zero; do
 	fallocate_answer "$mode" 2097152 65536
@@ -275,7 +288,7 @@ for mode in zero+keep zero; do
 		check "ZERO_RANGE ($mode) succeeded: sd reads zeros there, the old bytes outside" \
 			disk_is_model "$sd"
 	else
-		check "ZERO_RANGE ($mode) refused ($answer): EOPNOTSUPP and no data change" \
+		check "ZERO_RANGE ($mode) refused ($answer, forwarded $forwarded): EOPNOTSUPP, no data change" \
 			test "$answer" = "error EOPNOTSUPP" -a "$changed" = 0
 	fi
 done
@@ -286,10 +299,13 @@ check "KEEP_SIZE (allocate) inside the disk: no data change" test "$changed" = 0
 fallocate_answer 0 $((capacity - 4096)) 8192
 check "mode 0 across the end: no data change, the size stays" \
 	test "$changed" = 0 -a "$(stat -c %s "$file")" = "$capacity"
+fallocate_answer punch+keep 4194304 65536
+check "PUNCH_HOLE|KEEP_SIZE on the traced mount: 0, forwarded" test "$answer" = 0 -a "$forwarded" = 1
 fallocate_answer punch 4194304 65536
-check "PUNCH_HOLE without KEEP_SIZE: EOPNOTSUPP (the kernel requires KEEP_SIZE)" \
+check "PUNCH_HOLE without KEEP_SIZE: EOPNOTSUPP (the kernel requires KEEP_SIZE), no data change" \
 	test "$answer" = "error EOPNOTSUPP" -a "$changed" = 0
 sgfs_umount "$mnt"
+wait
 
 # --- a mostly unmapped disk: cp to a sparse file, copy_file_range to another disk -------
 
@@ -401,8 +417,13 @@ umount /mnt/ext
 check "e2fsck -fn after -o discard: clean" e2fsck -fn "$loop"
 losetup -d "$loop"
 dmesg >"$work/dmesg"
-check "dmesg: no 'operation not supported' for discard or write zeroes" \
-	bash -c "! grep -iE 'not supported|op 0x[0-9a-f]+:\\((DISCARD|WRITE_ZEROES)\\)' '$work/dmesg'"
+check "dmesg: no 'operation not supported' for DISCARD" \
+	bash -c "! grep -E 'not supported.*\\(DISCARD\\)' '$work/dmesg'"
+# The loop device turns WRITE ZEROES with NOUNMAP into fallocate(ZERO_RANGE), which the
+# 6.1 FUSE kernel refuses itself (see the mode checks above): reported, not asserted.
+diag "dmesg: $(grep -c 'not supported.*(WRITE_ZEROES)' "$work/dmesg") WRITE_ZEROES refusals;" \
+	"$(grep -c 'not supported' "$work/dmesg") 'not supported' lines in all"
+grep 'not supported' "$work/dmesg" | head -n 3 | sed 's/^/#   /'
 
 dd if="$work/pattern" of="$file" bs=1M conv=fsync status=none
 before=$(unmaps)
