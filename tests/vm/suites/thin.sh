@@ -287,10 +287,11 @@ zeroed_there() {
 	model_zero "$1" "$2"
 	disk_is_model "$sd"
 }
-for mode in zero+keep zero; do
-	fallocate_answer "$mode" 2097152 65536
+for spec in "zero+keep 2097152" "zero 2228224"; do
+	read -r mode off <<<"$spec"
+	fallocate_answer "$mode" "$off" 65536
 	check "ZERO_RANGE ($mode): 0 (got $answer, forwarded $forwarded)" test "$answer" = 0
-	check "ZERO_RANGE ($mode): sd reads zeros there, the old bytes outside" zeroed_there 2097152 65536
+	check "ZERO_RANGE ($mode): sd reads zeros there, the old bytes outside" zeroed_there "$off" 65536
 done
 fallocate_answer 0 4194304 65536
 check "mode 0 (allocate) inside the disk: 0 (got $answer) and no data change" \
