@@ -261,7 +261,8 @@ _lio_scsi_device() {
 
 lio_setup() {
 	local spec name size opts opt block ro tpu tpws file own backstore serial i dev
-	local sg blk loop hba sgs blks lun
+	local sg blk loop hba sgs blks lun attrib
+	local -a attribs
 	local -a _LIO_LUNS=()
 	_lio_load
 	if ((${#_LIO_LUNS[@]})); then
@@ -329,12 +330,13 @@ lio_setup() {
 		_LIO_LUNS+=("$name - - $file $backstore $loop $own")
 		_lio_save
 		# Attributes only after enable: emulate_tpu before it oopses 6.1 (fd_configure_unmap).
-		_lio_write "$serial" "$backstore/wwn/vpd_unit_serial" &&
-			_lio_write 1 "$backstore/enable" &&
-			_lio_write "$block" "$backstore/attrib/block_size" &&
-			{ ((!tpu)) || _lio_write 1 "$backstore/attrib/emulate_tpu"; } &&
-			{ ((!tpws)) || _lio_write 1 "$backstore/attrib/emulate_tpws"; } &&
-			mkdir -p "$tpg/lun/lun_$i" || { lio_teardown; return 1; }
+		attribs=("block_size $block")
+		((tpu)) && attribs+=("emulate_tpu 1")
+		((tpws)) && attribs+=("emulate_tpws 1")
+		for attrib in "wwn/vpd_unit_serial $serial" "enable 1" "${attribs[@]/#/attrib/}"; do
+			_lio_write "${attrib#* }" "$backstore/${attrib% *}" || { lio_teardown; return 1; }
+		done
+		mkdir -p "$tpg/lun/lun_$i" || { lio_teardown; return 1; }
 		i=$((i + 1))
 	done
 	_lio_write "$_LIO_NEXUS" "$tpg/nexus" || { lio_teardown; return 1; }
