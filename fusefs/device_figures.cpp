@@ -2,6 +2,8 @@
 
 #include "sgfs/io_mode.hpp"
 
+#include <cstdint>
+
 namespace sgfs::fusefs
 {
 namespace
@@ -12,12 +14,22 @@ const char *yes_no(bool value)
     return value ? "1" : "0";
 }
 
+// A VPD limit of all ones means "no limit": said so rather than as a huge number.
+constexpr std::uint32_t no_limit = 0xffffffff;
+
+std::string limit_text(std::uint32_t value, std::uint64_t unit)
+{
+    return value == no_limit ? "unlimited" : std::to_string(value * unit);
+}
+
 } // namespace
 
 Figures device_figures(const DiskInfo &info, const DeviceStatsSnapshot &stats,
                        const MountOptions &options)
 {
     const DiskOptions &disk = options.disk;
+    const Provisioning &thin = info.provisioning;
+    const std::uint64_t block = info.logical_block_size;
     Figures figures = {
         {"path", info.sg_path},
         {"block_device", info.block_device.empty() ? "" : "/dev/" + info.block_device},
@@ -32,12 +44,18 @@ Figures device_figures(const DiskInfo &info, const DeviceStatsSnapshot &stats,
         {"write_protected", yes_no(info.write_protected)},
         {"read_only", yes_no(disk.read_only || info.write_protected)},
         {"max_transfer_bytes", std::to_string(info.max_transfer_bytes)},
-        {"lbpme", yes_no(info.provisioning.lbpme)},
-        {"lbprz", yes_no(info.provisioning.lbprz)},
-        {"lbpu", yes_no(info.provisioning.lbpu)},
-        {"lbpws", yes_no(info.provisioning.lbpws)},
-        {"unmap_granularity", std::to_string(info.provisioning.unmap_granularity)},
-        {"max_write_same_blocks", std::to_string(info.provisioning.max_write_same_blocks)},
+        {"lbpme", yes_no(thin.lbpme)},
+        {"lbprz", yes_no(thin.lbprz)},
+        {"lbpu", yes_no(thin.lbpu)},
+        {"lbpws", yes_no(thin.lbpws)},
+        {"lbpws10", yes_no(thin.lbpws10)},
+        {"unmap_granularity", std::to_string(thin.unmap_granularity)},
+        {"unmap_granularity_bytes", std::to_string(thin.unmap_granularity * block)},
+        {"unmap_alignment_bytes", std::to_string(thin.unmap_granularity_alignment * block)},
+        {"max_unmap_bytes", limit_text(thin.max_unmap_blocks, block)},
+        {"max_unmap_descriptors", limit_text(thin.max_unmap_descriptors, 1)},
+        {"max_write_same_blocks", std::to_string(thin.max_write_same_blocks)},
+        {"max_write_same_bytes", std::to_string(thin.max_write_same_blocks * block)},
         {"reserve_requested", std::to_string(disk.reserve)},
         {"reserve_granted", std::to_string(info.reserve_granted)},
         {"allow_dio", yes_no(info.allow_dio)},

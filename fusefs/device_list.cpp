@@ -45,6 +45,37 @@ std::string short_device_type(int peripheral_device_type)
     return "type " + std::to_string(peripheral_device_type);
 }
 
+std::string provisioning_summary(const DiskInfo &info)
+{
+    const Provisioning &thin = info.provisioning;
+    if (!thin.lbpme)
+        return "thick";
+    std::string text = "thin:";
+    const auto add = [&text](const char *part) {
+        if (text.back() != ':')
+            text += ',';
+        text += part;
+    };
+    if (thin.lbpu)
+        add("unmap");
+    if (thin.lbpws)
+        add("ws16");
+    if (thin.lbpws10)
+        add("ws10");
+    if (!thin.lbpu && !thin.lbpws && !thin.lbpws10)
+        add("nounmap");
+    if (thin.lbprz)
+        add("rz");
+    if (thin.unmap_granularity != 0) {
+        add(format_size_exact(std::uint64_t{thin.unmap_granularity} * info.logical_block_size)
+                .c_str());
+        if (thin.unmap_granularity_alignment != 0)
+            text += "@" + format_size_exact(std::uint64_t{thin.unmap_granularity_alignment} *
+                                            info.logical_block_size);
+    }
+    return text;
+}
+
 std::string format_device_line(const SgDeviceEntry &entry, const DiskInfo *info,
                                const std::string &open_error, const std::string &in_use)
 {
@@ -61,6 +92,7 @@ std::string format_device_line(const SgDeviceEntry &entry, const DiskInfo *info,
                 std::to_string(info->physical_block_size);
         line += "  max_transfer=" + format_size_exact(info->max_transfer_bytes);
         line += "  reserve=" + format_size_exact(info->reserve_granted);
+        line += "  " + provisioning_summary(*info);
         if (info->write_protected)
             line += "  write-protected";
         line += "  " + (info->stable_id.empty() ? std::string("-") : info->stable_id);

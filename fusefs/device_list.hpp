@@ -1,6 +1,6 @@
 // `sgfs --list`: one line per sg device, like `lsscsi -g`, and for disks what opening them
-// found: capacity, logical/physical block size, max transfer, reserve granted, stable id,
-// and whether the disk is in use.
+// found: capacity, logical/physical block size, max transfer, reserve granted, thin
+// provisioning, stable id, and whether the disk is in use.
 #pragma once
 
 #include "mount_options.hpp"
@@ -14,6 +14,12 @@ namespace sgfs::fusefs
 
 // lsscsi's short type names ("disk", "cd/dvd", "enclosu"), which keep the columns aligned.
 std::string short_device_type(int peripheral_device_type);
+
+// The disk's logical block provisioning in one word for --list: "thick" without LBPME,
+// else "thin:" and what it has: "unmap" (UNMAP), "ws16"/"ws10" (WRITE SAME with UNMAP),
+// "nounmap" (neither), "rz" (unmapped blocks read zero), the unmap granularity in bytes and
+// "@" its alignment when not 0; e.g. "thin:unmap,ws16,rz,4KiB".
+std::string provisioning_summary(const DiskInfo &info);
 
 // One line without the newline. `info` is null for non-disks and for disks that did not
 // open, in which case `open_error` says why. `in_use`: why a mount would refuse the disk

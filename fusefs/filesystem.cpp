@@ -7,10 +7,12 @@
 #include <cerrno>
 #include <cstring>
 #include <fcntl.h>
+#include <linux/falloc.h>
 #include <span>
 #include <string_view>
 #include <sys/statvfs.h>
 #include <sys/uio.h>
+#include <unistd.h>
 
 namespace sgfs::fusefs
 {
@@ -213,6 +215,25 @@ void op_copy_file_range(fuse_req_t req, fuse_ino_t, off_t offset_in, fuse_file_i
         fuse_reply_err(req, -rc);
 }
 
+// The kernel drops the page cache of a punched or zeroed range itself once this reply is in
+// (see Filesystem::fallocate), so nothing is left to invalidate here.
+void op_fallocate(fuse_req_t req, fuse_ino_t, int mode, off_t offset, off_t length,
+                  fuse_file_info *fi)
+{
+    fuse_reply_err(req, -filesystem_of(req).fallocate(file_of(fi), mode, offset, length));
+}
+
+// SEEK_DATA and SEEK_HOLE only: the kernel answers the other whences itself.
+void op_lseek(fuse_req_t req, fuse_ino_t, off_t offset, int whence, fuse_file_info *fi)
+{
+    off_t found = 0;
+    const int rc = filesystem_of(req).lseek(file_of(fi), offset, whence, found);
+    if (rc == 0)
+        fuse_reply_lseek(req, found);
+    else
+        fuse_reply_err(req, -rc);
+}
+
 void op_flush(fuse_req_t req, fuse_ino_t, fuse_file_info *fi)
 {
     fuse_reply_err(req, -filesystem_of(req).flush(file_of(fi)));
@@ -307,6 +328,8 @@ const fuse_lowlevel_ops &Filesystem::operations()
         o.setxattr = op_setxattr;
         o.removexattr = op_removexattr;
         o.copy_file_range = op_copy_file_range;
+        o.fallocate = op_fallocate;
+        o.lseek = op_lseek;
         return o;
     }();
     return ops;
@@ -411,7 +434,7 @@ int Filesystem::lookup(fuse_ino_t parent, const char *name, fuse_entry_param &en
     if (!node)
         return tree_.find(parent) ? -ENOENT : -ENOTDIR;
     entry.ino = node->inode;
-    entry.attr = node->attr;
+    fill_attributes(*node, entry.attr);
     return 0;
 }
 
@@ -420,8 +443,19 @@ int Filesystem::getattr(fuse_ino_t inode, struct stat &attr) const
     const Node *node = tree_.find(inode);
     if (!node)
         return -ENOENT;
-    attr = node->attr;
+    fill_attributes(*node, attr);
     return 0;
+}
+
+// The kernel asks again after each write, truncation and fallocate (they invalidate the
+// cached size and blocks), so st_blocks follows punches and writes without a timeout.
+void Filesystem::fill_attributes(const Node &node, struct stat &attr) const
+{
+    attr = node.attr;
+    if (node.kind != NodeKind::disk_file)
+        return;
+    const std::uint64_t stored = slot_of(node).disk->stored_bytes();
+    attr.st_blocks = static_cast<blkcnt_t>((stored + 511) / 512);
 }
 
 int Filesystem::setattr(fuse_ino_t inode, int to_set, off_t size, struct stat &attr,
@@ -445,7 +479,7 @@ int Filesystem::setattr(fuse_ino_t inode, int to_set, off_t size, struct stat &a
             stale = {size, capacity - size};
     }
     // Times are accepted and forgotten, so that `touch` and `cp -p` do not fail.
-    attr = node->attr;
+    fill_attributes(*node, attr);
     return 0;
 }
 
@@ -626,6 +660,128 @@ int Filesystem::copy_file_range(const OpenFile &source, off_t offset_in,
     return 0;
 }
 
+// What reaches us, on the guest's kernel (Debian 6.1.0-57: fuse_file_fallocate,
+// fuse_file_llseek, lo_fallocate and loop_config_discard checked in the disassembly of its
+// fuse.ko and loop.ko; vfs_fallocate as in v6.1's fs/open.c):
+//
+// fallocate(2): vfs_fallocate refuses len <= 0 and offset < 0 (EINVAL),
+// PUNCH_HOLE without KEEP_SIZE, PUNCH_HOLE with ZERO_RANGE (EOPNOTSUPP) and a handle not open
+// for writing (EBADF). fuse_file_fallocate then refuses every mode but KEEP_SIZE,
+// PUNCH_HOLE and ZERO_RANGE (EOPNOTSUPP: no COLLAPSE, INSERT, UNSHARE or NO_HIDE_STALE ever
+// arrives) and, once the daemon has answered ENOSYS, everything (fc->no_fallocate, for the
+// whole mount, as EOPNOTSUPP): so we never answer ENOSYS. Under the inode lock it writes
+// back dirty pages of the range for PUNCH_HOLE and ZERO_RANGE, checks a growing size
+// against the limits (inode_newsize_ok), sends FUSE_FALLOCATE, and after our success
+// updates the size (without KEEP_SIZE), drops the page cache of the range for PUNCH_HOLE
+// and ZERO_RANGE (truncate_pagecache_range, partial pages zeroed) and invalidates the
+// cached attributes (size, blocks). So the modes we see are 0, KEEP_SIZE,
+// PUNCH_HOLE|KEEP_SIZE, ZERO_RANGE and ZERO_RANGE|KEEP_SIZE, and with cache=page no stale
+// page survives a punch or a zeroing without our help.
+//
+// The loop driver calls the file's fallocate directly (lo_fallocate, no vfs_fallocate),
+// with KEEP_SIZE always added: REQ_OP_DISCARD as PUNCH_HOLE, REQ_OP_WRITE_ZEROES as
+// PUNCH_HOLE, or ZERO_RANGE when the request says REQ_NOUNMAP; an error other than EINVAL
+// or EOPNOTSUPP becomes EIO. loop_config_discard gives a file-backed loop device discard
+// and write-zeroes of up to UINT_MAX >> 9 sectors when the file has fallocate, with the
+// discard granularity set to statfs's f_bsize (no discard at all when statfs fails).
+//
+// Each mode on a disk file:
+// - PUNCH_HOLE|KEEP_SIZE: Disk::punch_hole (unmaps what it can, zeroes the rest), cut at
+//   the end; a range starting at or past the end has nothing to punch (0, as for a regular
+//   file).
+// - ZERO_RANGE: Disk::zero_range, the same way; without KEEP_SIZE a range past the end
+//   would grow the file: EFBIG, nothing done.
+// - 0 and KEEP_SIZE (preallocation): every block of a disk exists already, so 0 without
+//   touching data, except past the end without KEEP_SIZE: EFBIG, as for truncate. On a thin
+//   LUN nothing can be reserved: a later write may still fail with ENOSPC when the pool
+//   runs out (sgfs(8) says so).
+int Filesystem::fallocate(const OpenFile &file, int mode, off_t offset, off_t length)
+{
+    if (offset < 0 || length <= 0)
+        return -EINVAL;
+    const int action = mode & ~FALLOC_FL_KEEP_SIZE;
+    const bool keep_size = (mode & FALLOC_FL_KEEP_SIZE) != 0;
+    const bool known = action == 0 || action == FALLOC_FL_ZERO_RANGE ||
+                       (action == FALLOC_FL_PUNCH_HOLE && keep_size);
+    // .stats is a regular file to the kernel (not ENODEV's "not a regular file"), whose
+    // every mode is unsupported.
+    if (!known || file.node.kind != NodeKind::disk_file)
+        return -EOPNOTSUPP;
+    if (!file.writable)
+        return -EBADF;
+    DiskSlot &slot = slot_of(file.node);
+    const DiskInfo &info = slot.disk->info();
+    if (info.read_only)
+        return -EROFS;
+    const auto start = static_cast<std::uint64_t>(offset);
+    const auto end = start + static_cast<std::uint64_t>(length); // both below 2^63
+    if (!keep_size && end > info.capacity_bytes)
+        return -EFBIG;
+    if (action == 0 || start >= info.capacity_bytes)
+        return 0;
+    return clear_range(slot, action == FALLOC_FL_PUNCH_HOLE, start, end - start);
+}
+
+int Filesystem::clear_range(DiskSlot &slot, bool punch, std::uint64_t offset, std::uint64_t length)
+{
+    const IoResult result =
+        punch ? slot.disk->punch_hole(offset, length) : slot.disk->zero_range(offset, length);
+    // Even a failure part-way may have changed blocks: the next close flushes.
+    slot.unsynced_writes.store(true, std::memory_order_release);
+    if (!result.ok()) {
+        // Read-only is the request's own fault, not the disk's.
+        if (result.error != -EROFS)
+            log_io_error(slot, punch ? "hole punch" : "zeroing", length, offset, result);
+        return -as_errno(result.error);
+    }
+    return 0;
+}
+
+// fuse_file_llseek (6.1) answers SEEK_SET, SEEK_CUR and SEEK_END itself and sends
+// FUSE_LSEEK, under the inode lock, for SEEK_DATA and SEEK_HOLE only, with the caller's
+// offset unchecked (so a negative one arrives: ENXIO, as ext4 answers); our answer goes
+// through vfs_setpos. ENOSYS would make it fall back to generic_file_llseek (all data) for
+// the whole mount, which is what a disk without provisioning gets from mapping() anyway.
+int Filesystem::lseek(const OpenFile &file, off_t offset, int whence, off_t &found) const
+{
+    found = 0;
+    if (whence != SEEK_DATA && whence != SEEK_HOLE)
+        return -EINVAL;
+    // .stats has size 0: every offset is at or past its end.
+    if (file.node.kind != NodeKind::disk_file || offset < 0)
+        return -ENXIO;
+    const DiskSlot &slot = slot_of(file.node);
+    const std::uint64_t capacity = slot.disk->info().capacity_bytes;
+    auto at = static_cast<std::uint64_t>(offset);
+    if (at >= capacity)
+        return -ENXIO;
+    const bool want_hole = whence == SEEK_HOLE;
+    for (int run = 0; run < max_seek_runs; ++run) {
+        const Mapping found_run = slot.disk->mapping(at);
+        if (!found_run.result.ok() || found_run.end <= at) {
+            log_io_error(slot, "provisioning lookup", capacity - at, at, found_run.result);
+            break;
+        }
+        // `at` is `offset` or the start of a run: the first offset of the kind wanted.
+        if (found_run.hole == want_hole) {
+            found = static_cast<off_t>(at);
+            return 0;
+        }
+        at = found_run.end;
+        if (at >= capacity) {
+            if (!want_hole)
+                return -ENXIO;
+            found = static_cast<off_t>(capacity); // the hole at the end of every file
+            return 0;
+        }
+    }
+    // Given up at `at`, which may be data or hole: call it data. SEEK_DATA may stop there;
+    // SEEK_HOLE may not (the bytes after `at` could be data that a copy would skip), so it
+    // reports none before the end.
+    found = static_cast<off_t>(want_hole ? capacity : at);
+    return 0;
+}
+
 int Filesystem::sync_disk(DiskSlot &slot, const char *why)
 {
     const IoResult result = slot.disk->flush();
@@ -705,6 +861,10 @@ int Filesystem::readdir(fuse_req_t req, fuse_ino_t inode, std::size_t size, off_
 
 int Filesystem::statfs(struct statvfs &stat) const
 {
+    // A loop device on a disk file takes f_bsize as its discard granularity
+    // (loop_config_discard). One figure serves every disk of the mount, and punch_hole
+    // zeroes whatever part of an unmap granule a discard leaves, so 4 KiB is correct for
+    // all of them; a disk's own granularity would only spare it some zeroing.
     constexpr unsigned long block = 4096;
     std::uint64_t bytes = 0;
     for (const auto &slot : slots_)

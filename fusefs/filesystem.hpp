@@ -45,6 +45,9 @@ class Filesystem
     struct OpenFile;
     void init(fuse_conn_info &conn) const;
     void destroy();
+    // A disk file's attributes carry st_blocks as the disk holds data now
+    // (Disk::stored_bytes): coreutils' cp asks SEEK_DATA only of a file with fewer blocks
+    // than its size says.
     int lookup(fuse_ino_t parent, const char *name, fuse_entry_param &entry) const;
     int getattr(fuse_ino_t inode, struct stat &attr) const;
     // Bytes of a file whose page cache no longer matches the disk; length 0: none.
@@ -73,6 +76,19 @@ class Filesystem
     // `copied` may be short at either disk's end.
     int copy_file_range(const OpenFile &source, off_t offset_in, const OpenFile &destination,
                         off_t offset_out, std::size_t length, int flags, std::size_t &copied);
+    // fallocate(2) on a disk file, `mode` as the kernel forwards it (what FUSE on Linux 6.1
+    // sends, and what each mode becomes, is written above the function in filesystem.cpp):
+    // PUNCH_HOLE|KEEP_SIZE is Disk::punch_hole, ZERO_RANGE Disk::zero_range, mode 0 and
+    // KEEP_SIZE succeed without touching data; a range that would make the file grow is
+    // EFBIG, any other mode EOPNOTSUPP (never ENOSYS: the kernel would stop sending
+    // fallocate for the whole mount). Ranges are cut at the end of the disk.
+    int fallocate(const OpenFile &file, int mode, off_t offset, off_t length);
+    // lseek(SEEK_DATA or SEEK_HOLE) from `offset`, walking Disk::mapping: `found` is the
+    // first data (or hole) offset at or after it, the capacity being the hole at the end;
+    // -ENXIO past the end, or for SEEK_DATA with no data after `offset`. Where the walk
+    // gives up (a failure, too many runs) the answer errs towards data, which is always
+    // allowed; a hole is reported only where mapping() said so.
+    int lseek(const OpenFile &file, off_t offset, int whence, off_t &found) const;
     int flush(const OpenFile &file);
     // Ends a handle open() made (fi.fh): flushes like close() would, then frees it.
     void release(OpenFile *file);
@@ -86,6 +102,8 @@ class Filesystem
 
   private:
     static constexpr std::size_t max_copy_bytes = std::size_t{1} << 30;
+    // The runs of Disk::mapping one lseek walks at most (each may cost a GET LBA STATUS).
+    static constexpr int max_seek_runs = 256;
     struct DiskSlot {
         std::unique_ptr<Disk> disk;
         // True once a write completed that no SYNCHRONIZE CACHE was sent after. Lets
@@ -97,6 +115,11 @@ class Filesystem
     DiskSlot &slot_of(const Node &node) { return *slots_[node.disk_index]; }
     int sync_disk(DiskSlot &slot, const char *why);
     int truncate_disk(DiskSlot &slot, off_t size);
+    // A node's attributes as the kernel gets them: the tree's, with a disk file's st_blocks
+    // from the disk.
+    void fill_attributes(const Node &node, struct stat &attr) const;
+    // fallocate's modes that change data: punch or zero [offset, offset + length).
+    int clear_range(DiskSlot &slot, bool punch, std::uint64_t offset, std::uint64_t length);
     void log_io_error(const DiskSlot &slot, const char *what, std::size_t length,
                       std::uint64_t offset, const IoResult &result) const;
 

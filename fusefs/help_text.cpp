@@ -45,15 +45,25 @@ mounted, sgfs holds each disk's block device with O_EXCL (mount, mkfs: EBUSY) an
 lock file in /run/sgfs naming the mount.
 
 Files
-  MOUNTPOINT/sgN        the disk; size = capacity, st_blksize = preferred transfer;
+  MOUNTPOINT/sgN        the disk; size = capacity, st_blksize = preferred transfer,
+                        st_blocks = the bytes the disk holds data for;
                         truncate and O_TRUNC (cp, dd without conv=notrunc, >) zero
                         it from the new size on by WRITE SAME, see sgfs(8)
+                        fallocate: PUNCH_HOLE|KEEP_SIZE zeroes the range, unmapping
+                        whole granules of a thin disk (UNMAP, WRITE SAME with UNMAP;
+                        the rest, and LBPRZ=0 disks, zeroed); ZERO_RANGE zeroes;
+                        mode 0 and KEEP_SIZE do nothing (no space is reserved on a
+                        thin disk); growing is EFBIG, other modes EOPNOTSUPP
+                        SEEK_DATA/SEEK_HOLE: from GET LBA STATUS on disks with LBPME
+                        and LBPRZ, else all data; copy_file_range skips source holes
   MOUNTPOINT/by-id/ID   symlink to ../sgN, like /dev/disk/by-id
   MOUNTPOINT/.stats     per disk: geometry, settings, and per transfer mode the
                         commands and bytes requested and really done, fallbacks,
                         retries, errors by category, per path (read, write, copy)
-                        the bytes copied by sgfs, by the driver, or not at all, and
-                        how zeroing was done (zero.*)
+                        the bytes copied by sgfs, by the driver, or not at all, how
+                        zeroing and punching were done (zero.*: WRITE SAME, UNMAP,
+                        GET LBA STATUS, read-back, copy holes) and the provisioning
+                        (lbpme, lbpu, lbpws, lbprz, unmap_granularity_bytes, ...)
   user.sgfs.KEY         the same figures as extended attributes of each disk file
 
 Program options
@@ -61,8 +71,9 @@ Program options
   -d, --debug           trace every FUSE request; implies -f
   -s, --single-threaded serve one request at a time
   -l, --list            list the sg devices like lsscsi -g, plus capacity, block
-                        sizes, max transfer, reserve granted and stable id of disks,
-                        and why a disk is in use on the line after it
+                        sizes, max transfer, reserve granted, provisioning (thick, or
+                        thin:unmap,ws16,rz,4KiB) and stable id of disks, and why a
+                        disk is in use on the line after it
   -h, --help            show this text
   -V, --version         show the program and libfuse versions
 

@@ -1,6 +1,8 @@
 // The FUSE operations' own logic, called directly (no kernel, no session): open modes,
 // writes clamped at the end of the disk, when SYNCHRONIZE CACHE is sent, re-opening the
-// disks after daemonizing, the .stats text and the xattrs.
+// disks after daemonizing, the .stats text and the xattrs, fallocate, SEEK_DATA/SEEK_HOLE
+// and st_blocks.
+#include "engine_fixture.hpp"
 #include "filesystem.hpp"
 
 #include <algorithm>
@@ -8,6 +10,8 @@
 #include <cstring>
 #include <doctest/doctest.h>
 #include <fcntl.h>
+#include <linux/falloc.h>
+#include <unistd.h>
 #include <vector>
 
 using namespace sgfs;
@@ -482,4 +486,530 @@ TEST_CASE("copy_file_range: disk to disk through core, the rest refused the way 
         g.fs->release(&Fixture::handle(*fi));
     for (auto *fi : {&in, &out, &stats})
         f.fs->release(&Fixture::handle(*fi));
+}
+
+// ---- thin provisioning: fallocate, SEEK_DATA/SEEK_HOLE, st_blocks ----
+
+namespace
+{
+
+constexpr std::uint64_t sparse_block = 512;
+
+// A thin disk of its own: bytes and a mapped flag per block. Writes and zeroing map the
+// blocks they touch; a punch zeroes its range and unmaps the blocks it covers whole. Its
+// map_within reports the store's runs, at most `max_run_blocks` blocks each (a device that
+// answers in small pieces). The store is the oracle of the tests below.
+struct SparseStore {
+    std::vector<std::uint8_t> bytes = std::vector<std::uint8_t>(capacity, 0);
+    std::vector<bool> mapped = std::vector<bool>(capacity / sparse_block, false);
+    std::uint64_t max_run_blocks = ~std::uint64_t{0};
+    int map_error = 0;   // map_within fails with it
+    int clear_error = 0; // punch_within and zero_within fail with it
+    int map_calls = 0;
+    int flushes = 0;
+    std::vector<std::pair<std::uint64_t, std::uint64_t>> punched, zeroed; // offset, length
+
+    void map(std::uint64_t offset, std::uint64_t length)
+    {
+        for (std::uint64_t b = offset / sparse_block; b * sparse_block < offset + length; ++b)
+            mapped[b] = true;
+    }
+    std::uint64_t mapped_bytes() const
+    {
+        return static_cast<std::uint64_t>(std::count(mapped.begin(), mapped.end(), true)) *
+               sparse_block;
+    }
+    bool zero(std::uint64_t offset, std::uint64_t length) const
+    {
+        return std::all_of(bytes.begin() + static_cast<std::ptrdiff_t>(offset),
+                           bytes.begin() + static_cast<std::ptrdiff_t>(offset + length),
+                           [](std::uint8_t byte) { return byte == 0; });
+    }
+};
+
+class SparseDisk final : public Disk
+{
+  public:
+    SparseDisk(DiskInfo info, SparseStore &store) : info_(std::move(info)), store_(store) {}
+    const DiskInfo &info() const override { return info_; }
+    DeviceStatsSnapshot stats() const override { return {}; }
+
+  protected:
+    IoResult read_range(void *buffer, std::size_t length, std::uint64_t offset) override
+    {
+        std::memcpy(buffer, store_.bytes.data() + offset, length);
+        return IoResult::success(length);
+    }
+    IoResult write_range(const void *buffer, std::size_t length, std::uint64_t offset) override
+    {
+        std::memcpy(store_.bytes.data() + offset, buffer, length);
+        store_.map(offset, length);
+        return IoResult::success(length);
+    }
+    IoResult zero_within(std::uint64_t offset, std::uint64_t length) override
+    {
+        store_.zeroed.emplace_back(offset, length);
+        if (store_.clear_error != 0)
+            return IoResult::failure(store_.clear_error, "sparse");
+        std::fill_n(store_.bytes.begin() + static_cast<std::ptrdiff_t>(offset), length, 0);
+        store_.map(offset, length);
+        return IoResult::success(length);
+    }
+    IoResult punch_within(std::uint64_t offset, std::uint64_t length) override
+    {
+        store_.punched.emplace_back(offset, length);
+        if (store_.clear_error != 0)
+            return IoResult::failure(store_.clear_error, "sparse");
+        std::fill_n(store_.bytes.begin() + static_cast<std::ptrdiff_t>(offset), length, 0);
+        const std::uint64_t first = (offset + sparse_block - 1) / sparse_block;
+        for (std::uint64_t b = first; (b + 1) * sparse_block <= offset + length; ++b)
+            store_.mapped[b] = false;
+        return IoResult::success(length);
+    }
+    Mapping map_within(std::uint64_t offset) override
+    {
+        ++store_.map_calls;
+        if (store_.map_error != 0)
+            return {IoResult::failure(store_.map_error, "sparse"), false, 0};
+        std::uint64_t block = offset / sparse_block;
+        const bool hole = !store_.mapped[block];
+        std::uint64_t blocks = 0;
+        while (block < store_.mapped.size() && store_.mapped[block] != hole &&
+               blocks < store_.max_run_blocks) {
+            ++block;
+            ++blocks;
+        }
+        return {IoResult::success(0), hole, block * sparse_block};
+    }
+    IoResult flush_cache() override
+    {
+        ++store_.flushes;
+        return IoResult::success(0);
+    }
+
+  private:
+    DiskInfo info_;
+    SparseStore &store_;
+};
+
+struct SparseFixture {
+    SparseStore store;
+    std::unique_ptr<Filesystem> fs;
+    fuse_file_info writer{}, reader{};
+
+    explicit SparseFixture(const MountOptions &options = {})
+    {
+        std::vector<std::unique_ptr<Disk>> disks;
+        disks.push_back(std::make_unique<SparseDisk>(disk_info(), store));
+        DiskNodeSource source;
+        source.info = disk_info();
+        fs = std::make_unique<Filesystem>(std::move(disks), Tree({source}, TreeOptions{}), options);
+        writer.flags = O_RDWR;
+        reader.flags = O_RDONLY;
+        REQUIRE(fs->open(4, writer) == 0);
+        REQUIRE(fs->open(4, reader) == 0);
+    }
+    ~SparseFixture()
+    {
+        fs->release(&Fixture::handle(writer));
+        fs->release(&Fixture::handle(reader));
+    }
+    SparseFixture(const SparseFixture &) = delete;
+    SparseFixture &operator=(const SparseFixture &) = delete;
+
+    Filesystem::OpenFile &rw() const { return Fixture::handle(writer); }
+    Filesystem::OpenFile &ro() const { return Fixture::handle(reader); }
+    void write(std::uint64_t offset, std::size_t length, std::uint8_t seed) const
+    {
+        std::vector<char> data(length);
+        for (std::size_t i = 0; i < length; ++i)
+            data[i] = static_cast<char>(seed + i % 251);
+        std::size_t written = 0;
+        REQUIRE(fs->write(rw(), data.data(), length, static_cast<off_t>(offset), written) == 0);
+        REQUIRE(written == length);
+    }
+    int fallocate(int mode, std::uint64_t offset, std::uint64_t length) const
+    {
+        return fs->fallocate(rw(), mode, static_cast<off_t>(offset), static_cast<off_t>(length));
+    }
+    // lseek's answer, or -errno.
+    long long seek(std::uint64_t offset, int whence) const
+    {
+        off_t found = -1;
+        const int rc = fs->lseek(ro(), static_cast<off_t>(offset), whence, found);
+        return rc == 0 ? static_cast<long long>(found) : rc;
+    }
+};
+
+// The answers straight from the store, block by block.
+long long stored_data_at_or_after(const SparseStore &store, std::uint64_t offset)
+{
+    for (std::uint64_t b = offset / sparse_block; b < store.mapped.size(); ++b)
+        if (store.mapped[b])
+            return static_cast<long long>(std::max(offset, b * sparse_block));
+    return -ENXIO;
+}
+long long stored_hole_at_or_after(const SparseStore &store, std::uint64_t offset)
+{
+    for (std::uint64_t b = offset / sparse_block; b < store.mapped.size(); ++b)
+        if (!store.mapped[b])
+            return static_cast<long long>(std::max(offset, b * sparse_block));
+    return static_cast<long long>(capacity);
+}
+
+} // namespace
+
+TEST_CASE("fallocate PUNCH_HOLE|KEEP_SIZE punches the disk, cut at its end")
+{
+    SparseFixture f;
+    f.write(0, capacity, 0x41); // every block mapped, no zero byte anywhere
+    const std::vector<std::uint8_t> before = f.store.bytes;
+    constexpr int punch = FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE;
+
+    // Unaligned at both ends: the range reads zero, every byte around it is as it was.
+    REQUIRE(f.fallocate(punch, 1000, 9000) == 0);
+    CHECK(f.store.zero(1000, 9000));
+    CHECK(std::equal(before.begin(), before.begin() + 1000, f.store.bytes.begin()));
+    CHECK(std::equal(before.begin() + 10000, before.end(), f.store.bytes.begin() + 10000));
+    // The whole blocks inside were handed back: SEEK_HOLE finds the first of them.
+    CHECK(f.seek(0, SEEK_HOLE) == 1024);
+    CHECK(f.seek(1024, SEEK_DATA) == 9728);
+
+    // Across the end: cut there. At or past the end: nothing to do, nothing sent.
+    REQUIRE(f.fallocate(punch, capacity - 700, 4096) == 0);
+    CHECK(f.store.zero(capacity - 700, 700));
+    CHECK(f.store.bytes[capacity - 701] == before[capacity - 701]);
+    const auto punches = f.store.punched.size();
+    CHECK(f.fallocate(punch, capacity, 4096) == 0);
+    CHECK(f.fallocate(punch, capacity + 512, 1) == 0);
+    CHECK(f.store.punched.size() == punches);
+    CHECK(f.store.punched.back() == std::pair<std::uint64_t, std::uint64_t>{capacity - 700, 700});
+    CHECK(f.store.zeroed.empty()); // a punch is never a plain zeroing
+
+    // A punch writes, like a write: the next close sends SYNCHRONIZE CACHE.
+    REQUIRE(f.fs->flush(f.rw()) == 0);
+    const int flushes = f.store.flushes;
+    REQUIRE(f.fs->flush(f.rw()) == 0);
+    CHECK(f.store.flushes == flushes); // nothing written since
+    REQUIRE(f.fallocate(punch, 0, 512) == 0);
+    REQUIRE(f.fs->flush(f.rw()) == 0);
+    CHECK(f.store.flushes == flushes + 1);
+}
+
+TEST_CASE("fallocate ZERO_RANGE zeroes, with or without KEEP_SIZE; growing the file is EFBIG")
+{
+    SparseFixture f;
+    f.write(0, capacity, 0x41);
+    const std::vector<std::uint8_t> before = f.store.bytes;
+
+    REQUIRE(f.fallocate(FALLOC_FL_ZERO_RANGE, 513, 2000) == 0);
+    CHECK(f.store.zero(513, 2000));
+    CHECK(f.store.bytes[512] == before[512]);
+    CHECK(f.store.bytes[2513] == before[2513]);
+    REQUIRE(f.fallocate(FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE, capacity - 100, 4096) == 0);
+    CHECK(f.store.zero(capacity - 100, 100));
+    CHECK(f.store.bytes[capacity - 101] == before[capacity - 101]);
+    CHECK(f.store.punched.empty());
+    const auto zeroings = f.store.zeroed.size();
+    // Without KEEP_SIZE a range past the end would grow the file: nothing is zeroed.
+    CHECK(f.fallocate(FALLOC_FL_ZERO_RANGE, capacity - 4096, 8192) == -EFBIG);
+    CHECK(f.store.bytes[capacity - 4096] == before[capacity - 4096]);
+    CHECK(f.fallocate(FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE, capacity, 1) == 0);
+    CHECK(f.store.zeroed.size() == zeroings);
+    // Zeroed blocks hold zeros, not holes: they stay data.
+    CHECK(f.seek(0, SEEK_HOLE) == static_cast<long long>(capacity));
+}
+
+TEST_CASE("fallocate preallocation: the blocks exist, nothing is written; past the end EFBIG")
+{
+    SparseFixture f;
+    f.write(0, 8192, 0x41);
+    const std::vector<std::uint8_t> before = f.store.bytes;
+    const std::vector<bool> mapped_before = f.store.mapped;
+
+    CHECK(f.fallocate(0, 0, capacity) == 0);
+    CHECK(f.fallocate(0, 4096, 100) == 0);
+    CHECK(f.fallocate(FALLOC_FL_KEEP_SIZE, 0, capacity) == 0);
+    CHECK(f.fallocate(FALLOC_FL_KEEP_SIZE, capacity - 1, 2 * capacity) == 0);
+    CHECK(f.fallocate(FALLOC_FL_KEEP_SIZE, capacity + 1, 1) == 0);
+    CHECK(f.fallocate(0, capacity - 1, 2) == -EFBIG); // posix_fallocate past the end
+    CHECK(f.fallocate(0, capacity, 1) == -EFBIG);
+    CHECK(f.store.bytes == before);
+    CHECK(f.store.mapped == mapped_before);
+    CHECK(f.store.punched.empty());
+    CHECK(f.store.zeroed.empty());
+}
+
+TEST_CASE("fallocate refuses what it cannot do, with the errno fallocate(2) gives")
+{
+    SparseFixture f;
+    f.write(0, capacity, 0x41);
+    const std::vector<std::uint8_t> before = f.store.bytes;
+
+    // Modes no disk file has: EOPNOTSUPP, never ENOSYS (which would end fallocate for the
+    // whole mount).
+    for (const int mode :
+         {FALLOC_FL_PUNCH_HOLE, // without KEEP_SIZE
+          FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE,
+          FALLOC_FL_COLLAPSE_RANGE, FALLOC_FL_INSERT_RANGE, FALLOC_FL_UNSHARE_RANGE,
+          FALLOC_FL_NO_HIDE_STALE | FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0x100}) {
+        CAPTURE(mode);
+        CHECK(f.fallocate(mode, 0, 4096) == -EOPNOTSUPP);
+    }
+    CHECK(f.fs->fallocate(f.rw(), FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, -1, 10) == -EINVAL);
+    CHECK(f.fs->fallocate(f.rw(), FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, 0) == -EINVAL);
+    // A handle not open for writing.
+    CHECK(f.fs->fallocate(f.ro(), FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, 4096) == -EBADF);
+    CHECK(f.fs->fallocate(f.ro(), 0, 0, 4096) == -EBADF);
+    // .stats is no disk.
+    fuse_file_info stats{};
+    REQUIRE(f.fs->open(stats_inode, stats) == 0);
+    CHECK(f.fs->fallocate(Fixture::handle(stats), FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0,
+                          4096) == -EOPNOTSUPP);
+    f.fs->release(&Fixture::handle(stats));
+    CHECK(f.store.bytes == before);
+    CHECK(f.store.punched.empty());
+
+    // The disk's failure is the caller's; part of the range may be done.
+    f.store.clear_error = -EIO;
+    CHECK(f.fallocate(FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, 4096) == -EIO);
+    CHECK(f.fallocate(FALLOC_FL_ZERO_RANGE, 0, 4096) == -EIO);
+    // A device that turned write-protected (DATA PROTECT): EROFS, as core says.
+    f.store.clear_error = -EROFS;
+    CHECK(f.fallocate(FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, 4096) == -EROFS);
+}
+
+TEST_CASE("fallocate on a handle whose disk is read-only now: EROFS before the disk is asked")
+{
+    SparseFixture f;
+    SparseStore other;
+    std::string message;
+    // The handle was opened writable; the disk reopened read-only (the read_only of its
+    // probe, as after the write-protect switch was turned).
+    const DiskOpener read_only = [&](const std::string &, std::unique_ptr<Disk> &out,
+                                     std::string &) {
+        DiskInfo info = disk_info(true);
+        out = std::make_unique<SparseDisk>(info, other);
+        return 0;
+    };
+    REQUIRE(f.fs->reopen_disks(read_only, message) == 0);
+    for (const int mode : {FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, FALLOC_FL_ZERO_RANGE, 0,
+                           FALLOC_FL_KEEP_SIZE}) {
+        CAPTURE(mode);
+        CHECK(f.fallocate(mode, 0, 4096) == -EROFS);
+    }
+    CHECK(other.punched.empty());
+    CHECK(other.zeroed.empty());
+}
+
+TEST_CASE("SEEK_DATA and SEEK_HOLE find the store's data and holes from any offset")
+{
+    SparseFixture f;
+    // Data at unaligned places, some of it punched again; the rest never written.
+    f.write(0, 700, 1);
+    f.write(5000, 20000, 2);
+    f.write(300000, 1, 3);
+    f.write(capacity - 2048, 2048, 4);
+    REQUIRE(f.fallocate(FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 8192, 4096) == 0);
+    REQUIRE(f.fallocate(FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, capacity - 1024, 1024) == 0);
+
+    for (std::uint64_t offset = 0; offset < capacity; offset += 97) {
+        CAPTURE(offset);
+        CHECK(f.seek(offset, SEEK_DATA) == stored_data_at_or_after(f.store, offset));
+        CHECK(f.seek(offset, SEEK_HOLE) == stored_hole_at_or_after(f.store, offset));
+    }
+    // At or past the end, and before the start: ENXIO, as lseek(2) says.
+    CHECK(f.seek(capacity, SEEK_DATA) == -ENXIO);
+    CHECK(f.seek(capacity, SEEK_HOLE) == -ENXIO);
+    CHECK(f.seek(capacity + 4096, SEEK_HOLE) == -ENXIO);
+    off_t found = 0;
+    CHECK(f.fs->lseek(f.ro(), -1, SEEK_DATA, found) == -ENXIO);
+    // Data to the end: no hole but the one at the end of the file.
+    f.write(capacity - 1024, 1024, 5);
+    CHECK(f.seek(capacity - 2048, SEEK_HOLE) == static_cast<long long>(capacity));
+    // Holes to the end: no data after them.
+    REQUIRE(f.fallocate(FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 300000 - 512, 2048) == 0);
+    REQUIRE(f.fallocate(FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, capacity - 4096, 4096) == 0);
+    CHECK(f.seek(30000, SEEK_DATA) == -ENXIO);
+    // Other whences are the kernel's own; .stats has size 0.
+    CHECK(f.fs->lseek(f.ro(), 0, SEEK_SET, found) == -EINVAL);
+    fuse_file_info stats{};
+    REQUIRE(f.fs->open(stats_inode, stats) == 0);
+    CHECK(f.fs->lseek(Fixture::handle(stats), 0, SEEK_DATA, found) == -ENXIO);
+    f.fs->release(&Fixture::handle(stats));
+}
+
+TEST_CASE("a long walk or a failed lookup errs towards data, never towards a hole")
+{
+    SparseFixture f;
+    f.store.max_run_blocks = 1;        // one block per run: long stretches take many runs
+    f.write(0, 600 * sparse_block, 1); // 600 data runs
+    f.write(capacity - 4 * sparse_block, 4 * sparse_block, 2); // after ~1400 hole runs
+
+    // SEEK_HOLE gives up inside the data: only the end is safe to report.
+    const long long hole = f.seek(0, SEEK_HOLE);
+    CHECK(hole == static_cast<long long>(capacity));
+    CHECK(f.store.map_calls <= 256);
+    // SEEK_DATA gives up inside the holes: where it stopped, with nothing but holes before.
+    const long long data = f.seek(600 * sparse_block, SEEK_DATA);
+    REQUIRE(data >= static_cast<long long>(600 * sparse_block));
+    CHECK(data <= stored_data_at_or_after(f.store, 600 * sparse_block));
+    CHECK(f.store.zero(600 * sparse_block, static_cast<std::uint64_t>(data) - 600 * sparse_block));
+    // Near the answer the walk is exact again.
+    CHECK(f.seek(capacity - 8 * sparse_block, SEEK_DATA) ==
+          stored_data_at_or_after(f.store, capacity - 8 * sparse_block));
+
+    // A failing lookup: all data.
+    f.store.map_error = -EIO;
+    CHECK(f.seek(700 * sparse_block, SEEK_DATA) == static_cast<long long>(700 * sparse_block));
+    CHECK(f.seek(700 * sparse_block, SEEK_HOLE) == static_cast<long long>(capacity));
+}
+
+TEST_CASE("st_blocks counts what the disk holds, in getattr, lookup and setattr")
+{
+    SparseFixture f;
+    struct stat attr {
+    };
+    REQUIRE(f.fs->getattr(4, attr) == 0);
+    CHECK(attr.st_blocks == 0); // nothing written yet
+    CHECK(attr.st_size == static_cast<off_t>(capacity));
+
+    f.write(1000, 10000, 1);
+    f.write(600000, 512, 2);
+    REQUIRE(f.fs->getattr(4, attr) == 0);
+    CHECK(attr.st_blocks * 512 == static_cast<blkcnt_t>(f.store.mapped_bytes()));
+    CHECK(attr.st_blocks < attr.st_size / 512); // what makes cp ask for SEEK_DATA
+
+    REQUIRE(f.fallocate(FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, 8192) == 0);
+    fuse_entry_param entry{};
+    REQUIRE(f.fs->lookup(root_inode, "sg0", entry) == 0);
+    CHECK(entry.attr.st_blocks * 512 == static_cast<blkcnt_t>(f.store.mapped_bytes()));
+    CHECK(entry.attr.st_size == static_cast<off_t>(capacity));
+
+    Filesystem::StaleRange stale;
+    REQUIRE(f.fs->setattr(4, FUSE_SET_ATTR_MTIME, 0, attr, stale) == 0);
+    CHECK(attr.st_blocks * 512 == static_cast<blkcnt_t>(f.store.mapped_bytes()));
+    // Other files keep the tree's attributes.
+    REQUIRE(f.fs->getattr(stats_inode, attr) == 0);
+    CHECK(attr.st_blocks == 0);
+
+    // A disk that cannot tell holes (every disk without provisioning): all blocks.
+    Fixture thick;
+    REQUIRE(thick.fs->getattr(thick.disk_inode(), attr) == 0);
+    CHECK(attr.st_blocks == static_cast<blkcnt_t>(capacity / 512));
+}
+
+namespace
+{
+
+// The FUSE operations over a real Engine on the in-memory target: a thin disk whose
+// unmapped blocks read zero, with whole 4 KiB unmap granules.
+struct EngineMount {
+    std::shared_ptr<test::MemoryTarget> target;
+    std::unique_ptr<Filesystem> fs;
+    fuse_file_info writer{};
+
+    static test::TargetConfig thin_config()
+    {
+        test::TargetConfig config;
+        config.block_count = capacity / 512;
+        config.lbpme = true;
+        config.lbprz = true;
+        config.lbpu = true;
+        config.lbpws = true;
+        config.unmap_granularity = 8;
+        return config;
+    }
+
+    EngineMount() : target(std::make_shared<test::MemoryTarget>(thin_config()))
+    {
+        std::unique_ptr<Engine> engine;
+        std::string message;
+        const int rc = test::open_engine(target, test::test_options(), engine, message);
+        INFO("Engine::open: " << message);
+        REQUIRE(rc == 0);
+        DiskNodeSource source;
+        source.info = engine->info();
+        std::vector<std::unique_ptr<Disk>> disks;
+        disks.push_back(std::move(engine));
+        fs = std::make_unique<Filesystem>(std::move(disks), Tree({source}, TreeOptions{}),
+                                          MountOptions{});
+        writer.flags = O_RDWR;
+        REQUIRE(fs->open(4, writer) == 0);
+    }
+    ~EngineMount() { fs->release(&Fixture::handle(writer)); }
+    EngineMount(const EngineMount &) = delete;
+    EngineMount &operator=(const EngineMount &) = delete;
+
+    Filesystem::OpenFile &file() const { return Fixture::handle(writer); }
+    long long seek(std::uint64_t offset, int whence) const
+    {
+        off_t found = -1;
+        const int rc = fs->lseek(file(), static_cast<off_t>(offset), whence, found);
+        return rc == 0 ? static_cast<long long>(found) : rc;
+    }
+    bool unmapped(std::uint64_t offset, std::uint64_t length) const
+    {
+        if (length == 0)
+            return true;
+        for (std::uint64_t lba = offset / 512; lba * 512 < offset + length; ++lba)
+            if (target->mapped(lba))
+                return false;
+        return true;
+    }
+};
+
+} // namespace
+
+TEST_CASE("end to end on an Engine: a punch reads zero on the device, seeks and st_blocks "
+          "never claim a hole the device does not have")
+{
+    EngineMount m;
+    const test::Bytes data = test::pattern(capacity, 3);
+    m.target->poke(0, data);
+
+    constexpr std::uint64_t from = 1000, length = 70000;
+    REQUIRE(m.fs->fallocate(m.file(), FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, from, length) ==
+            0);
+    CHECK(m.target->peek(from, length) == test::Bytes(length, 0));
+    CHECK(m.target->equals(0, std::span(data).first(from)));
+    CHECK(m.target->equals(from + length, std::span(data).subspan(from + length)));
+    REQUIRE(m.fs->fallocate(m.file(), FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE, capacity - 100,
+                            4096) == 0);
+    CHECK(m.target->peek(capacity - 100, 100) == test::Bytes(100, 0));
+    CHECK(m.target->equals(capacity - 4096, std::span(data).subspan(capacity - 4096, 3996)));
+
+    // Whatever the engine knows of the map: a reported hole is unmapped on the target, the
+    // bytes SEEK_DATA skips are unmapped, and st_blocks never counts less than is mapped.
+    for (std::uint64_t offset = 0; offset < capacity; offset += 4001) {
+        CAPTURE(offset);
+        const long long hole = m.seek(offset, SEEK_HOLE);
+        REQUIRE(hole >= static_cast<long long>(offset));
+        if (hole < static_cast<long long>(capacity))
+            CHECK(m.unmapped(static_cast<std::uint64_t>(hole), 1));
+        const long long data = m.seek(offset, SEEK_DATA);
+        if (data == -ENXIO)
+            CHECK(m.unmapped(offset, capacity - offset));
+        else
+            CHECK(m.unmapped(offset, static_cast<std::uint64_t>(data) - offset));
+    }
+    struct stat attr {
+    };
+    REQUIRE(m.fs->getattr(4, attr) == 0);
+    CHECK(attr.st_blocks * 512 >= static_cast<blkcnt_t>(m.target->mapped_blocks() * 512));
+    CHECK(attr.st_blocks * 512 <= static_cast<blkcnt_t>(capacity));
+
+    // The provisioning the target reports, in the figures and the xattrs.
+    std::string value;
+    REQUIRE(m.fs->getxattr(4, "user.sgfs.lbpme", value) == 0);
+    CHECK(value == "1");
+    REQUIRE(m.fs->getxattr(4, "user.sgfs.lbprz", value) == 0);
+    CHECK(value == "1");
+    REQUIRE(m.fs->getxattr(4, "user.sgfs.unmap_granularity_bytes", value) == 0);
+    CHECK(value == "4096");
+    REQUIRE(m.fs->getxattr(4, "user.sgfs.max_unmap_descriptors", value) == 0);
+    CHECK(value == std::to_string(EngineMount::thin_config().max_unmap_descriptors));
+    REQUIRE(m.fs->getxattr(4, "user.sgfs.max_write_same_bytes", value) == 0);
+    CHECK(value == std::to_string(EngineMount::thin_config().max_write_same_blocks * 512));
+    CHECK(m.fs->stats_text().find("\n  lbpu 1\n") != std::string::npos);
 }

@@ -433,7 +433,7 @@ TEST_CASE("--list lines look like lsscsi -g, plus what the disk said")
     info.reserve_granted = 1024 * 1024;
     CHECK(format_device_line(disk, &info, "") ==
           "[0:0:0:0]    disk    Linux    scsi_debug       0191  /dev/sda   /dev/sg0  8.00MiB  "
-          "512/4096  max_transfer=512KiB  reserve=1MiB  wwn-0x5000000000000000");
+          "512/4096  max_transfer=512KiB  reserve=1MiB  thick  wwn-0x5000000000000000");
     CHECK(format_device_line(disk, nullptr, "Permission denied")
               .ends_with("/dev/sg0  (cannot open: Permission denied)"));
     CHECK(format_device_line(disk, &info, "", "/dev/sda1 mounted at /boot")
@@ -441,4 +441,62 @@ TEST_CASE("--list lines look like lsscsi -g, plus what the disk said")
                   "  wwn-0x5000000000000000\n             in use: /dev/sda1 mounted at /boot"));
     CHECK(short_device_type(0x0e) == "sim dsk");
     CHECK(short_device_type(0x1f) == "no dev");
+}
+
+TEST_CASE("figures and --list show the provisioning the disk reported, in bytes")
+{
+    DiskInfo info = disk_info("sg0", "wwn-0x5000000000000000");
+    info.logical_block_size = 4096;
+    Provisioning &thin = info.provisioning;
+    const std::string thick_line = format_device_line(entry(0, 0), &info, "");
+    CHECK(provisioning_summary(info) == "thick");
+    CHECK(thick_line.ends_with("  thick  wwn-0x5000000000000000"));
+    std::map<std::string, std::string> none;
+    for (const auto &[key, value] : device_figures(info, {}, MountOptions{}))
+        none[key] = value;
+    CHECK(none["lbpme"] == "0");
+    CHECK(none["unmap_granularity_bytes"] == "0"); // not reported
+    CHECK(none["max_unmap_bytes"] == "0");
+    CHECK(none["max_write_same_bytes"] == "0");
+
+    thin.lbpme = true;
+    thin.lbpu = true;
+    thin.lbpws = true;
+    thin.lbprz = true;
+    thin.unmap_granularity = 256; // 1 MiB of 4 KiB blocks
+    thin.unmap_granularity_alignment = 8;
+    thin.max_unmap_blocks = 0xffffffff;
+    thin.max_unmap_descriptors = 63;
+    thin.max_write_same_blocks = 65535;
+    std::map<std::string, std::string> by_key;
+    for (const auto &[key, value] : device_figures(info, {}, MountOptions{}))
+        by_key[key] = value;
+    CHECK(by_key["lbpme"] == "1");
+    CHECK(by_key["lbpu"] == "1");
+    CHECK(by_key["lbpws"] == "1");
+    CHECK(by_key["lbpws10"] == "0");
+    CHECK(by_key["lbprz"] == "1");
+    CHECK(by_key["unmap_granularity"] == "256");
+    CHECK(by_key["unmap_granularity_bytes"] == "1048576");
+    CHECK(by_key["unmap_alignment_bytes"] == "32768");
+    CHECK(by_key["max_unmap_bytes"] == "unlimited");
+    CHECK(by_key["max_unmap_descriptors"] == "63");
+    CHECK(by_key["max_write_same_blocks"] == "65535");
+    CHECK(by_key["max_write_same_bytes"] == std::to_string(std::uint64_t{65535} * 4096));
+    CHECK(provisioning_summary(info) == "thin:unmap,ws16,rz,1MiB@32KiB");
+    CHECK(format_device_line(entry(0, 0), &info, "")
+              .ends_with("  thin:unmap,ws16,rz,1MiB@32KiB  wwn-0x5000000000000000"));
+
+    // LIO's fileio LUN: no LBPRZ, WRITE SAME(10) too; scsi_debug lbpme alone: no command.
+    thin.lbprz = false;
+    thin.lbpws10 = true;
+    thin.unmap_granularity_alignment = 0;
+    thin.max_unmap_blocks = 8192;
+    CHECK(provisioning_summary(info) == "thin:unmap,ws16,ws10,1MiB");
+    for (const auto &[key, value] : device_figures(info, {}, MountOptions{}))
+        by_key[key] = value;
+    CHECK(by_key["max_unmap_bytes"] == std::to_string(std::uint64_t{8192} * 4096));
+    thin = Provisioning{};
+    thin.lbpme = true;
+    CHECK(provisioning_summary(info) == "thin:nounmap");
 }
