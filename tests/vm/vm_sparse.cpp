@@ -10,6 +10,8 @@
 //   vm_sparse fallocate FILE MODE OFFSET LENGTH
 //       one fallocate(2); MODE is a "+"-joined list of punch, zero, keep (KEEP_SIZE), or 0:
 //       prints 0 or "error NAME"
+//   vm_sparse xattr FILE NAME
+//       one getxattr(2): the value, or "error NAME" (getfattr is not installed)
 //   vm_sparse copy SOURCE DESTINATION
 //       copy_file_range(2) from offset 0 of SOURCE to offset 0 of DESTINATION until it
 //       returns 0 or fails: prints the bytes copied and the calls made ("BYTES CALLS"),
@@ -24,6 +26,7 @@
 #include <linux/falloc.h>
 #include <string>
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 namespace
@@ -126,6 +129,17 @@ int fallocate_once(const char *path, const char *mode_text, const char *offset, 
     return 0;
 }
 
+int print_xattr(const char *path, const char *name)
+{
+    char value[4096];
+    const ssize_t length = ::getxattr(path, name, value, sizeof value);
+    if (length < 0)
+        std::printf("error %s\n", strerrorname_np(errno));
+    else
+        std::printf("%.*s\n", static_cast<int>(length), value);
+    return 0;
+}
+
 int copy_whole(const char *source, const char *destination)
 {
     const int in = open_or_complain(source, O_RDONLY);
@@ -163,9 +177,12 @@ int main(int argc, char **argv)
         return seek_once(argv[2], argv[3], argv[4]);
     if (command == "fallocate" && argc == 6)
         return fallocate_once(argv[2], argv[3], argv[4], argv[5]);
+    if (command == "xattr" && argc == 4)
+        return print_xattr(argv[2], argv[3]);
     if (command == "copy" && argc == 4)
         return copy_whole(argv[2], argv[3]);
-    std::fprintf(stderr, "usage: vm_sparse runs FILE | seek data|hole FILE OFFSET | "
-                         "fallocate FILE MODE OFFSET LENGTH | copy SOURCE DESTINATION\n");
+    std::fprintf(stderr,
+                 "usage: vm_sparse runs FILE | seek data|hole FILE OFFSET | "
+                 "fallocate FILE MODE OFFSET LENGTH | xattr FILE NAME | copy SOURCE DESTINATION\n");
     return 2;
 }

@@ -158,6 +158,36 @@ punch_all() {
 	done
 }
 
+# provisioning_oracle SG: "key 0|1|N" lines of what sg3_utils reads from the disk
+# (READ CAPACITY(16), VPD B2 and B0), taken before sgfs holds the sg node.
+provisioning_oracle() {
+	local text key re
+	text=$(sg_readcap -l "$1")
+	[[ $text =~ lbpme=([01]) ]] && echo "lbpme ${BASH_REMATCH[1]}"
+	# A disk without provisioning may have no VPD B2 page: then nothing is supported.
+	text=$(sg_vpd -p lbpv "$1" 2>/dev/null)
+	for key in LBPU LBPWS LBPWS10 LBPRZ; do
+		re="\\($key\\): ([01])"
+		if [[ $text =~ $re ]]; then echo "${key,,} ${BASH_REMATCH[1]}"; else echo "${key,,} 0"; fi
+	done
+	text=$(sg_vpd -p bl "$1")
+	[[ $text =~ Optimal\ unmap\ granularity:\ ([0-9]+) ]] && echo "unmap_granularity ${BASH_REMATCH[1]}"
+}
+# provisioning_matches ORACLE_FILE DISK_FILE: the user.sgfs.* xattrs say the same.
+provisioning_matches() {
+	local key want got lbpme=0 ok=1
+	while read -r key want; do
+		[[ $key == lbpme ]] && lbpme=$want
+		# Without provisioning the granularity means nothing.
+		[[ $key == unmap_granularity && $lbpme == 0 ]] && continue
+		got=$("$sparse" xattr "$2" "user.sgfs.$key")
+		case $got in yes) got=1 ;; no) got=0 ;; esac
+		echo "user.sgfs.$key: $got, sg3_utils: $want"
+		[[ $got == "$want" ]] || ok=0
+	done <"$1"
+	((ok))
+}
+
 # scsi_debug_punches LABEL MAP_ORACLE PARAMS...: one disk with PARAMS, filled, punched
 # through sgfs; sd must be the model; with MAP_ORACLE=1 the map must be the wanted one.
 scsi_debug_punches() {
@@ -170,7 +200,10 @@ scsi_debug_punches() {
 	model_reset
 	want_all_mapped
 	((map_oracle)) && check "$label: the fill mapped every granule" map_is_wanted
+	provisioning_oracle "$sg" >"$work/provisioning"
 	mount -t fuse.sgfs "$sg" "$mnt" || exit 1
+	check "$label: user.sgfs.* provisioning is what sg3_utils reads" \
+		provisioning_matches "$work/provisioning" "$mnt/$name"
 	before=$(unmaps)
 	punch_all "$mnt/$name" "$label"
 	check "$label: sgfs reads the punched ranges as zeros" disk_is_model "$mnt/$name"
@@ -247,7 +280,10 @@ sg=$(sdebug_sg_nodes) sd=$(sdebug_block_nodes) name=${sg#/dev/}
 file=$mnt/$name
 fill "$sd"
 model_reset
+provisioning_oracle "$sg" >"$work/provisioning"
 mount -t fuse.sgfs "$sg" "$mnt" || exit 1
+check "no provisioning: user.sgfs.* provisioning is what sg3_utils reads" \
+	provisioning_matches "$work/provisioning" "$file"
 punches=("1048576 1048576" "3146728 300000" "5243000 200")
 punch_all "$file" "no provisioning"
 check "no provisioning: sd (O_DIRECT) reads zeros in the punches, the old bytes outside" \
@@ -449,7 +485,10 @@ if lio_setup thin512:${disk_mib}M:thin thin4k:${disk_mib}M:thin,block=4096; then
 		fill "$lsd"
 		model_reset
 		diag "$label: backing file $(du -B1 "$lfile" | cut -f1) bytes allocated after the fill"
+		provisioning_oracle "$lsg" >"$work/provisioning"
 		mount -t fuse.sgfs "$lsg" "$mnt" || exit 1
+		check "$label: user.sgfs.* provisioning is what sg3_utils reads" \
+			provisioning_matches "$work/provisioning" "$mnt/${lsg#/dev/}"
 		punch_all "$mnt/${lsg#/dev/}" "$label"
 		diag "$label: .stats $(zero_counters)"
 		check "$label: SEEK_HOLE at 0 is the end (LBPRZ=0: all data)" \
