@@ -6,7 +6,8 @@
 // Private to core: the rest of the program sees it as a Disk (sgfs/disk.hpp).
 //
 // Files: engine.cpp (open, probe, channels), engine_io.cpp (reads, writes, flush),
-// engine_zero.cpp (zeroing), engine_copy.cpp (copies between two engines), readahead.cpp.
+// engine_zero.cpp (zeroing), engine_punch.cpp (hole punching), engine_map.cpp (provisioning
+// runs: GET LBA STATUS), engine_copy.cpp (copies between two engines), readahead.cpp.
 //
 // Lock order: RangeLock (a write's blocks) before the Readahead mutex before a Pool lease;
 // never the other way. A copy takes the destination's RangeLock, then the two engines'
@@ -20,9 +21,11 @@
 #include "readahead.hpp"
 #include "sgfs/disk.hpp"
 #include "slot.hpp"
+#include "unmap_plan.hpp"
 #include "zero_plan.hpp"
 
 #include <atomic>
+#include <cerrno>
 #include <functional>
 #include <memory>
 #include <span>
@@ -33,6 +36,14 @@ namespace sgfs
 {
 
 inline constexpr std::size_t direct_io_alignment = 512;
+
+// ILLEGAL REQUEST with "invalid command operation code" or "invalid field in CDB /
+// parameter list" (both EOPNOTSUPP, core/sense.cpp): the device does not do this command
+// this way. An LBA out of range (EINVAL) or any other error is a failure, not a refusal.
+inline bool is_refusal(int rc)
+{
+    return rc == -EOPNOTSUPP;
+}
 
 class Engine final : public Disk
 {
@@ -50,6 +61,8 @@ class Engine final : public Disk
     // engine_copy.cpp: `wanted` bytes (already cut to both disks, not empty, the
     // destination writable: copy_range's checks) from `from` here to `to` on `target`,
     // which may be this engine. A failure part-way returns the bytes copied before it.
+    // Unless it is an overlapping copy within this engine, the source's holes (map_within)
+    // are not read: the destination's range is punched instead (punch_within).
     IoResult copy_to(Engine &target, std::uint64_t from, std::uint64_t to, std::uint64_t wanted);
 
   protected:
@@ -62,7 +75,9 @@ class Engine final : public Disk
     {
         return write_bytes(DataPath::write, buffer, length, offset);
     }
-    IoResult zero_within(std::uint64_t offset, std::uint64_t length) override; // engine_zero.cpp
+    IoResult zero_within(std::uint64_t offset, std::uint64_t length) override;  // engine_zero.cpp
+    IoResult punch_within(std::uint64_t offset, std::uint64_t length) override; // engine_punch.cpp
+    Mapping map_within(std::uint64_t offset) override;                          // engine_map.cpp
     IoResult flush_cache() override;
 
   private:
@@ -121,12 +136,38 @@ class Engine final : public Disk
     ZeroMeans current_zero_means() const;
     // Whole blocks by the plan; a command the device refuses is remembered, counted as a
     // fallback, and the rest of the range (from the refused step on) planned again
-    // without it.
-    IoResult zero_blocks(std::uint64_t lba, std::uint64_t blocks);
+    // without it. `deallocate`: whole granules get WRITE SAME with UNMAP whatever LBPRZ
+    // says (a hole punch, which checks afterwards), as long as the device takes it.
+    IoResult zero_blocks(std::uint64_t lba, std::uint64_t blocks, bool deallocate = false);
     IoResult run_zero_command(const ZeroStep &step);
     IoResult write_zero_blocks(std::uint64_t lba, std::uint64_t blocks);
+    // Zero bytes into part of one block (read-modify-write), counted as host zeroing.
+    IoResult zero_partial_block(std::uint64_t lba, std::uint32_t skip, std::uint64_t bytes);
+
+    // ---- engine_punch.cpp ----
+    PunchMeans current_punch_means() const;
+    // Whole blocks by the punch plan (unmap_plan.hpp).
+    IoResult punch_blocks(std::uint64_t lba, std::uint64_t blocks);
+    // Whole granules deallocated, then made to read zero where they do not.
+    IoResult deallocate_blocks(std::uint64_t lba, std::uint64_t blocks);
+    // UNMAP by the plan; `unmapped` is where the commands that worked end (a refusal stops
+    // them: remembered and counted as a fallback, the caller zeroes the rest).
+    IoResult unmap_blocks(std::uint64_t lba, std::uint64_t blocks, std::uint64_t &unmapped);
+    IoResult run_unmap(std::span<const UnmapRange> ranges);
+    // The checks after a deallocation: GET LBA STATUS (LBPRZ=1) or a read back (LBPRZ=0);
+    // whatever may not read zero is zeroed.
+    IoResult zero_still_mapped(std::uint64_t lba, std::uint64_t blocks);
+    IoResult zero_not_reading_zero(std::uint64_t lba, std::uint64_t blocks);
+
+    // ---- engine_map.cpp ----
+    // One GET LBA STATUS from `lba`, counted. A refusal (-EOPNOTSUPP, returned as it is) is
+    // remembered: lba_status_refused_ then answers without asking again.
+    IoResult lba_status(std::uint64_t lba, std::vector<LbaStatus> &out);
 
     // ---- engine_copy.cpp ----
+    // copy_to without looking for holes.
+    IoResult dense_copy_to(Engine &target, std::uint64_t from, std::uint64_t to,
+                           std::uint64_t wanted);
     struct CopyStage;
     IoResult staged_copy_to(Engine &target, std::uint64_t from, std::uint64_t to,
                             std::uint64_t length);
@@ -153,6 +194,8 @@ class Engine final : public Disk
     ZeroMeans zero_means_; // as probed; the refusals below take means away
     std::atomic<bool> write_same_unmap_refused_{false};
     std::atomic<bool> write_same_refused_{false};
+    std::atomic<bool> unmap_refused_{false};
+    std::atomic<bool> lba_status_refused_{false};
 };
 
 } // namespace sgfs

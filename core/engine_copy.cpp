@@ -24,6 +24,44 @@ struct Engine::CopyStage {
 
 IoResult Engine::copy_to(Engine &target, std::uint64_t from, std::uint64_t to, std::uint64_t wanted)
 {
+    // Within one disk, a punch could reach source bytes not yet read: those copy densely.
+    if (&target == this && from < to + wanted && to < from + wanted)
+        return dense_copy_to(target, from, to, wanted);
+    // Run by run: data is copied, a hole (it reads zero and holds nothing) is not read but
+    // punched in the destination, its cheapest way of reading zero. A disk without holes
+    // answers one run to its end without a command.
+    std::uint64_t done = 0;
+    while (done < wanted) {
+        const Mapping run = map_within(from + done);
+        // A failed question leaves the rest to the copy, which meets the same trouble (and
+        // says whose it is) or none.
+        if (!run.result.ok() || run.end <= from + done) {
+            IoResult rest = dense_copy_to(target, from + done, to + done, wanted - done);
+            rest.bytes += done;
+            return rest;
+        }
+        const std::uint64_t bytes = std::min(run.end - (from + done), wanted - done);
+        if (run.hole) {
+            IoResult punched = target.punch_within(to + done, bytes);
+            if (!punched.ok()) {
+                punched.bytes = done;
+                punched.end = IoEnd::destination;
+                return punched;
+            }
+            stats_.count_copy_hole(bytes);
+        } else if (IoResult copied = dense_copy_to(target, from + done, to + done, bytes);
+                   !copied.ok()) {
+            copied.bytes += done;
+            return copied;
+        }
+        done += bytes;
+    }
+    return IoResult::success(wanted);
+}
+
+IoResult Engine::dense_copy_to(Engine &target, std::uint64_t from, std::uint64_t to,
+                               std::uint64_t wanted)
+{
     if (&target == this && from == to)
         return IoResult::success(wanted);
     const std::uint32_t block = info_.logical_block_size;

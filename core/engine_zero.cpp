@@ -11,18 +11,6 @@
 
 namespace sgfs
 {
-namespace
-{
-
-// ILLEGAL REQUEST with "invalid command operation code" or "invalid field in CDB /
-// parameter list" (both EOPNOTSUPP, core/sense.cpp): the device does not do this command
-// this way. An LBA out of range (EINVAL) or any other error is a failure, not a refusal.
-bool is_refusal(int rc)
-{
-    return rc == -EOPNOTSUPP;
-}
-
-} // namespace
 
 void Engine::probe_provisioning(Channel &channel, const Capacity &capacity,
                                 const BlockLimits &limits, bool has_b2_page)
@@ -98,14 +86,17 @@ IoResult Engine::run_zero_command(const ZeroStep &step)
     return failure(rc, message);
 }
 
-IoResult Engine::zero_blocks(std::uint64_t lba, std::uint64_t blocks)
+IoResult Engine::zero_blocks(std::uint64_t lba, std::uint64_t blocks, bool deallocate)
 {
     const std::uint64_t end = lba + blocks;
     std::uint64_t at = lba;
     // Each pass plans [at, end) with the means left; a refusal takes one means away for
     // good and plans the rest again from the refused step, so this ends.
     while (at < end) {
-        for (const ZeroStep &step : plan_zeroing(at, end - at, current_zero_means())) {
+        ZeroMeans means = current_zero_means();
+        if (deallocate)
+            means.write_same_unmap = means.write_same && !write_same_unmap_refused_;
+        for (const ZeroStep &step : plan_zeroing(at, end - at, means)) {
             if (IoResult present = check_present(); !present.ok())
                 return present;
             IoResult done = step.kind == ZeroKind::host_write
@@ -129,16 +120,21 @@ IoResult Engine::zero_blocks(std::uint64_t lba, std::uint64_t blocks)
     return IoResult::success(blocks * info_.logical_block_size);
 }
 
-IoResult Engine::zero_within(std::uint64_t offset, std::uint64_t length)
+IoResult Engine::zero_partial_block(std::uint64_t lba, std::uint32_t skip, std::uint64_t bytes)
 {
     const AlignedBuffer zeros = AlignedBuffer::zeroed(info_.logical_block_size);
+    IoResult written = read_modify_write(DataPath::write, lba, skip, zeros.data(), bytes);
+    if (written.ok())
+        stats_.count_zeroing(ZeroKind::host_write, bytes);
+    return written;
+}
+
+IoResult Engine::zero_within(std::uint64_t offset, std::uint64_t length)
+{
     IoResult result = write_pieces(
         offset, length,
         [&](std::uint64_t lba, std::uint32_t skip, std::uint64_t bytes, std::uint64_t) {
-            IoResult written = read_modify_write(DataPath::write, lba, skip, zeros.data(), bytes);
-            if (written.ok())
-                stats_.count_zeroing(ZeroKind::host_write, bytes);
-            return written;
+            return zero_partial_block(lba, skip, bytes);
         },
         [&](std::uint64_t lba, std::uint64_t blocks, std::uint64_t) {
             return zero_blocks(lba, blocks);

@@ -164,6 +164,23 @@ class ReattachingDisk final : public Disk
         return run([&](Disk &disk) { return disk.zero_range(offset, length); });
     }
 
+    IoResult punch_within(std::uint64_t offset, std::uint64_t length) override
+    {
+        return run([&](Disk &disk) { return disk.punch_hole(offset, length); });
+    }
+
+    Mapping map_within(std::uint64_t offset) override
+    {
+        Mapping found;
+        const IoResult result = run([&](Disk &disk) {
+            found = disk.mapping(offset);
+            return found.result;
+        });
+        if (!result.ok())
+            return {result, false, offset};
+        return found;
+    }
+
     IoResult flush_cache() override
     {
         return run([](Disk &disk) { return disk.flush(); });

@@ -22,25 +22,6 @@ std::uint64_t round_down(std::uint64_t value, std::uint64_t multiple)
     return value / multiple * multiple;
 }
 
-// The first granule boundary at or after `lba`, and the last at or before it.
-std::uint64_t granule_at_or_after(std::uint64_t lba, const ZeroMeans &means)
-{
-    const std::uint64_t g = means.granularity;
-    const std::uint64_t a = means.alignment % g;
-    if (lba <= a)
-        return a;
-    return a + (lba - a + g - 1) / g * g;
-}
-
-std::uint64_t granule_at_or_before(std::uint64_t lba, const ZeroMeans &means)
-{
-    const std::uint64_t g = means.granularity;
-    const std::uint64_t a = means.alignment % g;
-    if (lba < a)
-        return 0; // before the first whole granule: callers see first >= last
-    return a + (lba - a) / g * g;
-}
-
 class Planner
 {
   public:
@@ -50,12 +31,12 @@ class Planner
     {
         const std::uint64_t end = lba + blocks;
         if (means_.write_same_unmap && means_.write_same) {
-            const std::uint64_t first = granule_at_or_after(lba, means_);
-            const std::uint64_t last = granule_at_or_before(end, means_);
-            if (first < last) {
-                write(lba, first);
-                whole_granules(first, last);
-                write(last, end);
+            const GranuleSpan granules =
+                whole_granules(lba, blocks, means_.granularity, means_.alignment);
+            if (!granules.empty()) {
+                write(lba, granules.first);
+                unmap_granules(granules.first, granules.last);
+                write(granules.last, end);
                 return std::move(steps_);
             }
         }
@@ -89,7 +70,7 @@ class Planner
 
     // [begin, end) is whole granules: WRITE SAME with UNMAP, each command ending on a
     // granule boundary so that the next one starts on one too.
-    void whole_granules(std::uint64_t begin, std::uint64_t end)
+    void unmap_granules(std::uint64_t begin, std::uint64_t end)
     {
         const std::uint64_t g = means_.granularity;
         const std::uint64_t per_command =
@@ -106,6 +87,20 @@ class Planner
 };
 
 } // namespace
+
+GranuleSpan whole_granules(std::uint64_t lba, std::uint64_t blocks, std::uint32_t granularity,
+                           std::uint32_t alignment)
+{
+    const std::uint64_t g = at_least_one(granularity);
+    const std::uint64_t a = alignment % g;
+    const std::uint64_t end = lba + blocks;
+    // The first granule boundary at or after lba, and the last at or before end.
+    const std::uint64_t first = lba <= a ? a : a + (lba - a + g - 1) / g * g;
+    if (end < a + g || first >= end)
+        return {end, end};
+    const std::uint64_t last = a + (end - a) / g * g;
+    return first < last ? GranuleSpan{first, last} : GranuleSpan{end, end};
+}
 
 ZeroMeans zero_means(const Provisioning &p, std::uint32_t block_size)
 {

@@ -1,13 +1,14 @@
 // How to make a block range read as zeros with a device's own means: a pure plan from the
 // device's provisioning and limits, so that it is tested without a device and shared by
-// every caller that zeroes (truncate today, fallocate's hole punching later).
+// every caller that zeroes (truncate, fallocate's zeroing, and the zeroing parts of hole
+// punching: unmap_plan.hpp), with the granule arithmetic both plans use.
 //
 // Plain UNMAP is never a zeroing means. LBPRZ says only what an *unmapped* block reads, and
 // UNMAP is advisory: the device server may ignore all or part of it and still return GOOD,
 // leaving the old data (Linux dropped discard_zeroes_data for UNMAP for this reason). Only
 // WRITE SAME with the UNMAP bit guarantees zeros: the device either unmaps the blocks (which
-// then read zero, LBPRZ) or writes the zero block. UNMAP (sg_ll_unmap) is for discarding,
-// where the old data may stay.
+// then read zero, LBPRZ) or writes the zero block. UNMAP (sg_ll_unmap) is used only by hole
+// punching, which then checks what the device really did (unmap_plan.hpp).
 #pragma once
 
 #include "sgfs/disk.hpp"
@@ -39,6 +40,17 @@ ZeroMeans zero_means(const Provisioning &provisioning, std::uint32_t block_size)
 // A timeout for a zeroing command over `bytes`: the configured one, or longer when the
 // device may have to write all those bytes at a slow disk's pace (1 MiB/s).
 unsigned zero_command_timeout_ms(std::uint64_t bytes, unsigned configured_ms);
+
+// The whole unmap granules inside [lba, lba + blocks): [first, last), granules of
+// `granularity` blocks (0 counts as 1) starting at every LBA == alignment (mod granularity).
+// Empty (first == last == lba + blocks) when no whole granule fits.
+struct GranuleSpan {
+    std::uint64_t first = 0;
+    std::uint64_t last = 0;
+    bool empty() const { return first >= last; }
+};
+GranuleSpan whole_granules(std::uint64_t lba, std::uint64_t blocks, std::uint32_t granularity,
+                           std::uint32_t alignment);
 
 struct ZeroStep {
     ZeroKind kind = ZeroKind::host_write;

@@ -23,9 +23,11 @@ enum class DataPath { none, read, write, copy };
 inline constexpr int data_path_count = static_cast<int>(DataPath::copy) + 1;
 const char *to_string(DataPath path);
 
-// How a range was made to read as zeros (Disk::zero_range): WRITE SAME of one zero block,
-// the same with the UNMAP bit where unmapped blocks read zero, or zero buffers written by
-// the host. Never plain UNMAP: the device may ignore it (see core/zero_plan.hpp).
+// How a range was made to read as zeros (Disk::zero_range, Disk::punch_hole): WRITE SAME of
+// one zero block, the same with the UNMAP bit (where unmapped blocks read zero, or to
+// deallocate in a hole punch), or zero buffers written by the host. Plain UNMAP is no
+// zeroing means (the device may ignore it): only punch_hole sends it, and always checks
+// afterwards what still needs zeroing (core/unmap_plan.hpp).
 enum class ZeroKind { write_same, write_same_unmap, host_write };
 
 // One counter of a group: its key in .stats and where its value lives in the group's
@@ -42,8 +44,13 @@ struct ZeroCountersSnapshot {
     std::uint64_t write_same_bytes = 0;
     std::uint64_t write_same_unmap_commands = 0; // with the UNMAP bit
     std::uint64_t write_same_unmap_bytes = 0;
-    std::uint64_t host_bytes = 0; // zero buffers written, partial blocks included
-    std::uint64_t fallbacks = 0;  // a WRITE SAME form refused: the range done another way
+    std::uint64_t host_bytes = 0;         // zero buffers written, partial blocks included
+    std::uint64_t fallbacks = 0;          // a WRITE SAME form or UNMAP refused: done another way
+    std::uint64_t unmap_commands = 0;     // UNMAP (hole punches only)
+    std::uint64_t unmap_bytes = 0;        // the bytes their descriptors cover
+    std::uint64_t lba_status_queries = 0; // GET LBA STATUS (SEEK_DATA/HOLE, copies, punches)
+    std::uint64_t verify_read_bytes = 0;  // read back after a deallocation (LBPRZ=0)
+    std::uint64_t copy_hole_bytes = 0;    // source bytes a copy found unmapped and did not read
 };
 // .stats keys "zero.<key>".
 inline constexpr auto zero_counter_fields = std::to_array<CounterField<ZeroCountersSnapshot>>({
@@ -53,6 +60,11 @@ inline constexpr auto zero_counter_fields = std::to_array<CounterField<ZeroCount
     {"write_same_unmap_bytes", &ZeroCountersSnapshot::write_same_unmap_bytes},
     {"host_bytes", &ZeroCountersSnapshot::host_bytes},
     {"fallbacks", &ZeroCountersSnapshot::fallbacks},
+    {"unmap_commands", &ZeroCountersSnapshot::unmap_commands},
+    {"unmap_bytes", &ZeroCountersSnapshot::unmap_bytes},
+    {"lba_status_queries", &ZeroCountersSnapshot::lba_status_queries},
+    {"verify_read_bytes", &ZeroCountersSnapshot::verify_read_bytes},
+    {"copy_hole_bytes", &ZeroCountersSnapshot::copy_hole_bytes},
 });
 
 // Per path, where each byte of a data command was copied on its way. A command's bytes
@@ -185,6 +197,21 @@ class DeviceStats
     // One zeroing command (or, for host_write, a zero buffer written) covering `bytes`.
     void count_zeroing(ZeroKind kind, std::uint64_t bytes);
     void count_zeroing_fallback() { zero_.add<&ZeroCountersSnapshot::fallbacks>(1); }
+    // One UNMAP command whose descriptors cover `bytes`.
+    void count_unmap(std::uint64_t bytes)
+    {
+        zero_.add<&ZeroCountersSnapshot::unmap_commands>(1);
+        zero_.add<&ZeroCountersSnapshot::unmap_bytes>(bytes);
+    }
+    void count_lba_status_query() { zero_.add<&ZeroCountersSnapshot::lba_status_queries>(1); }
+    void count_verify_read(std::uint64_t bytes)
+    {
+        zero_.add<&ZeroCountersSnapshot::verify_read_bytes>(bytes);
+    }
+    void count_copy_hole(std::uint64_t bytes)
+    {
+        zero_.add<&ZeroCountersSnapshot::copy_hole_bytes>(bytes);
+    }
     DeviceStatsSnapshot snapshot() const;
 
   private:

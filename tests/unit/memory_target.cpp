@@ -452,18 +452,21 @@ std::uint64_t MemoryTarget::mapped_blocks() const
 }
 
 // An unmapped block's content is what a READ of it returns: zero with LBPRZ, else the pattern.
-void MemoryTarget::unmap_locked(std::uint64_t lba, std::uint64_t blocks)
+void MemoryTarget::unmap_locked(std::uint64_t lba, std::uint64_t blocks, std::uint32_t keep_every)
 {
     const std::uint64_t granule = config_.unmap_granularity;
     const std::uint64_t phase = config_.unmap_granularity_alignment % granule;
     // Granules start at the LBAs congruent to the alignment; only whole ones are unmapped.
     std::uint64_t start = lba + (phase + granule - lba % granule) % granule;
-    for (; start + granule <= lba + blocks; start += granule) {
+    const bool zero = config_.lbprz || !config_.unmapped_pattern_without_lbprz;
+    for (std::uint64_t index = 1; start + granule <= lba + blocks; start += granule, ++index) {
+        if (keep_every != 0 && index % keep_every == 0)
+            continue;
         for (std::uint64_t block = start; block < start + granule; ++block) {
             mapped_[block] = false;
             const auto at =
                 store_.begin() + static_cast<std::ptrdiff_t>(block * config_.block_size);
-            std::fill_n(at, config_.block_size, config_.lbprz ? 0 : unmapped_pattern(block));
+            std::fill_n(at, config_.block_size, zero ? 0 : unmapped_pattern(block));
         }
     }
 }
@@ -560,6 +563,8 @@ int MemoryTarget::receive_locked(unsigned channel, unsigned generation, bool rea
                                            : static_cast<std::uint32_t>(extent_of(cdb).blocks);
     record.mode = request.mode;
     record.length = request.length;
+    if (opcode == op::unmap)
+        record.unmap_ranges = parse_unmap({data, need.at_least}).ranges;
     ++per_opcode_[opcode];
 
     if (attention_pending_ && opcode != op::inquiry) {

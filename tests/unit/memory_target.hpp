@@ -35,6 +35,7 @@
 #include <mutex>
 #include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace sgfs::test
@@ -55,13 +56,22 @@ struct TargetConfig {
     bool write_protected = false; // MODE SENSE WP; commands that write get 07/27/00
     // Logical block provisioning (READ CAPACITY(16), VPD B0 and B2).
     bool lbpme = false; // thin provisioned
-    bool lbprz = false; // unmapped blocks read zero; else they read a non-zero pattern
-    bool lbpu = false;  // UNMAP is supported (else it is an invalid opcode)
-    bool lbpws = false; // WRITE SAME(16) with the UNMAP bit is supported
+    bool lbprz = false; // unmapped blocks read zero; else a non-zero pattern (but see below)
+    // With LBPRZ off: false makes unmapped blocks read zero all the same, without saying so
+    // (LIO fileio punches holes in its backing file, which read zero, and reports LBPRZ=0).
+    bool unmapped_pattern_without_lbprz = true;
+    bool lbpu = false;                   // UNMAP is supported (else it is an invalid opcode)
+    bool lbpws = false;                  // WRITE SAME(16) with the UNMAP bit is supported
     std::uint32_t unmap_granularity = 1; // blocks: only whole granules are ever unmapped
     std::uint32_t unmap_granularity_alignment = 0;
     std::uint32_t max_unmap_lba_count = 0xffffffff; // per UNMAP
     std::uint32_t max_unmap_descriptors = 64;
+    // UNMAP leaves every n-th whole granule of each descriptor mapped and as it was, and
+    // returns GOOD (UNMAP is advisory: SBC lets a device ignore any of it); 0: none.
+    std::uint32_t unmap_keeps_every = 0;
+    // GET LBA STATUS reports runs in descriptors of at most this many blocks, several in a
+    // row of one state (as a device that tracks chunks may); 0: each run in one descriptor.
+    std::uint32_t lba_status_split = 0;
     std::uint64_t max_write_same_blocks = 0xffff; // WRITE SAME beyond it: 05/24/00
     std::uint32_t max_transfer_blocks = 0;        // VPD B0; 0 = not reported, no limit
     bool start_mapped = true;        // every block mapped (and zero) at the start, else unmapped
@@ -123,6 +133,8 @@ struct CommandRecord {
     TransferMode mode = TransferMode::indirect; // as requested
     std::size_t length = 0;                     // the request's data length
     bool faulted = false;                       // a fault rule fired for it
+    // UNMAP: its block descriptors (LBA, blocks) as received; lba and blocks above span them.
+    std::vector<std::pair<std::uint64_t, std::uint32_t>> unmap_ranges;
 };
 
 class MemoryTarget
@@ -199,7 +211,8 @@ class MemoryTarget
     std::vector<std::uint8_t> lba_status_locked(std::uint64_t lba, std::size_t allocation) const;
     void unmap_command_locked(const SgRequest &request, const std::uint8_t *data, Completion &done);
     void write_same_locked(const SgRequest &request, const std::uint8_t *data, Completion &done);
-    void unmap_locked(std::uint64_t lba, std::uint64_t blocks);
+    // Unmaps the whole granules in the range, but every `keep_every`-th of them (0: none).
+    void unmap_locked(std::uint64_t lba, std::uint64_t blocks, std::uint32_t keep_every = 0);
     void map_locked(std::uint64_t lba, std::uint64_t blocks);
 
     TargetConfig config_;

@@ -227,7 +227,9 @@ std::vector<std::uint8_t> MemoryTarget::lba_status_locked(std::uint64_t lba,
     for (std::uint64_t start = lba; start < mapped_.size() && (reply.size() - 8) / 16 < room;) {
         const bool state = mapped_[start];
         std::uint64_t end = start;
-        while (end < mapped_.size() && mapped_[end] == state && end - start < 0xffffffffULL)
+        const std::uint64_t longest =
+            config_.lba_status_split != 0 ? config_.lba_status_split : 0xffffffffULL;
+        while (end < mapped_.size() && mapped_[end] == state && end - start < longest)
             ++end;
         Bytes descriptor(16, 0);
         put_be(std::span(descriptor), start);
@@ -263,12 +265,13 @@ void MemoryTarget::unmap_command_locked(const SgRequest &request, const std::uin
         if (lba > config_.block_count || blocks > config_.block_count - lba)
             return done.check(sk_illegal_request, asc_lba_out_of_range, 0x00);
     for (const auto &[lba, blocks] : list.ranges)
-        unmap_locked(lba, blocks);
+        unmap_locked(lba, blocks, config_.unmap_keeps_every);
     done.moved = length;
 }
 
 // WRITE SAME(16) (SBC-3 5.42). With the UNMAP bit the blocks are unmapped only where that
-// leaves them reading what was asked for: LBPRZ and a zero block; else they are written.
+// leaves them reading what was asked for: a zero block, and unmapped blocks that read zero
+// (LBPRZ, or the pattern turned off); else they are written.
 void MemoryTarget::write_same_locked(const SgRequest &request, const std::uint8_t *data,
                                      Completion &done)
 {
@@ -290,7 +293,8 @@ void MemoryTarget::write_same_locked(const SgRequest &request, const std::uint8_
                     store_.begin() + static_cast<std::ptrdiff_t>(block * block_size));
     map_locked(extent.lba, extent.blocks);
     const bool zero = std::all_of(data, data + block_size, [](std::uint8_t b) { return b == 0; });
-    if (unmap && config_.lbprz && zero)
+    const bool unmapped_read_zero = config_.lbprz || !config_.unmapped_pattern_without_lbprz;
+    if (unmap && unmapped_read_zero && zero)
         unmap_locked(extent.lba, extent.blocks);
     done.moved = block_size;
 }

@@ -307,3 +307,45 @@ TEST_CASE("a view outliving the wrapper keeps its engine")
     }
     CHECK(target->equals(4096, held));
 }
+
+TEST_CASE("hole punching and provisioning runs go through to the engine, and survive a loss")
+{
+    FakeSystem system;
+    TargetConfig config = config_with_naa(1);
+    config.lbpme = true;
+    config.lbprz = true;
+    config.lbpu = true;
+    const auto target = system.add(3, config, 1);
+    std::unique_ptr<Disk> disk = system.wrap(3);
+    REQUIRE(disk->punch_hole(16 * kib, 64 * kib).ok());
+    CHECK(target->peek(16 * kib, 64 * kib) == Bytes(64 * kib, 0));
+    CHECK_FALSE(target->mapped(16 * kib / 512));
+    CHECK(target->count(opcode::unmap) == 1);
+    Mapping run = disk->mapping(16 * kib);
+    CHECK(run.result.ok());
+    CHECK(run.hole);
+    CHECK(run.end == 80 * kib);
+    CHECK_FALSE(disk->mapping(0).hole);
+    CHECK(disk->stored_bytes() == disk->info().capacity_bytes - 64 * kib);
+
+    // Lost and back at once: the punch and the question run again on the fresh engine.
+    target->disappear();
+    target->reappear();
+    REQUIRE(disk->punch_hole(128 * kib, 32 * kib).ok());
+    CHECK(target->peek(128 * kib, 32 * kib) == Bytes(32 * kib, 0));
+    CHECK(disk->stats().reattaches == 1);
+    target->disappear();
+    target->reappear();
+    run = disk->mapping(130 * kib);
+    INFO(run.result.message);
+    CHECK(run.result.ok());
+    CHECK(run.hole);
+    CHECK(run.end == 160 * kib);
+    CHECK(disk->stats().reattaches == 2);
+
+    // Gone for good: ENODEV for both.
+    target->disappear();
+    system.nodes.erase(3);
+    CHECK(disk->punch_hole(0, 4 * kib).error == -ENODEV);
+    CHECK(disk->mapping(0).result.error == -ENODEV);
+}

@@ -2,7 +2,7 @@
 // read zero on devices with and without provisioning, what is done when the device refuses,
 // and that nothing outside the range changes. The oracle is the target: its store, which
 // blocks it unmapped (only WRITE SAME with the UNMAP bit unmaps there), and its log.
-#include "engine_fixture.hpp"
+#include "provisioning_helpers.hpp"
 
 #include <algorithm>
 #include <cerrno>
@@ -12,70 +12,6 @@
 
 using namespace sgfs;
 using namespace sgfs::test;
-
-namespace
-{
-
-constexpr std::size_t block = 512;
-
-bool contains(const std::string &text, const std::string &part)
-{
-    return text.find(part) != std::string::npos;
-}
-
-TargetConfig thin(bool lbprz)
-{
-    TargetConfig config;
-    config.lbpme = true;
-    config.lbprz = lbprz;
-    config.lbpu = true;
-    config.lbpws = true;
-    return config;
-}
-
-std::vector<CommandRecord> of_opcode(const std::vector<CommandRecord> &log, std::uint8_t opcode)
-{
-    std::vector<CommandRecord> out;
-    std::copy_if(log.begin(), log.end(), std::back_inserter(out),
-                 [&](const CommandRecord &record) { return record.opcode == opcode; });
-    return out;
-}
-
-// The records cover [lba, lba + blocks) exactly, each at most max_blocks.
-void check_covers(std::vector<CommandRecord> records, std::uint64_t lba, std::uint64_t blocks,
-                  std::uint64_t max_blocks)
-{
-    std::sort(records.begin(), records.end(),
-              [](const CommandRecord &a, const CommandRecord &b) { return a.lba < b.lba; });
-    std::uint64_t at = lba;
-    for (const CommandRecord &record : records) {
-        CHECK(record.lba == at);
-        CHECK(record.blocks <= max_blocks);
-        at = record.lba + record.blocks;
-    }
-    CHECK(at == lba + blocks);
-}
-
-// Fills the first `blocks` blocks with non-zero bytes; returns them.
-Bytes fill(MemoryTarget &target, std::size_t blocks)
-{
-    Bytes data = pattern(blocks * block, 1);
-    std::replace(data.begin(), data.end(), std::uint8_t{0}, std::uint8_t{0xee});
-    target.poke(0, data);
-    return data;
-}
-
-// What a pread through the disk returns for [offset, offset + length).
-Bytes read_back(Disk &disk, std::uint64_t offset, std::size_t length)
-{
-    Bytes data(length, 0x55);
-    const IoResult result = disk.pread(data.data(), length, offset);
-    REQUIRE(result.ok());
-    REQUIRE(result.bytes == length);
-    return data;
-}
-
-} // namespace
 
 TEST_CASE("thin with LBPRZ: WRITE SAME with UNMAP, whole granules unmapped, reading zero")
 {
@@ -139,13 +75,7 @@ TEST_CASE("a device refusing WRITE SAME: host writes, counted, remembered")
 {
     EngineFixture f;
     fill(*f.target, 64);
-    Fault refusal;
-    refusal.kind = FaultKind::check_condition;
-    refusal.on = Ops::write_same;
-    refusal.times = Fault::always;
-    refusal.sense_key = 0x05; // ILLEGAL REQUEST
-    refusal.asc = 0x20;       // invalid command operation code
-    f.target->inject(refusal);
+    f.target->inject(refusal(Ops::write_same));
     const IoResult result = f.disk().zero_range(2 * block, 40 * block);
     REQUIRE(result.ok());
     CHECK(result.bytes == 40 * block);
@@ -170,12 +100,7 @@ TEST_CASE("a refused WRITE SAME with UNMAP: plain WRITE SAME for the rest")
 {
     EngineFixture f(thin(true));
     fill(*f.target, 32);
-    Fault refusal;
-    refusal.kind = FaultKind::check_condition;
-    refusal.on = Ops::write_same;
-    refusal.sense_key = 0x05;
-    refusal.asc = 0x24; // invalid field in CDB: the UNMAP bit
-    f.target->inject(refusal);
+    f.target->inject(refusal(Ops::write_same, 0x24, 1)); // invalid field in CDB: the UNMAP bit
     REQUIRE(f.disk().zero_range(0, 32 * block).ok());
     CHECK(f.target->peek(0, 32 * block) == Bytes(32 * block, 0));
     CHECK(f.target->count(opcode::write_same_16) == 2); // refused, then the plain one

@@ -53,7 +53,12 @@ std::vector<std::string> expected_keys()
                             "zero.write_same_unmap_commands",
                             "zero.write_same_unmap_bytes",
                             "zero.host_bytes",
-                            "zero.fallbacks"})
+                            "zero.fallbacks",
+                            "zero.unmap_commands",
+                            "zero.unmap_bytes",
+                            "zero.lba_status_queries",
+                            "zero.verify_read_bytes",
+                            "zero.copy_hole_bytes"})
         keys.emplace_back(key);
     return keys;
 }
@@ -96,6 +101,8 @@ void count_some(DeviceStats &stats, std::uint64_t scale)
     stats.count_error(ErrorCategory::medium_error);
     stats.count_zeroing(ZeroKind::write_same_unmap, 1024 * scale);
     stats.count_zeroing_fallback();
+    stats.count_unmap(2048 * scale);
+    stats.count_lba_status_query();
 }
 
 } // namespace
@@ -168,7 +175,7 @@ TEST_CASE("count_command: staged bytes are user copies whatever the mode; no pat
                                     {"user_copy_bytes", 9216}});
 }
 
-TEST_CASE("the other counters: partial copies, retries, read-ahead, errors, zeroing")
+TEST_CASE("the other counters: partial copies, retries, read-ahead, errors, zeroing, punching")
 {
     DeviceStats stats;
     stats.count_partial_copy(DataPath::write, 300);
@@ -186,6 +193,11 @@ TEST_CASE("the other counters: partial copies, retries, read-ahead, errors, zero
     stats.count_zeroing(ZeroKind::write_same_unmap, 512);
     stats.count_zeroing(ZeroKind::host_write, 4096);
     stats.count_zeroing_fallback();
+    stats.count_unmap(8192);
+    stats.count_unmap(512);
+    stats.count_lba_status_query();
+    stats.count_verify_read(65536);
+    stats.count_copy_hole(1 << 20);
     const DeviceStatsSnapshot snap = stats.snapshot();
     CHECK(snap.errors[static_cast<int>(ErrorCategory::busy)] == 2);
     CHECK(snap.zero.write_same_unmap_bytes == (2 << 20) + 512);
@@ -201,7 +213,12 @@ TEST_CASE("the other counters: partial copies, retries, read-ahead, errors, zero
                         {"zero.write_same_unmap_commands", 2},
                         {"zero.write_same_unmap_bytes", (2 << 20) + 512},
                         {"zero.host_bytes", 4096},
-                        {"zero.fallbacks", 1}});
+                        {"zero.fallbacks", 1},
+                        {"zero.unmap_commands", 2},
+                        {"zero.unmap_bytes", 8192 + 512},
+                        {"zero.lba_status_queries", 1},
+                        {"zero.verify_read_bytes", 65536},
+                        {"zero.copy_hole_bytes", 1 << 20}});
 }
 
 TEST_CASE("add_counters: two histories add up to one that saw both; the path stays as it is")
@@ -243,6 +260,8 @@ TEST_CASE("add_counters: two histories add up to one that saw both; the path sta
     CHECK(fields.at("errors.medium_error") == "2");
     CHECK(fields.at("zero.write_same_unmap_bytes") == std::to_string(4 * 1024));
     CHECK(fields.at("zero.fallbacks") == "2");
+    CHECK(fields.at("zero.unmap_bytes") == std::to_string(4 * 2048));
+    CHECK(fields.at("zero.lba_status_queries") == "2");
     CHECK(fields.at("path_losses") == "2");
     CHECK(fields.at("state") == "gone");
 }

@@ -3,6 +3,7 @@
 
 #include "zero_plan.hpp"
 
+#include <algorithm>
 #include <cstdint>
 #include <doctest/doctest.h>
 #include <string>
@@ -226,4 +227,31 @@ TEST_CASE("a zeroing command's timeout grows with what the device may have to wr
     CHECK(zero_command_timeout_ms(512, 60000) == 60000);
     CHECK(zero_command_timeout_ms(write_same_cap_bytes, 60000) == 64000);
     CHECK(zero_command_timeout_ms(write_same_cap_bytes, 100000) == 100000);
+}
+
+TEST_CASE("whole granules: the boundaries inside a range, block by block")
+{
+    // Brute force against the definition: granule k is [a + k g, a + (k + 1) g).
+    for (std::uint32_t g : {1U, 4U, 8U})
+        for (std::uint32_t a : {0U, 3U, 13U})
+            for (std::uint64_t lba = 0; lba < 30; ++lba)
+                for (std::uint64_t blocks = 0; blocks < 30; ++blocks) {
+                    CAPTURE(g);
+                    CAPTURE(a);
+                    CAPTURE(lba);
+                    CAPTURE(blocks);
+                    std::uint64_t first = lba + blocks, last = lba + blocks;
+                    for (std::uint64_t start = a % g; start + g <= lba + blocks; start += g) {
+                        if (start < lba)
+                            continue;
+                        first = std::min(first, start);
+                        last = start + g;
+                    }
+                    if (first >= last)
+                        first = last = lba + blocks;
+                    const GranuleSpan span = whole_granules(lba, blocks, g, a);
+                    CHECK(span.first == first);
+                    CHECK(span.last == last);
+                    CHECK(span.empty() == (first == last));
+                }
 }
