@@ -7,6 +7,7 @@
 #   scsi_debug without provisioning: sd again (punch still zeroes), and no holes;
 #   LIO fileio LUNs through tcm_loop (emulate_tpu=1 emulate_tpws=1, LBPRZ=0): sd and the
 #     backing file's bytes, and its own holes (reported, not asserted).
+# On each, the user.sgfs.* provisioning xattrs against sg_readcap and sg_vpd.
 # Then SEEK_DATA/SEEK_HOLE against the map, cp to a sparse file, copy_file_range between
 # disks, what FUSE forwards of the other fallocate modes, and the stacks users build on a
 # disk file: loop + blkdiscard, mkfs.ext4, fstrim, -o discard (counted in .stats).
