@@ -17,6 +17,15 @@
 #   sdebug_sg_nodes             the /dev/sgN of the scsi_debug devices, one per line
 #   sdebug_block_nodes          their /dev/sdX, same order ("-" when none)
 #   set_allow_dio 0|1           set the sg driver's allow_dio parameter
+#   lio_setup NAME:SIZE[:OPT,...]...
+#                               LIO LUNs (lun_0, lun_1, ... in that order) under one
+#                               tcm_loop target and tpgt, backed by sparse files in
+#                               /run/sgfs-lio; OPTs: block=512|4096, thin (emulate_tpu=1
+#                               and emulate_tpws=1), tpu, tpws, ro, file=PATH (an existing
+#                               backing file, kept). Waits for the sg and sd nodes; silent
+#                               on success, says why on stderr and undoes it all on failure
+#   lio_devices                 "NAME /dev/sgN /dev/sdX BACKING_FILE" per LUN, LUN order
+#   lio_teardown                remove the LUNs, target, backstores and files it made
 #
 # TAP-like checks (numbered "ok N - NAME" / "not ok N - NAME" lines on stdout):
 #   check NAME COMMAND [ARGS...]  run COMMAND (may be a shell function; it runs in a
@@ -192,6 +201,235 @@ set_allow_dio() {
 		echo "set_allow_dio: allow_dio is $now after writing $1" >&2
 		return 1
 	}
+}
+
+# --- LIO (the kernel's SCSI target) through tcm_loop -------------------------------------
+#
+# Disks backed by files, made through configfs alone (no targetcli): one fileio backstore
+# per LUN (iblock over a read-only loop device for "ro"), all LUNs under one tcm_loop
+# target and ONE tpgt, so that EXTENDED COPY between them works (LIO's copy manager only
+# finds LUNs of one device list, by the NAA id it derives from the unit serial).
+
+_LIO_CFG=/sys/kernel/config/target
+_LIO_DIR=/run/sgfs-lio
+_LIO_TARGET=naa.50014050000000a1 # the tcm_loop target: its virtual SAS HBA
+_LIO_NEXUS=naa.50014050000000a2  # the initiator port of the I_T nexus
+_LIO_TPGT=1
+# What lio_setup made, one "NAME /dev/sgN /dev/sdX FILE BACKSTORE LOOP OWN" line per LUN
+# (LOOP "-" for fileio; OWN 1 when lio_setup created FILE): kept in a file, so that
+# lio_devices and lio_teardown work from any subshell or a later script.
+_LIO_STATE=$_LIO_DIR/luns
+_lio_load() { _LIO_LUNS=(); [[ -r $_LIO_STATE ]] && mapfile -t _LIO_LUNS <"$_LIO_STATE"; }
+_lio_save() { printf '%s\n' "${_LIO_LUNS[@]}" >"$_LIO_STATE"; }
+
+# _lio_bytes TEXT: TEXT (a number with an optional K, M or G suffix) in bytes.
+_lio_bytes() {
+	case $1 in
+	*[kK]) echo $((${1%?} << 10)) ;;
+	*[mM]) echo $((${1%?} << 20)) ;;
+	*[gG]) echo $((${1%?} << 30)) ;;
+	*) echo $(($1)) ;;
+	esac
+}
+
+# _lio_write VALUE FILE: write a configfs attribute; say which one failed.
+_lio_write() {
+	echo "$1" >"$2" 2>/dev/null || {
+		echo "lio: writing '$1' to $2 failed" >&2
+		return 1
+	}
+}
+
+# _lio_scsi_device LUN SERIAL: the sysfs directory of the SCSI device tcm_loop made for
+# lun_LUN of our tpgt (LIO-ORG, target id = tpgt, LUN = LUN, and VPD 0x80 carrying
+# SERIAL), or nothing yet.
+_lio_scsi_device() {
+	local dev vendor page hctl
+	for dev in /sys/bus/scsi/devices/*:*:"$_LIO_TPGT:$1"; do
+		[[ -r $dev/vendor ]] || continue
+		read -r vendor <"$dev/vendor"
+		[[ $vendor == LIO-ORG ]] || continue
+		if [[ -r $dev/vpd_pg80 ]]; then
+			# The page is binary (4 header bytes, then the serial): drop the NULs.
+			page=$(tr -d '\0' <"$dev/vpd_pg80")
+			[[ $page == *"$2" ]] || continue
+		fi
+		echo "$dev"
+		return 0
+	done
+}
+
+lio_setup() {
+	local spec name size opts opt block ro tpu tpws file own backstore serial i dev
+	local sg blk loop hba sgs blks lun attrib
+	local -a attribs
+	local -a _LIO_LUNS=()
+	_lio_load
+	if ((${#_LIO_LUNS[@]})); then
+		echo "lio_setup: LUNs are set up already (lio_teardown first)" >&2
+		return 1
+	fi
+	modprobe -a target_core_mod target_core_file target_core_iblock tcm_loop || return 1
+	grep -q " /sys/kernel/config configfs " /proc/mounts ||
+		mount -t configfs none /sys/kernel/config || return 1
+	if [[ -e $_LIO_CFG/loopback/$_LIO_TARGET ]]; then
+		echo "lio_setup: $_LIO_CFG/loopback/$_LIO_TARGET exists already" >&2
+		return 1
+	fi
+	mkdir -p "$_LIO_DIR" || return 1
+	local tpg=$_LIO_CFG/loopback/$_LIO_TARGET/tpgt_$_LIO_TPGT
+	i=0
+	for spec in "$@"; do
+		IFS=: read -r name size opts <<<"$spec"
+		if [[ -z $name || -z $size ]]; then
+			echo "lio_setup: bad LUN spec '$spec' (NAME:SIZE[:OPTION,...])" >&2
+			lio_teardown
+			return 1
+		fi
+		size=$(_lio_bytes "$size")
+		block=512 ro=0 tpu=0 tpws=0 file=$_LIO_DIR/$name.img own=1 loop=-
+		for opt in ${opts//,/ }; do
+			case $opt in
+			block=512 | block=4096) block=${opt#block=} ;;
+			ro) ro=1 ;;
+			thin) tpu=1 tpws=1 ;;
+			tpu) tpu=1 ;;
+			tpws) tpws=1 ;;
+			file=*) file=${opt#file=} own=0 ;;
+			*)
+				echo "lio_setup: unknown option '$opt' in '$spec'" >&2
+				lio_teardown
+				return 1
+				;;
+			esac
+		done
+		if ((own)); then
+			rm -f "$file"
+			truncate -s "$size" "$file" || { lio_teardown; return 1; }
+		fi
+		# Hex digits only after "lun": LIO derives the NAA id from the serial's hex digits.
+		serial=$(printf 'lun%03d%013x' "$i" $((i + 1)))
+		if ((ro)); then
+			# fileio has no read-only switch; iblock does, over a read-only loop device.
+			modprobe loop && loop=$(losetup -r -f --show "$file") || { lio_teardown; return 1; }
+			hba=iblock_0
+			backstore=$_LIO_CFG/core/$hba/$name
+			mkdir -p "$backstore" &&
+				_lio_write "udev_path=$loop,readonly=1" "$backstore/control"
+		else
+			hba=fileio_0
+			backstore=$_LIO_CFG/core/$hba/$name
+			mkdir -p "$backstore" &&
+				_lio_write "fd_dev_name=$file,fd_dev_size=$size" "$backstore/control"
+		fi || {
+			_LIO_LUNS+=("$name - - $file $backstore $loop $own")
+			_lio_save
+			lio_teardown
+			return 1
+		}
+		_LIO_LUNS+=("$name - - $file $backstore $loop $own")
+		_lio_save
+		# Attributes only after enable: emulate_tpu before it oopses 6.1 (fd_configure_unmap).
+		attribs=("block_size $block")
+		((tpu)) && attribs+=("emulate_tpu 1")
+		((tpws)) && attribs+=("emulate_tpws 1")
+		for attrib in "wwn/vpd_unit_serial $serial" "enable 1" "${attribs[@]/#/attrib/}"; do
+			_lio_write "${attrib#* }" "$backstore/${attrib% *}" || { lio_teardown; return 1; }
+		done
+		mkdir -p "$tpg/lun/lun_$i" || { lio_teardown; return 1; }
+		i=$((i + 1))
+	done
+	_lio_write "$_LIO_NEXUS" "$tpg/nexus" || { lio_teardown; return 1; }
+	# Linking a backstore into the tpgt makes tcm_loop add the SCSI device (H:0:tpgt:LUN);
+	# sd probes it asynchronously.
+	for ((i = 0; i < ${#_LIO_LUNS[@]}; i++)); do
+		read -r name _ _ file backstore loop own <<<"${_LIO_LUNS[i]}"
+		ln -s "$backstore" "$tpg/lun/lun_$i/$name" || { lio_teardown; return 1; }
+	done
+	for ((i = 0; i < ${#_LIO_LUNS[@]}; i++)); do
+		read -r name _ _ file backstore loop own <<<"${_LIO_LUNS[i]}"
+		serial=$(printf 'lun%03d%013x' "$i" $((i + 1)))
+		sg=- blk=-
+		for ((lun = 0; lun < 3000; lun++)); do
+			dev=$(_lio_scsi_device "$i" "$serial")
+			if [[ -n $dev ]]; then
+				sgs=("$dev"/scsi_generic/*) blks=("$dev"/block/*)
+				sg=/dev/${sgs[0]##*/} blk=/dev/${blks[0]##*/}
+				[[ -e $sg && -e $blk && $sg != '/dev/*' && $blk != '/dev/*' ]] && break
+			fi
+			_gl_sleep 0.01
+		done
+		if [[ ! -e $sg || ! -e $blk ]]; then
+			echo "lio_setup: no sg and sd nodes for LUN $i ($name) after 30 s" >&2
+			lio_teardown
+			return 1
+		fi
+		_LIO_LUNS[i]="$name $sg $blk $file $backstore $loop $own"
+		_lio_save
+	done
+	# Each LUN added after another raised a unit attention (REPORTED LUNS DATA HAS CHANGED)
+	# on those before it: take them now, so that the first command of a test does not get
+	# one. And check the block size took.
+	for ((i = 0; i < ${#_LIO_LUNS[@]}; i++)); do
+		read -r name sg blk _ <<<"${_LIO_LUNS[i]}"
+		sg_turs "$sg" >/dev/null 2>&1
+		sg_turs "$sg" >/dev/null 2>&1
+	done
+	for spec in "$@"; do
+		IFS=: read -r name _ opts <<<"$spec"
+		block=512
+		[[ ,$opts, == *,block=4096,* ]] && block=4096
+		for ((i = 0; i < ${#_LIO_LUNS[@]}; i++)); do
+			read -r lun _ blk _ <<<"${_LIO_LUNS[i]}"
+			[[ $lun == "$name" ]] || continue
+			read -r lun <"/sys/block/${blk#/dev/}/queue/logical_block_size"
+			if [[ $lun != "$block" ]]; then
+				echo "lio_setup: $name ($blk) has $lun-byte blocks, not $block" >&2
+				lio_teardown
+				return 1
+			fi
+		done
+	done
+}
+
+lio_devices() {
+	local line name sg blk file
+	local -a _LIO_LUNS=()
+	_lio_load
+	for line in "${_LIO_LUNS[@]}"; do
+		read -r name sg blk file _ <<<"$line"
+		echo "$name $sg $blk $file"
+	done
+}
+
+lio_teardown() {
+	local tpg=$_LIO_CFG/loopback/$_LIO_TARGET/tpgt_$_LIO_TPGT
+	local i name file backstore loop own rc=0 link
+	local -a _LIO_LUNS=()
+	_lio_load
+	for ((i = ${#_LIO_LUNS[@]} - 1; i >= 0; i--)); do
+		read -r name _ _ file backstore loop own <<<"${_LIO_LUNS[i]}"
+		# Unlinking removes the SCSI device (its sd and sg nodes) first.
+		for link in "$tpg/lun/lun_$i"/*; do
+			[[ -L $link ]] && { rm -f "$link" || rc=1; }
+		done
+		[[ -d $tpg/lun/lun_$i ]] && { rmdir "$tpg/lun/lun_$i" || rc=1; }
+	done
+	if [[ -d $tpg ]]; then
+		[[ $(<"$tpg/nexus") == *naa* ]] && { _lio_write NULL "$tpg/nexus" || rc=1; }
+		rmdir "$tpg" "${tpg%/*}" || rc=1
+	fi
+	for ((i = ${#_LIO_LUNS[@]} - 1; i >= 0; i--)); do
+		read -r name _ _ file backstore loop own <<<"${_LIO_LUNS[i]}"
+		[[ -d $backstore ]] && { rmdir "$backstore" || rc=1; }
+		[[ $loop != - ]] && { losetup -d "$loop" || rc=1; }
+		((own)) && rm -f "$file"
+	done
+	for i in fileio_0 iblock_0; do
+		[[ -d $_LIO_CFG/core/$i ]] && { rmdir "$_LIO_CFG/core/$i" || rc=1; }
+	done
+	rm -f "$_LIO_STATE"
+	return $rc
 }
 
 # --- sgfs mounts ----------------------------------------------------------------------
