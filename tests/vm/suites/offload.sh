@@ -104,7 +104,16 @@ expect_copy "${img[A]}" 1000 "$work/expect" 3000 "$len"
 check "ranged A@1000 -> B@3000, 5 MiB + 123: all copied ($copied, $copy_end)" \
 	test "$copied" = "$len" -a "$copy_end" = "done"
 check "ranged A@1000 -> B@3000: B's backing file is dd's result" cmp "${img[B]}" "$work/expect"
-diag "ranged unaligned: offload.bytes of A grew by $(($(counter "$A" offload.bytes) - before_bytes))"
+diag "ranged, different misalignments: offload.bytes of A grew by $(($(counter "$A" offload.bytes) - before_bytes))"
+
+# The same misalignment at both ends: the whole blocks between may go to the copy manager.
+len=$((5 * mib + 123)) before_bytes=$(counter "$A" offload.bytes)
+copy_range "$A" 1000 "$B" $((8 * mib + 1000)) "$len"
+expect_copy "${img[A]}" 1000 "$work/expect" $((8 * mib + 1000)) "$len"
+check "ranged A@1000 -> B@8M+1000, 5 MiB + 123: all copied ($copied, $copy_end)" \
+	test "$copied" = "$len" -a "$copy_end" = "done"
+check "ranged A@1000 -> B@8M+1000: B's backing file is dd's result" cmp "${img[B]}" "$work/expect"
+diag "ranged, same misalignment: offload.bytes of A grew by $(($(counter "$A" offload.bytes) - before_bytes))"
 
 # Across B's end: what fits is copied, the rest is short.
 out=$((size - mib - 7)) len=$((3 * mib))
