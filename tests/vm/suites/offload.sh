@@ -124,18 +124,21 @@ check "ranged across B's end: copied $copied = what fits ($((size - out)))" \
 check "ranged across B's end: B's backing file is dd's result (same size)" \
 	cmp "${img[B]}" "$work/expect"
 
-# --- 3. the same LUN, overlapping: memmove, never offloaded --------------------------------
+# --- 3. the same LUN, overlapping ------------------------------------------------------------
+# The VFS refuses an overlapping copy_file_range within one file (EINVAL, in
+# generic_copy_file_checks) before FUSE sees it: sgfs's memmove copy (never offloaded) is
+# out of reach from here; A must stay as it was.
 cp "${img[A]}" "$work/a-before"
-cp "${img[A]}" "$work/expect"
 before_bytes=$(counter "$A" offload.bytes) before_cmds=$(counter "$A" offload.commands)
 copy_range "$A" 0 "$A" "$mib" $((8 * mib))
-expect_copy "$work/a-before" 0 "$work/expect" "$mib" $((8 * mib))
-check "overlap A[0,8M) -> A@1M: copied 8 MiB ($copied)" test "$copied" = $((8 * mib))
-check "overlap A[0,8M) -> A@1M: A's backing file is the memmove" cmp "${img[A]}" "$work/expect"
+check "overlap A[0,8M) -> A@1M: the kernel refuses it, EINVAL ($copied bytes, $copy_end)" \
+	test "$copied" = 0 -a "$copy_end" = EINVAL
+check "overlap A[0,8M) -> A@1M: A's backing file is unchanged" cmp "${img[A]}" "$work/a-before"
 check "overlap: offload.bytes and offload.commands of A unchanged" \
 	test "$(counter "$A" offload.bytes)" = "$before_bytes" -a "$(counter "$A" offload.commands)" = "$before_cmds"
 
 # --- 4. the same LUN without overlap: offloaded ---------------------------------------------
+cp "${img[A]}" "$work/expect"
 before_bytes=$(counter "$A" offload.bytes)
 copy_range "$A" 0 "$A" $((32 * mib)) $((4 * mib))
 expect_copy "$work/expect" 0 "$work/expect" $((32 * mib)) $((4 * mib))
