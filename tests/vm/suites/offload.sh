@@ -77,6 +77,56 @@ daemon_ticks() {
 	echo $((fields[13] + fields[14]))
 }
 
+# A LUN E on a second tpgt of the tcm_loop target: another SCSI target (H:0:2:0), outside the
+# I_T nexus of A's copy manager. lio_setup makes one tpgt, so this one is built here the
+# same way (configfs: backstore, unit serial, enable, nexus, LUN link) and undone by
+# other_target_teardown before lio_teardown.
+other_tpg=/sys/kernel/config/target/loopback/naa.50014050000000a1/tpgt_2
+other_store=/sys/kernel/config/target/core/fileio_0/E
+other_target_setup() {
+	local dev nodes
+	mkdir "$other_store" &&
+		echo "fd_dev_name=$work/e.img,fd_dev_size=$small" >"$other_store/control" &&
+		printf 'lun%03d%013x\n' 9 233 >"$other_store/wwn/vpd_unit_serial" &&
+		echo 1 >"$other_store/enable" &&
+		mkdir -p "$other_tpg/lun/lun_0" &&
+		echo naa.50014050000000a3 >"$other_tpg/nexus" &&
+		ln -s "$other_store" "$other_tpg/lun/lun_0/E" || return 1
+	for ((i = 0; i < 300; i++)); do
+		for dev in /sys/bus/scsi/devices/*:0:2:0; do
+			nodes=("$dev"/scsi_generic/* "$dev"/block/*)
+			if [[ -e ${nodes[0]} && -e ${nodes[1]} && -e /dev/${nodes[0]##*/} && -e /dev/${nodes[1]##*/} ]]; then
+				sg[E]=/dev/${nodes[0]##*/} sd[E]=/dev/${nodes[1]##*/}
+				sg_turs "${sg[E]}" >/dev/null 2>&1
+				sg_turs "${sg[E]}" >/dev/null 2>&1
+				return 0
+			fi
+		done
+		_gl_sleep 0.1
+	done
+	echo "no sg and sd nodes for H:0:2:0 after 30 s" >&2
+	return 1
+}
+other_target_teardown() {
+	rm -f "$other_tpg/lun/lun_0/E"
+	[[ -d $other_tpg/lun/lun_0 ]] && rmdir "$other_tpg/lun/lun_0"
+	[[ -d $other_tpg ]] && {
+		echo NULL >"$other_tpg/nexus" 2>/dev/null
+		rmdir "$other_tpg"
+	}
+	[[ -d $other_store ]] && rmdir "$other_store"
+	return 0
+}
+truncate -s "$small" "$work/e.img"
+E=
+if other_target_setup; then
+	E=${sg[E]#/dev/}
+	diag "E (second tpgt) $E ${sd[E]}: $(sg_inq "${sg[E]}" | grep -o '3PC=[01]')"
+else
+	diag "second tpgt: not set up"
+	other_target_teardown
+fi
+
 mount -t fuse.sgfs all "$mnt" || exit 1
 
 # --- 1. cp of a whole LUN to another LUN of the same target --------------------------------
@@ -156,8 +206,21 @@ check "A -> scsi_debug: sd (O_DIRECT) holds A's first 16 MiB" \
 	cmp <(dio "$sdebug_sd") <(head -c "$small" "${img[A]}")
 check "A -> scsi_debug: no EXTENDED COPY sent (offload.commands of A unchanged)" \
 	test "$(counter "$A" offload.commands)" = "$before_cmds"
-skip_check "a LUN on a second tcm_loop target (copy manager refuses)" \
-	"lio_setup makes one target; not set up here"
+# To E, on another tpgt: A's copy manager cannot reach it; the copy falls back.
+if [[ -n $E ]]; then
+	before_cmds=$(counter "$A" offload.commands) before_fallback=$(counter "$A" offload.fallback_bytes)
+	before_refused=$(($(counter "$A" offload.refused_unsupported) + $(counter "$A" offload.refused_unreachable) + $(counter "$A" offload.refused_other)))
+	copy_range "$A" 0 "$E" 0 "$small"
+	diag "A -> E (second tpgt): A .stats: $(offload_figures "$A")"
+	check "A -> E (second tpgt): copied 16 MiB ($copied)" test "$copied" = "$small"
+	check "A -> E (second tpgt): E's backing file holds A's first 16 MiB" \
+		cmp "$work/e.img" <(head -c "$small" "${img[A]}")
+	refused=$(($(counter "$A" offload.refused_unsupported) + $(counter "$A" offload.refused_unreachable) + $(counter "$A" offload.refused_other)))
+	check "A -> E (second tpgt): a refusal counted and the copy fell back" \
+		test "$refused" -gt "$before_refused" -a "$(counter "$A" offload.fallback_bytes)" -gt "$before_fallback"
+else
+	fail "a LUN on a second tpgt" "not set up"
+fi
 
 # --- 6. a 4096-byte-block LUN to a 512-byte-block LUN: no offload --------------------------
 cp "${img[B]}" "$work/expect"
@@ -194,6 +257,7 @@ diag "sg_dd iflag=dio oflag=dio 64 MiB A -> B: $(tail -n1 "$work/time")"
 diag "sg_xcopy 64 MiB A -> B: $(tail -n1 "$work/time")"
 check "sg_xcopy: B's backing file is A's" cmp "${img[B]}" "${img[A]}"
 
+check "second tpgt: teardown" other_target_teardown
 check "LIO: teardown" lio_teardown
 diag "offload.sh ran $((SECONDS - started)) s"
 rm -rf "$work"
