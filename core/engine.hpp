@@ -107,6 +107,8 @@ class Engine final : public Disk
         return failure(IoResult::failure(error, what));
     }
     IoResult check_present();
+    // check_present() of this source and `target`, the failure marked with its end.
+    IoResult check_both_present(Engine &target);
 
     // ---- engine_io.cpp ----
     IoResult read_bytes(DataPath path, void *buffer, std::size_t length, std::uint64_t offset);
@@ -146,6 +148,11 @@ class Engine final : public Disk
     IoResult write_zero_blocks(std::uint64_t lba, std::uint64_t blocks);
     // Zero bytes into part of one block (read-modify-write), counted as host zeroing.
     IoResult zero_partial_block(std::uint64_t lba, std::uint32_t skip, std::uint64_t bytes);
+    // What zeroing and hole punching share: write_pieces with partial blocks zeroed and
+    // whole blocks handed to `whole`; the bytes are `length` when it all worked.
+    IoResult
+    zero_pieces(std::uint64_t offset, std::uint64_t length,
+                const std::function<IoResult(std::uint64_t lba, std::uint64_t blocks)> &whole);
 
     // ---- engine_punch.cpp ----
     PunchMeans current_punch_means() const;

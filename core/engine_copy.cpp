@@ -126,9 +126,7 @@ IoResult Engine::staged_copy_to(Engine &target, std::uint64_t from, std::uint64_
         });
 }
 
-IoResult Engine::pipelined_copy_to(Engine &target, std::uint64_t source_lba,
-                                   std::uint64_t destination_lba, std::uint64_t blocks,
-                                   bool backwards)
+IoResult Engine::check_both_present(Engine &target)
 {
     if (IoResult present = check_present(); !present.ok()) {
         present.end = IoEnd::source;
@@ -138,6 +136,15 @@ IoResult Engine::pipelined_copy_to(Engine &target, std::uint64_t source_lba,
         present.end = IoEnd::destination;
         return present;
     }
+    return IoResult::success(0);
+}
+
+IoResult Engine::pipelined_copy_to(Engine &target, std::uint64_t source_lba,
+                                   std::uint64_t destination_lba, std::uint64_t blocks,
+                                   bool backwards)
+{
+    if (IoResult present = check_both_present(target); !present.ok())
+        return present;
     std::vector<CopyStage> chunks;
     for_each_copy_chunk(blocks, std::min(max_blocks_, target.max_blocks_), backwards,
                         [&](std::uint64_t offset, std::uint64_t count) {

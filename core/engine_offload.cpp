@@ -85,14 +85,8 @@ IoResult Engine::copy_blocks_to(Engine &target, std::uint64_t source_lba,
 {
     if (backwards || !may_offload_to(target, source_lba, destination_lba, blocks))
         return pipelined_copy_to(target, source_lba, destination_lba, blocks, backwards);
-    if (IoResult present = check_present(); !present.ok()) {
-        present.end = IoEnd::source;
+    if (IoResult present = check_both_present(target); !present.ok())
         return present;
-    }
-    if (IoResult present = target.check_present(); !present.ok()) {
-        present.end = IoEnd::destination;
-        return present;
-    }
     const std::uint32_t block = info_.logical_block_size;
     const OffloadPlan plan = plan_offload(source_lba, destination_lba, blocks, *offload_limits_);
     OffloadOutcome offloaded = offload_copy_to(target, plan);

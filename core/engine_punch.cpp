@@ -42,15 +42,9 @@ PunchMeans Engine::current_punch_means() const
 
 IoResult Engine::punch_within(std::uint64_t offset, std::uint64_t length)
 {
-    IoResult result = write_pieces(
-        offset, length,
-        [&](std::uint64_t lba, std::uint32_t skip, std::uint64_t bytes, std::uint64_t) {
-            return zero_partial_block(lba, skip, bytes);
-        },
-        [&](std::uint64_t lba, std::uint64_t blocks, std::uint64_t) {
-            return punch_blocks(lba, blocks);
-        });
-    return result.ok() ? IoResult::success(length) : result;
+    return zero_pieces(offset, length, [&](std::uint64_t lba, std::uint64_t blocks) {
+        return punch_blocks(lba, blocks);
+    });
 }
 
 IoResult Engine::punch_blocks(std::uint64_t lba, std::uint64_t blocks)

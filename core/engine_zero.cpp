@@ -129,17 +129,24 @@ IoResult Engine::zero_partial_block(std::uint64_t lba, std::uint32_t skip, std::
     return written;
 }
 
-IoResult Engine::zero_within(std::uint64_t offset, std::uint64_t length)
+IoResult
+Engine::zero_pieces(std::uint64_t offset, std::uint64_t length,
+                    const std::function<IoResult(std::uint64_t lba, std::uint64_t blocks)> &whole)
 {
     IoResult result = write_pieces(
         offset, length,
         [&](std::uint64_t lba, std::uint32_t skip, std::uint64_t bytes, std::uint64_t) {
             return zero_partial_block(lba, skip, bytes);
         },
-        [&](std::uint64_t lba, std::uint64_t blocks, std::uint64_t) {
-            return zero_blocks(lba, blocks);
-        });
+        [&](std::uint64_t lba, std::uint64_t blocks, std::uint64_t) { return whole(lba, blocks); });
     return result.ok() ? IoResult::success(length) : result;
+}
+
+IoResult Engine::zero_within(std::uint64_t offset, std::uint64_t length)
+{
+    return zero_pieces(offset, length, [&](std::uint64_t lba, std::uint64_t blocks) {
+        return zero_blocks(lba, blocks);
+    });
 }
 
 } // namespace sgfs

@@ -69,6 +69,8 @@ Figures device_figures(const DiskInfo &info, const DeviceStatsSnapshot &stats,
         {"readahead", yes_no(disk.readahead)},
         {"cache", to_string(options.cache)},
         {"copy_file_range", yes_no(options.copy_file_range)},
+        {"three_party_copy", yes_no(info.three_party_copy)},
+        {"copy_offload", yes_no(disk.copy_offload && info.copy_offload)},
     };
     for (auto &field : stats.fields())
         figures.push_back(std::move(field));

@@ -93,6 +93,8 @@ std::string format_device_line(const SgDeviceEntry &entry, const DiskInfo *info,
         line += "  max_transfer=" + format_size_exact(info->max_transfer_bytes);
         line += "  reserve=" + format_size_exact(info->reserve_granted);
         line += "  " + provisioning_summary(*info);
+        if (info->three_party_copy)
+            line += info->copy_offload ? "  3pc" : "  3pc:unusable";
         if (info->write_protected)
             line += "  write-protected";
         line += "  " + (info->stable_id.empty() ? std::string("-") : info->stable_id);

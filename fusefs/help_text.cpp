@@ -116,6 +116,11 @@ Mount options (-o). SIZE is a number with an optional k, m or g suffix (powers o
                         copy_file_range(2) between two disk files of the mount (cp
                         does it) moves the data sg node to sg node, never through
                         FUSE, in the io= mode's way (default copy_file_range)
+  copy_offload, nocopy_offload
+                        such copies between two LUNs with a copy manager (3PC, same
+                        target) become EXTENDED COPY: the data never crosses the
+                        host; a refusal falls back to copying through sgfs
+                        (default copy_offload)
   aligned_writes, noaligned_writes
                         receive requests into buffers that put write data on a
                         page boundary, so direct IO sends it without a copy

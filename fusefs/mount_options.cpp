@@ -129,12 +129,13 @@ struct FlagSpec {
     FlagField field;
 };
 
-constexpr std::array<FlagSpec, 6> flag_table = {{
+constexpr std::array<FlagSpec, 7> flag_table = {{
     {"fua", "nofua", &DiskOptions::fua},
     {"readahead", "noreadahead", &DiskOptions::readahead},
     {"ro", "rw", &DiskOptions::read_only},
     {"aligned_writes", "noaligned_writes", &MountOptions::aligned_writes},
     {"copy_file_range", "nocopy_file_range", &MountOptions::copy_file_range},
+    {"copy_offload", "nocopy_offload", &DiskOptions::copy_offload},
     {"debug", "", &MountOptions::debug},
 }};
 
