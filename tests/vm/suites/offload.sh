@@ -239,7 +239,11 @@ if sgfs --help 2>&1 | grep -q nocopy_offload; then
 	# A fresh pattern in B first, so that the copy has something to change.
 	dd if="${img[C4k]}" of="${sd[B]}" bs=1M oflag=direct status=none
 	mount -t fuse.sgfs -o nocopy_offload all "$mnt" || exit 1
-	cp "$mnt/$A" "$mnt/$B"
+	ticks=$(daemon_ticks)
+	{ time cp "$mnt/$A" "$mnt/$B"; } 2>"$work/time" || fail "nocopy_offload: cp A B" "$(cat "$work/time")"
+	diag "cp 64 MiB A -> B with nocopy_offload: $(tail -n1 "$work/time"); sgfs daemon" \
+		"$(($(daemon_ticks) - ticks)) ticks of CPU; copy.user_copy_bytes + copy.sg_copy_bytes" \
+		"A $(sg_path_bytes "$A"), B $(sg_path_bytes "$B")"
 	check "nocopy_offload: cp A B: B's backing file is A's" cmp "${img[B]}" "${img[A]}"
 	check "nocopy_offload: offload.bytes and offload.commands of A stay 0" \
 		test "$(counter "$A" offload.bytes)" = 0 -a "$(counter "$A" offload.commands)" = 0
@@ -257,6 +261,10 @@ diag "sg_dd iflag=dio oflag=dio 64 MiB A -> B: $(tail -n1 "$work/time")"
 diag "sg_xcopy 64 MiB A -> B: $(tail -n1 "$work/time")"
 check "sg_xcopy: B's backing file is A's" cmp "${img[B]}" "${img[A]}"
 
+if [[ -n $E ]]; then
+	diag "sg_xcopy A -> E (second tpgt) says: $(sg_xcopy if="${sg[A]}" of="${sg[E]}" bs=512 count=2048 2>&1 |
+		grep -i -m3 -E 'sense|abort|reach|fail' | tr '\n' ';')"
+fi
 check "second tpgt: teardown" other_target_teardown
 check "LIO: teardown" lio_teardown
 diag "offload.sh ran $((SECONDS - started)) s"
