@@ -263,7 +263,7 @@ check "sg_xcopy: B's backing file is A's" cmp "${img[B]}" "${img[A]}"
 
 if [[ -n $E ]]; then
 	diag "sg_xcopy A -> E (second tpgt) says: $(sg_xcopy -v if="${sg[A]}" of="${sg[E]}" bs=512 count=2048 2>&1 |
-		grep -i -m3 -E "additional sense|sense key|failed with" | tr '\n' ';')"
+		grep -v -E "^ *[0-9a-f]{2} " | grep -i -E "sense|abort|reach|fail|xcopy" | tail -n 6 | tr "\n" ";")"
 fi
 check "second tpgt: teardown" other_target_teardown
 check "LIO: teardown" lio_teardown
