@@ -4,7 +4,12 @@
 # scsi_debug disk (no 3PC). Every copy's result is held against an oracle sgfs did not
 # write: the LUN's backing file read directly (or sd with O_DIRECT), compared with an
 # expected file dd builds from the source's backing file. .stats tells whether the copy
-# was offloaded (offload.*, on the source disk) or went through sg memory (copy.*).
+# was offloaded (offload.*, on the source disk) or went through sg memory (copy.*):
+#   1 cp of a whole LUN to another; 2 ranged copies at unaligned offsets and across the
+#   end; 3 an overlapping copy within one LUN (the VFS refuses it); 4 one LUN, no overlap;
+#   5 to scsi_debug (no 3PC) and to a LUN on another tpgt (LIO refuses: fallback);
+#   6 4096-byte to 512-byte blocks; 7 nocopy_offload (when sgfs has it); 8 timings of cp
+#   against sg_dd and sg_xcopy (diag lines only).
 #   usage (inside the guest, via vm-run --no-scsi-debug): offload.sh BUILD_DIR
 set -u
 build=${1:?usage: offload.sh BUILD_DIR}
