@@ -1,5 +1,5 @@
-// Runs in the guest for thin.sh: the file system calls of thin provisioning, each made
-// once and its answer printed, so that the script can hold them against its oracles
+// Runs in the guest for thin.sh and offload.sh: the file system calls of thin provisioning, each
+// made once and its answer printed, so that the script can hold them against its oracles
 // (scsi_debug's map, the sd device, a LIO backing file).
 //
 //   vm_sparse runs FILE
@@ -16,6 +16,10 @@
 //       copy_file_range(2) from offset 0 of SOURCE to offset 0 of DESTINATION until it
 //       returns 0 or fails: prints the bytes copied and the calls made ("BYTES CALLS"),
 //       or "error NAME after BYTES"
+//   vm_sparse copy-range SOURCE OFFSET_IN DESTINATION OFFSET_OUT LENGTH
+//       copy_file_range(2) with explicit offsets, called again for what is left until
+//       LENGTH is copied, a call returns 0 or one fails: prints "BYTES CALLS END", END
+//       being "done" (all of LENGTH), "eof" (a call returned 0) or the errno's name
 //
 // Exits 0 whatever the calls answer, 2 on bad usage or when a file does not open.
 #include <cerrno>
@@ -166,6 +170,40 @@ int copy_whole(const char *source, const char *destination)
     return 0;
 }
 
+int copy_range(const char *source, const char *offset_in, const char *destination,
+               const char *offset_out, const char *length)
+{
+    const int in = open_or_complain(source, O_RDONLY);
+    const int out = open_or_complain(destination, O_WRONLY);
+    if (in < 0 || out < 0)
+        return 2;
+    off_t in_at = number(offset_in);
+    off_t out_at = number(offset_out);
+    long long left = number(length);
+    long long copied = 0;
+    long calls = 0;
+    std::string end = "done";
+    while (left > 0) {
+        ++calls;
+        const ssize_t rc =
+            copy_file_range(in, &in_at, out, &out_at, static_cast<std::size_t>(left), 0);
+        if (rc < 0) {
+            end = strerrorname_np(errno);
+            break;
+        }
+        if (rc == 0) {
+            end = "eof";
+            break;
+        }
+        copied += rc;
+        left -= rc;
+    }
+    std::printf("%lld %ld %s\n", copied, calls, end.c_str());
+    ::close(in);
+    ::close(out);
+    return 0;
+}
+
 } // namespace
 
 int main(int argc, char **argv)
@@ -181,8 +219,11 @@ int main(int argc, char **argv)
         return print_xattr(argv[2], argv[3]);
     if (command == "copy" && argc == 4)
         return copy_whole(argv[2], argv[3]);
+    if (command == "copy-range" && argc == 7)
+        return copy_range(argv[2], argv[3], argv[4], argv[5], argv[6]);
     std::fprintf(stderr,
                  "usage: vm_sparse runs FILE | seek data|hole FILE OFFSET | "
-                 "fallocate FILE MODE OFFSET LENGTH | xattr FILE NAME | copy SOURCE DESTINATION\n");
+                 "fallocate FILE MODE OFFSET LENGTH | xattr FILE NAME | copy SOURCE DESTINATION | "
+                 "copy-range SOURCE OFFSET_IN DESTINATION OFFSET_OUT LENGTH\n");
     return 2;
 }
