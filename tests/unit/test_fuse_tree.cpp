@@ -443,6 +443,34 @@ TEST_CASE("--list lines look like lsscsi -g, plus what the disk said")
     CHECK(short_device_type(0x1f) == "no dev");
 }
 
+TEST_CASE("figures and --list show a copy manager, and whether copies offload")
+{
+    DiskInfo info = disk_info("sg0", "wwn-0x5000000000000000");
+    const auto figure = [&info](const MountOptions &options, const std::string &key) {
+        for (const auto &[name, value] : device_figures(info, {}, options))
+            if (name == key)
+                return value;
+        return std::string("(missing)");
+    };
+    CHECK(figure(MountOptions{}, "three_party_copy") == "0");
+    CHECK(figure(MountOptions{}, "copy_offload") == "0");
+    CHECK(format_device_line(entry(0, 0), &info, "").find("3pc") == std::string::npos);
+
+    info.three_party_copy = true; // a copy manager, but not one sgfs can use
+    CHECK(format_device_line(entry(0, 0), &info, "")
+              .ends_with("  thick  3pc:unusable  wwn-0x5000000000000000"));
+    CHECK(figure(MountOptions{}, "copy_offload") == "0");
+
+    info.copy_offload = true;
+    CHECK(format_device_line(entry(0, 0), &info, "")
+              .ends_with("  thick  3pc  wwn-0x5000000000000000"));
+    CHECK(figure(MountOptions{}, "three_party_copy") == "1");
+    CHECK(figure(MountOptions{}, "copy_offload") == "1");
+    MountOptions off;
+    off.disk.copy_offload = false; // nocopy_offload
+    CHECK(figure(off, "copy_offload") == "0");
+}
+
 TEST_CASE("figures and --list show the provisioning the disk reported, in bytes")
 {
     DiskInfo info = disk_info("sg0", "wwn-0x5000000000000000");

@@ -137,6 +137,7 @@ TEST_CASE("every flag is switched on by its name and off by its no- form, never 
         {"ro", "rw", nullptr, &DiskOptions::read_only},
         {"aligned_writes", "noaligned_writes", &MountOptions::aligned_writes, nullptr},
         {"copy_file_range", "nocopy_file_range", &MountOptions::copy_file_range, nullptr},
+        {"copy_offload", "nocopy_offload", nullptr, &DiskOptions::copy_offload},
     };
     for (const Flag &flag : flags) {
         CAPTURE(flag.on);
