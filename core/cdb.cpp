@@ -565,7 +565,9 @@ int decode_get_lba_status(std::span<const std::uint8_t> data, std::vector<LbaSta
         return -EPROTO;
     }
     // PARAMETER DATA LENGTH counts the bytes after itself.
-    const std::size_t reported = 4 + std::size_t{get_be<std::uint32_t>(data)};
+    // PARAMETER DATA LENGTH below the rest of the header: no descriptors, not a shorter span.
+    const std::size_t reported =
+        std::max(4 + std::size_t{get_be<std::uint32_t>(data)}, lba_status_header_size);
     const Bytes body = data.first(std::min(data.size(), reported)).subspan(lba_status_header_size);
     std::vector<LbaStatus> found;
     for (std::size_t offset = 0; offset + lba_status_descriptor_size <= body.size();

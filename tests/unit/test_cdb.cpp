@@ -1201,6 +1201,11 @@ TEST_CASE("GET LBA STATUS parameter data")
         const Bytes header_none = {0x00, 0x00, 0x00, 0x04, 0x00, 0x00, 0x00, 0x00};
         REQUIRE(decode_get_lba_status(header_none, status) == 0);
         CHECK(status.empty());
+        // A length that does not even cover the header's own reserved bytes (a broken
+        // device): still no descriptors, and the descriptor that follows is not read.
+        const Bytes header_short = {0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00};
+        REQUIRE(decode_get_lba_status(concat({header_short, mapped_run}), status) == 0);
+        CHECK(status.empty());
     }
     SUBCASE("malformed")
     {
