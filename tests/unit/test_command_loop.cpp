@@ -2,6 +2,7 @@
 // tried again, how often, what reaches the device, what is counted. The oracle is the rule as
 // documented, the target's log of the commands it received and its store.
 #include "command_loop.hpp"
+#include "engine_fixture.hpp"
 #include "memory_target.hpp"
 
 #include <cerrno>
@@ -17,18 +18,8 @@ using namespace sgfs::test;
 namespace
 {
 
-using Bytes = std::vector<std::uint8_t>;
-
 constexpr std::size_t block = 512;
 constexpr std::size_t kib = 1024;
-
-Bytes pattern(std::size_t length, std::uint8_t seed)
-{
-    Bytes bytes(length);
-    for (std::size_t i = 0; i < length; ++i)
-        bytes[i] = static_cast<std::uint8_t>(seed + i * 13 + i / block);
-    return bytes;
-}
 
 struct Loop {
     explicit Loop(TargetConfig config = {})
@@ -73,7 +64,6 @@ Fault fault_of(FaultKind kind, unsigned times = 1)
     fault.times = times;
     return fault;
 }
-
 
 } // namespace
 

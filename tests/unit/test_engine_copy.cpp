@@ -3,6 +3,7 @@
 // (peek), the targets' command logs and counts, and the counters as DeviceStats documents
 // them.
 #include "engine.hpp"
+#include "engine_fixture.hpp"
 #include "memory_target.hpp"
 
 #include <algorithm>
@@ -19,17 +20,7 @@ using namespace sgfs::test;
 namespace
 {
 
-using Bytes = std::vector<std::uint8_t>;
-
 constexpr std::size_t kib = 1024;
-
-Bytes pattern(std::size_t length, std::uint8_t seed)
-{
-    Bytes bytes(length);
-    for (std::size_t i = 0; i < length; ++i)
-        bytes[i] = static_cast<std::uint8_t>(seed + i * 7 + i / 509);
-    return bytes;
-}
 
 // One Engine on its own target, the target's store filled with a pattern of `seed`.
 struct Unit {

@@ -3,6 +3,7 @@
 // the target received ahead of the reader (its command log), which reader is served what,
 // and how failures of read-ahead commands reach the reads.
 #include "engine.hpp"
+#include "engine_fixture.hpp"
 #include "memory_target.hpp"
 
 #include <algorithm>
@@ -19,19 +20,9 @@ using namespace sgfs::test;
 namespace
 {
 
-using Bytes = std::vector<std::uint8_t>;
-
 constexpr std::size_t block = 512;
 constexpr std::size_t kib = 1024;
 constexpr std::size_t max_io = 64 * kib; // 128 blocks: the largest window
-
-Bytes pattern(std::size_t length, std::uint8_t seed)
-{
-    Bytes bytes(length);
-    for (std::size_t i = 0; i < length; ++i)
-        bytes[i] = static_cast<std::uint8_t>(seed + i * 11 + i / 499);
-    return bytes;
-}
 
 // One Engine with read-ahead on its own target, the store filled with a pattern.
 struct Unit {

@@ -3,6 +3,7 @@
 // IO, copies, read views and .stats follow. The oracle is the targets' stores and command
 // logs; sysfs, the clock and the log are fakes the test holds.
 #include "engine.hpp"
+#include "engine_fixture.hpp"
 #include "memory_target.hpp"
 #include "reattach.hpp"
 
@@ -22,17 +23,7 @@ using namespace sgfs::test;
 namespace
 {
 
-using Bytes = std::vector<std::uint8_t>;
-
 constexpr std::size_t kib = 1024;
-
-Bytes pattern(std::size_t length, std::uint8_t seed)
-{
-    Bytes bytes(length);
-    for (std::size_t i = 0; i < length; ++i)
-        bytes[i] = static_cast<std::uint8_t>(seed + i * 5 + i / 503);
-    return bytes;
-}
 
 DiskOptions options_of()
 {
