@@ -87,13 +87,13 @@ IoResult Disk::pwrite(const void *buffer, std::size_t length, std::uint64_t offs
     return write_range(buffer, wanted, offset);
 }
 
-IoResult Disk::zero_range(std::uint64_t offset, std::uint64_t length)
+IoResult Disk::zero_range(std::uint64_t offset, std::uint64_t length, ZeroAllocation allocation)
 {
     std::uint64_t wanted = 0;
     if (IoResult refused = refuse_write(info(), offset, length, "zeroing", wanted);
         !refused.ok() || wanted == 0)
         return refused;
-    return zero_within(offset, wanted);
+    return zero_within(offset, wanted, allocation);
 }
 
 IoResult Disk::punch_hole(std::uint64_t offset, std::uint64_t length)
@@ -136,7 +136,7 @@ std::uint64_t Disk::stored_bytes()
 
 IoResult Disk::punch_within(std::uint64_t offset, std::uint64_t length)
 {
-    return zero_within(offset, length);
+    return zero_within(offset, length, ZeroAllocation::may_release);
 }
 
 Mapping Disk::map_within(std::uint64_t offset)
@@ -158,8 +158,9 @@ ReadView Disk::view_range(std::size_t length, std::uint64_t offset, ReaderId rea
                     std::make_unique<BufferPin>(std::move(staging)));
 }
 
-IoResult Disk::zero_within(std::uint64_t offset, std::uint64_t length)
+IoResult Disk::zero_within(std::uint64_t offset, std::uint64_t length, ZeroAllocation allocation)
 {
+    static_cast<void>(allocation); // written zeros are mapped either way
     constexpr std::uint64_t chunk_bytes = std::uint64_t{1} << 20;
     const AlignedBuffer zeros = AlignedBuffer::zeroed(std::min(length, chunk_bytes));
     for (std::uint64_t done = 0; done < length;) {

@@ -78,7 +78,8 @@ class Engine final : public Disk
     {
         return write_bytes(DataPath::write, buffer, length, offset);
     }
-    IoResult zero_within(std::uint64_t offset, std::uint64_t length) override;  // engine_zero.cpp
+    IoResult zero_within(std::uint64_t offset, std::uint64_t length,
+                         ZeroAllocation allocation) override;                   // engine_zero.cpp
     IoResult punch_within(std::uint64_t offset, std::uint64_t length) override; // engine_punch.cpp
     Mapping map_within(std::uint64_t offset) override;                          // engine_map.cpp
     IoResult flush_cache() override;
@@ -139,11 +140,17 @@ class Engine final : public Disk
     void probe_provisioning(Channel &channel, const Capacity &capacity, const BlockLimits &limits,
                             bool has_b2_page);
     ZeroMeans current_zero_means() const;
+    // When whole granules get WRITE SAME with the UNMAP bit (as long as the device takes it).
+    enum class UnmapBit {
+        where_it_reads_zero, // LBPME, LBPWS and LBPRZ: zero_means()
+        always,              // whatever LBPRZ says: a hole punch, which checks afterwards
+        never,               // ZeroAllocation::keep
+    };
     // Whole blocks by the plan; a command the device refuses is remembered, counted as a
     // fallback, and the rest of the range (from the refused step on) planned again
-    // without it. `deallocate`: whole granules get WRITE SAME with UNMAP whatever LBPRZ
-    // says (a hole punch, which checks afterwards), as long as the device takes it.
-    IoResult zero_blocks(std::uint64_t lba, std::uint64_t blocks, bool deallocate = false);
+    // without it.
+    IoResult zero_blocks(std::uint64_t lba, std::uint64_t blocks,
+                         UnmapBit unmap = UnmapBit::where_it_reads_zero);
     IoResult run_zero_command(const ZeroStep &step);
     IoResult write_zero_blocks(std::uint64_t lba, std::uint64_t blocks);
     // Zero bytes into part of one block (read-modify-write), counted as host zeroing.

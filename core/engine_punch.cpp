@@ -78,7 +78,7 @@ IoResult Engine::deallocate_blocks(std::uint64_t lba, std::uint64_t blocks)
     } else {
         // WRITE SAME with UNMAP; a refusal of it turns into plain zeroing inside, and what
         // the device wrote reads zero: the check finds it so.
-        if (IoResult written = zero_blocks(lba, blocks, true); !written.ok())
+        if (IoResult written = zero_blocks(lba, blocks, UnmapBit::always); !written.ok())
             return written;
         deallocated = lba + blocks;
     }

@@ -86,7 +86,7 @@ IoResult Engine::run_zero_command(const ZeroStep &step)
     return failure(rc, message);
 }
 
-IoResult Engine::zero_blocks(std::uint64_t lba, std::uint64_t blocks, bool deallocate)
+IoResult Engine::zero_blocks(std::uint64_t lba, std::uint64_t blocks, UnmapBit unmap)
 {
     const std::uint64_t end = lba + blocks;
     std::uint64_t at = lba;
@@ -94,8 +94,10 @@ IoResult Engine::zero_blocks(std::uint64_t lba, std::uint64_t blocks, bool deall
     // good and plans the rest again from the refused step, so this ends.
     while (at < end) {
         ZeroMeans means = current_zero_means();
-        if (deallocate)
+        if (unmap == UnmapBit::always)
             means.write_same_unmap = means.write_same && !write_same_unmap_refused_;
+        else if (unmap == UnmapBit::never)
+            means.write_same_unmap = false;
         for (const ZeroStep &step : plan_zeroing(at, end - at, means)) {
             if (IoResult present = check_present(); !present.ok())
                 return present;
@@ -142,10 +144,12 @@ Engine::zero_pieces(std::uint64_t offset, std::uint64_t length,
     return result.ok() ? IoResult::success(length) : result;
 }
 
-IoResult Engine::zero_within(std::uint64_t offset, std::uint64_t length)
+IoResult Engine::zero_within(std::uint64_t offset, std::uint64_t length, ZeroAllocation allocation)
 {
+    const UnmapBit unmap =
+        allocation == ZeroAllocation::keep ? UnmapBit::never : UnmapBit::where_it_reads_zero;
     return zero_pieces(offset, length, [&](std::uint64_t lba, std::uint64_t blocks) {
-        return zero_blocks(lba, blocks);
+        return zero_blocks(lba, blocks, unmap);
     });
 }
 

@@ -159,9 +159,10 @@ class ReattachingDisk final : public Disk
         return run([&](Disk &disk) { return disk.pwrite(buffer, length, offset); });
     }
 
-    IoResult zero_within(std::uint64_t offset, std::uint64_t length) override
+    IoResult zero_within(std::uint64_t offset, std::uint64_t length,
+                         ZeroAllocation allocation) override
     {
-        return run([&](Disk &disk) { return disk.zero_range(offset, length); });
+        return run([&](Disk &disk) { return disk.zero_range(offset, length, allocation); });
     }
 
     IoResult punch_within(std::uint64_t offset, std::uint64_t length) override

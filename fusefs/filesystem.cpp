@@ -689,8 +689,9 @@ int Filesystem::copy_file_range(const OpenFile &source, off_t offset_in,
 // - PUNCH_HOLE|KEEP_SIZE: Disk::punch_hole (unmaps what it can, zeroes the rest), cut at
 //   the end; a range starting at or past the end has nothing to punch (0, as for a regular
 //   file).
-// - ZERO_RANGE: Disk::zero_range, the same way; without KEEP_SIZE a range past the end
-//   would grow the file: EFBIG, nothing done.
+// - ZERO_RANGE: Disk::zero_range, the same way, keeping the blocks allocated (fallocate(2):
+//   "blocks are preallocated"; loop sends it for REQ_NOUNMAP): no UNMAP bit. Without
+//   KEEP_SIZE a range past the end would grow the file: EFBIG, nothing done.
 // - 0 and KEEP_SIZE (preallocation): every block of a disk exists already, so 0 without
 //   touching data, except past the end without KEEP_SIZE: EFBIG, as for truncate. On a thin
 //   LUN nothing can be reserved: a later write may still fail with ENOSPC when the pool
@@ -724,8 +725,8 @@ int Filesystem::fallocate(const OpenFile &file, int mode, off_t offset, off_t le
 
 int Filesystem::clear_range(DiskSlot &slot, bool punch, std::uint64_t offset, std::uint64_t length)
 {
-    const IoResult result =
-        punch ? slot.disk->punch_hole(offset, length) : slot.disk->zero_range(offset, length);
+    const IoResult result = punch ? slot.disk->punch_hole(offset, length)
+                                  : slot.disk->zero_range(offset, length, ZeroAllocation::keep);
     // Even a failure part-way may have changed blocks: the next close flushes.
     slot.unsynced_writes.store(true, std::memory_order_release);
     if (!result.ok()) {

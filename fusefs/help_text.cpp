@@ -51,7 +51,8 @@ Files
                         it from the new size on by WRITE SAME, see sgfs(8)
                         fallocate: PUNCH_HOLE|KEEP_SIZE zeroes the range, unmapping
                         whole granules of a thin disk (UNMAP, WRITE SAME with UNMAP;
-                        the rest, and LBPRZ=0 disks, zeroed); ZERO_RANGE zeroes;
+                        the rest, and LBPRZ=0 disks, zeroed); ZERO_RANGE zeroes,
+                        keeping the range allocated (no UNMAP bit);
                         mode 0 and KEEP_SIZE do nothing (no space is reserved on a
                         thin disk); growing is EFBIG, other modes EOPNOTSUPP
                         SEEK_DATA/SEEK_HOLE: from GET LBA STATUS on disks with LBPME

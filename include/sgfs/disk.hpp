@@ -107,6 +107,14 @@ struct Mapping {
     std::uint64_t end = 0; // where the run ends (a block boundary, at most the capacity)
 };
 
+// What zeroing may do with a thin device's blocks. Truncation gives space back; fallocate(2)
+// ZERO_RANGE promises the range stays allocated (later writes there do not run out of
+// space), and the loop driver sends it for WRITE ZEROES with REQ_NOUNMAP.
+enum class ZeroAllocation {
+    may_release, // WRITE SAME with UNMAP where unmapped blocks read zero
+    keep,        // never the UNMAP bit: the blocks stay (or become) mapped
+};
+
 // A read's data where it lies (sg memory, read-ahead windows, a staging buffer), held until
 // the view goes: fusefs replies from pieces() and then drops it. Move-only.
 class ReadView
@@ -193,10 +201,11 @@ class Disk
     // overlapping IO. A write crossing the end writes what fits (a short count).
     IoResult pwrite(const void *buffer, std::size_t length, std::uint64_t offset);
     // Makes [offset, offset + length) read as zeros, with the device's own means where it
-    // has them (WRITE SAME, with UNMAP where unmapped blocks read zero) and zero buffers
-    // written elsewhere; unaligned head and tail bytes are read-modify-write. Cut at the end.
-    // On failure part of the range may be zeroed.
-    IoResult zero_range(std::uint64_t offset, std::uint64_t length);
+    // has them (WRITE SAME; with UNMAP where unmapped blocks read zero and `allocation`
+    // allows it) and zero buffers written elsewhere; unaligned head and tail bytes are
+    // read-modify-write. Cut at the end. On failure part of the range may be zeroed.
+    IoResult zero_range(std::uint64_t offset, std::uint64_t length,
+                        ZeroAllocation allocation = ZeroAllocation::may_release);
     // fallocate(PUNCH_HOLE): makes [offset, offset + length) read as zeros, like
     // zero_range, and hands what it can back to a thin device: whole unmap granules are
     // unmapped (UNMAP, or WRITE SAME with UNMAP), and whatever is not then known to read
@@ -222,8 +231,9 @@ class Disk
     // The default stages the data through read_range().
     virtual ReadView view_range(std::size_t length, std::uint64_t offset, ReaderId reader);
     virtual IoResult write_range(const void *buffer, std::size_t length, std::uint64_t offset) = 0;
-    // The default writes zero buffers through write_range().
-    virtual IoResult zero_within(std::uint64_t offset, std::uint64_t length);
+    // The default writes zero buffers through write_range() (which keeps blocks mapped).
+    virtual IoResult zero_within(std::uint64_t offset, std::uint64_t length,
+                                 ZeroAllocation allocation);
     // The default zeroes through zero_within().
     virtual IoResult punch_within(std::uint64_t offset, std::uint64_t length);
     // `offset` is inside the disk. The default: data up to the end.

@@ -44,6 +44,29 @@ TEST_CASE("thin with LBPRZ: WRITE SAME with UNMAP, whole granules unmapped, read
     CHECK(zero.fallbacks == 0);
 }
 
+TEST_CASE("thin with LBPRZ, blocks kept allocated (fallocate ZERO_RANGE): never the UNMAP bit")
+{
+    TargetConfig config = thin(true);
+    config.unmap_granularity = 8;
+    config.start_mapped = false;
+    EngineFixture f(config);
+    const Bytes before = fill(*f.target, 40);
+    // Blocks 0..39 hold data, 40..79 are unmapped: afterwards all of 4..75 is mapped zeros.
+    REQUIRE(f.disk().zero_range(4 * block, 72 * block, ZeroAllocation::keep).ok());
+    CHECK(f.target->peek(4 * block, 72 * block) == Bytes(72 * block, 0));
+    for (std::uint64_t lba = 0; lba < 80; ++lba) {
+        CAPTURE(lba);
+        CHECK(f.target->mapped(lba) == (lba < 40 || (lba >= 4 && lba < 76)));
+    }
+    CHECK(f.target->equals(0, {before.data(), 4 * block}));
+    const std::vector<CommandRecord> log = f.target->log();
+    check_covers(of_opcode(log, opcode::write_same_16), 4, 72, 0xffff);
+    CHECK(of_opcode(log, opcode::unmap).empty());
+    const ZeroCountersSnapshot zero = f.stats().zero;
+    CHECK(zero.write_same_unmap_commands == 0);
+    CHECK(zero.write_same_bytes == 72 * block);
+}
+
 TEST_CASE("thin without LBPRZ: plain WRITE SAME, never UNMAP")
 {
     EngineFixture f(thin(false));

@@ -24,6 +24,7 @@ namespace
 struct Journal {
     std::vector<std::pair<std::uint64_t, std::size_t>> writes;   // offset, length
     std::vector<std::pair<std::uint64_t, std::uint64_t>> zeroed; // offset, length
+    std::vector<ZeroAllocation> zero_allocations;                // of each zeroing
     int zero_result = 0;
     int flushes = 0;
     int flush_result = 0;
@@ -57,9 +58,11 @@ class FakeDisk final : public Disk
         journal_.writes.emplace_back(offset, length);
         return IoResult::success(length);
     }
-    IoResult zero_within(std::uint64_t offset, std::uint64_t length) override
+    IoResult zero_within(std::uint64_t offset, std::uint64_t length,
+                         ZeroAllocation allocation) override
     {
         journal_.zeroed.emplace_back(offset, length);
+        journal_.zero_allocations.push_back(allocation);
         return journal_.zero_result == 0 ? IoResult::success(length)
                                          : IoResult::failure(journal_.zero_result, "fake");
     }
@@ -305,6 +308,9 @@ TEST_CASE("setattr: truncation zeroes the disk from the new size on, chmod and c
     CHECK(f.fs->setattr(f.disk_inode(), FUSE_SET_ATTR_SIZE, capacity + 1, attr, stale) == -EFBIG);
     CHECK(f.fs->setattr(f.disk_inode(), FUSE_SET_ATTR_SIZE, -1, attr, stale) == -EINVAL);
     CHECK(f.journal.zeroed.size() == 2);
+    // A truncated range may go back to a thin device.
+    CHECK(f.journal.zero_allocations ==
+          std::vector<ZeroAllocation>(2, ZeroAllocation::may_release));
     // The zeroing wrote: the next close flushes.
     fuse_file_info fi{};
     REQUIRE(f.open(f.disk_inode(), O_WRONLY, fi) == 0);
@@ -508,6 +514,7 @@ struct SparseStore {
     int map_calls = 0;
     int flushes = 0;
     std::vector<std::pair<std::uint64_t, std::uint64_t>> punched, zeroed; // offset, length
+    std::vector<ZeroAllocation> zero_allocations;                         // of each zeroing
 
     void map(std::uint64_t offset, std::uint64_t length)
     {
@@ -546,9 +553,11 @@ class SparseDisk final : public Disk
         store_.map(offset, length);
         return IoResult::success(length);
     }
-    IoResult zero_within(std::uint64_t offset, std::uint64_t length) override
+    IoResult zero_within(std::uint64_t offset, std::uint64_t length,
+                         ZeroAllocation allocation) override
     {
         store_.zeroed.emplace_back(offset, length);
+        store_.zero_allocations.push_back(allocation);
         if (store_.clear_error != 0)
             return IoResult::failure(store_.clear_error, "sparse");
         std::fill_n(store_.bytes.begin() + static_cast<std::ptrdiff_t>(offset), length, 0);
@@ -716,6 +725,8 @@ TEST_CASE("fallocate ZERO_RANGE zeroes, with or without KEEP_SIZE; growing the f
     CHECK(f.store.bytes[capacity - 4096] == before[capacity - 4096]);
     CHECK(f.fallocate(FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE, capacity, 1) == 0);
     CHECK(f.store.zeroed.size() == zeroings);
+    // fallocate(2): the range is preallocated, so it is never handed back to a thin device.
+    CHECK(f.store.zero_allocations == std::vector<ZeroAllocation>(zeroings, ZeroAllocation::keep));
     // Zeroed blocks hold zeros, not holes: they stay data.
     CHECK(f.seek(0, SEEK_HOLE) == static_cast<long long>(capacity));
 }

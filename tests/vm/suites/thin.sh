@@ -255,6 +255,19 @@ seek_is() {
 check "lbprz=1: SEEK_HOLE at 1 MiB + 1 stays there (inside the punched hole)" seek_is hole 1048577 1048577
 check "lbprz=1: SEEK_DATA at 1 MiB finds the data at 2 MiB" seek_is data 1048576 2097152
 check "lbprz=1: SEEK_DATA at the end: ENXIO" seek_is data "$capacity" "error ENXIO"
+# fallocate(2) ZERO_RANGE preallocates: the punched hole at 1 MiB and data at 12 MiB become
+# mapped zeros (WRITE SAME without the UNMAP bit), never holes.
+sd=$(sdebug_block_nodes)
+for spec in "1048576 1048576" "12582912 65536"; do
+	read -r off len <<<"$spec"
+	check "lbprz=1: fallocate -z -o $off -l $len" fallocate -z -o "$off" -l "$len" "$file"
+	model_zero "$off" "$len"
+	want_mapped "$off" "$len"
+done
+check "lbprz=1: after fallocate -z the map has those ranges mapped" map_is_wanted
+check "lbprz=1: after fallocate -z sd (O_DIRECT) reads zeros there, the old bytes outside" \
+	disk_is_model "$sd"
+check "lbprz=1: after fallocate -z SEEK_DATA/SEEK_HOLE find the map's runs" runs_are_map "$file"
 sgfs_umount "$mnt"
 
 # --- scsi_debug, lbprz=0: unmapped blocks keep their old bytes (checked: UNMAP and WRITE
