@@ -18,7 +18,7 @@
 # jobs); status: ok or failed; seconds:
 # wall time of the tool process (GNU time %e; fio: its own runtime); user/sys: CPU
 # seconds of the tool and its children (fio: its per-job accounting, start-up excluded);
-# daemon_*: CPU seconds of the FUSE daemon (sgfs, qemu-storage-daemon) during the run,
+# daemon_*: CPU seconds of the FUSE daemon (sgfs, qemu-storage-daemon, nullfs) during the run,
 # from /proc/PID/stat; ios: IOs done (fio only, else 0).
 #
 # --section delay0 (default) measures the CPU-bound disks (scsi_debug delay=0) with every

@@ -70,7 +70,9 @@ LATENCY_DESCRIPTIONS = {
     "read": "Reads the first {mb} MiB disk into /dev/null in 1 MiB commands or read()s: "
     "sg tools `if=/dev/sg0 bs=512 bpt=2048` (sg_dd iflag=dio, sgm_dd, sgp_dd thr=4), dd "
     "`iflag=direct` on /dev/sda, fio `--ioengine=libaio --iodepth=8 --direct=1 "
-    "--rw=read --bs=1m` on /dev/sda (time based, {rt} s), plain dd on the sgfs file.",
+    "--rw=read --bs=1m` on /dev/sda (time based, {rt} s), plain dd on the sgfs file. "
+    "fio's figures are over its own runtime, without its start-up; the other rows' "
+    "include their process start (about 0.1–0.2 s in this guest).",
     "write": "Writes {mb} MiB of random data from tmpfs over the first disk in 1 MiB "
     "commands, each writer ending with a flush: the sg tools with `sync=1` (SYNCHRONIZE "
     "CACHE), dd `oflag=direct conv=fsync` on /dev/sda, fio libaio depth 8 with "
@@ -642,13 +644,14 @@ def main():
         ("duration", f"{host.get('duration', '?')} in all (boot included); "
                      f"{meta.get('guest_seconds', '?')} s of measuring in the guest"),
         ("host load", host.get("load", "?")),
+        *([("note", host["note"])] if host.get("note") else []),
     ]
     md += ["| | |", "|---|---|"] + [f"| {k} | {v} |" for k, v in kv] + [""]
     md += [
         "How to read: MB/s is 10^6 bytes per second; each cell is the median of the runs "
         "with (min–max). CPU is user+sys seconds per GiB moved (random IO: µs per IO) of "
         "the tool process and its children, plus, for FUSE rows, the daemon (sgfs, "
-        "qemu-storage-daemon) from /proc/PID/stat; kernel work done in other contexts "
+        "qemu-storage-daemon, nullfs) from /proc/PID/stat; kernel work done in other contexts "
         "(kworkers, interrupts) is not counted. fio rows use fio's own runtime and per-job "
         "CPU. ×sgm_dd (×fio sg for random IO; in the latency section ×/dev/sdX with fio for "
         "random IO) is the median over that row's, ×best over the best median of the rows "
