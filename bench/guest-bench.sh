@@ -593,12 +593,12 @@ seq_run() {
 		;;
 	dd.direct | qsd.dd)
 		if [ "$w" = write ]; then flags=(iflag=fullblock); else flags=("iflag=direct,fullblock"); fi
-		[ "$w" != read ] && flags+=(oflag=direct conv=$ddflush)
+		[ "$w" != read ] && flags+=(oflag=direct "conv=$ddflush")
 		mover dd "$w" "$tool" "$p" "$run" "$pid" dd if="$in" of="$out" bs="$bytes" count="$n" "${flags[@]}" && ok=1
 		;;
 	sgfs.*.dd | sgfs-base.*.dd | null.dd)
 		flags=(iflag=fullblock)
-		[ "$w" != read ] && flags+=(conv=$ddflush)
+		[ "$w" != read ] && flags+=("conv=$ddflush")
 		mover dd "$w" "$tool" "$p" "$run" "$pid" dd if="$in" of="$out" bs="$bytes" count="$n" "${flags[@]}" && ok=1
 		;;
 	cp.dev | sgfs.*.cp | sgfs-base.*.cp | null.cp) mover plain "$w" "$tool" "$p" "$run" "$pid" cp "$in" "$out" && ok=1 ;;
@@ -658,7 +658,7 @@ rand_runs() {
 			k=$((k + 1))
 			printf '[g%d]\nstonewall\nnumjobs=%d\nbs=%s\n' "$k" "$j" "$bs"
 			[ "$engine" = async ] && echo "$async_engine" || echo "$sync_engine"
-			printf '%s\n' $opts
+			printf '%s\n' $opts # unquoted: one fio option per word
 			rand_marker "$k" "$pid"
 		done
 	} >"$job"

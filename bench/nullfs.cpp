@@ -258,11 +258,13 @@ int serve(NullFs &fs, const std::string &mountpoint)
     const std::string options = session_option_string("nullfs", "nullfs", {});
     std::vector<std::string> words{"nullfs", "-o", options};
     std::vector<char *> argv;
+    argv.reserve(words.size());
     for (std::string &word : words)
         argv.push_back(word.data());
     fuse_args args = FUSE_ARGS_INIT(static_cast<int>(argv.size()), argv.data());
     const std::unique_ptr<fuse_session, SessionDeleter> session(
         fuse_session_new(&args, &operations(), sizeof(fuse_lowlevel_ops), &fs));
+    fuse_opt_free_args(&args); // whatever copy the option parser made of them
     if (!session) {
         std::fprintf(stderr, "nullfs: libfuse refused the options '%s'\n", options.c_str());
         return 1;
