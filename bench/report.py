@@ -724,12 +724,13 @@ def main():
         md += ["## sgfs .stats", "",
                "Each mode's counters at the end of the first run (cumulative over its read, "
                "write, copy and random IO workloads): the commands done per transfer mode, "
-               "the bytes copied per path (read, write, copy: by sgfs in user space, by the sg driver, or not at all) and the read-ahead figures.", ""]
+               "the bytes copied per path (read, write, copy: by sgfs in user space, by the sg driver, or not at all), the read-ahead figures and, where sgfs counts them, the commands in flight.", ""]
         for name, lines in stats.items():
             keep = [ln for ln in lines if re.match(
                 r"\s*(device|io_mode|max_transfer_bytes|reserve_granted|queue_depth|"
                 r"(indirect|direct|mmap)\.(done|fallback)_commands|retries|"
-                r"(read|write|copy)\.(user|sg|zero)_copy_bytes|readahead(_hit)?_bytes)\b", ln)]
+                r"(read|write|copy)\.(user|sg|zero)_copy_bytes|readahead(_hit)?_bytes|"
+                r"in_flight\.\w+)\b", ln)]
             keep = [ln for ln in keep if not re.search(r"\s0$", ln) or "fallback" not in ln]
             md += [f"<details><summary>{name}</summary>", "", "```"] + keep + ["```", "</details>", ""]
     with open(stem + ".md", "w", encoding="utf-8") as f:
