@@ -9,17 +9,26 @@
 #   @@CHECK|workload|tool|param|result|note
 #   @@S|label|line                  (the sgfs .stats file after each mode's first run)
 # tool: sgfs.LABEL.dd, sgfs.LABEL.cp, fio.sgfs.LABEL for the sgfs under test, and the same
-# with sgfs-base for the baseline binary (--baseline-sgfs), run right after each one.
+# with sgfs-base for the baseline binary (--baseline-sgfs), run right after each one;
+# null.dd, null.cp, fio.null for the FUSE ceiling (bench/nullfs); a fio tool ending in
+# .qdN ran N IOs in flight per job (libaio, or the sg engine's own queue).
 #   @@END
-# workload: read write copy randread randwrite; param: a transfer size (8k, 64k, 1m),
-# "cp" (cp picks its own size) or jN (fio with N jobs); status: ok or failed; seconds:
+# workload: read write copy randread randwrite, and in the latency section rand64k;
+# param: a transfer size (8k, 64k, 1m), "cp" (cp picks its own size) or jN (fio with N
+# jobs); status: ok or failed; seconds:
 # wall time of the tool process (GNU time %e; fio: its own runtime); user/sys: CPU
 # seconds of the tool and its children (fio: its per-job accounting, start-up excluded);
-# daemon_*: CPU seconds of the FUSE daemon (sgfs, qemu-storage-daemon) during the run,
+# daemon_*: CPU seconds of the FUSE daemon (sgfs, qemu-storage-daemon, nullfs) during the run,
 # from /proc/PID/stat; ios: IOs done (fio only, else 0).
+#
+# --section delay0 (default) measures the CPU-bound disks (scsi_debug delay=0) with every
+# tool at every size; --section latency the slow disks bench/run boots for it (scsi_debug
+# ndelay=N): 1 MiB sequential reads, writes (with a flush at the end) and copies, 64 KiB
+# random reads at depth 8 and 4 KiB random reads at each job count, with the tools that
+# keep one command in flight, the ones that keep several, sgfs and the FUSE ceiling.
 set -u
 
-SIZES=8k,64k,1m RUNS=3 SIZE_MB=256 FIO_RUNTIME=5 FIO_JOBS=1,4
+SECTION=delay0 SIZES=8k,64k,1m RUNS=3 SIZE_MB=256 FIO_RUNTIME=5 FIO_JOBS=1,4
 WORKLOADS=read,write,copy,rand SGFS_MODES=indirect,direct,mmap,auto,before=auto+noreadahead+noaligned_writes+nocopy_file_range SGFS_OPTIONS=''
 BUILD='' CMD_TIMEOUT=900 CHECKS=1 BASE_SGFS=''
 while [ $# -gt 0 ]; do
@@ -36,6 +45,7 @@ while [ $# -gt 0 ]; do
 	--cmd-timeout) CMD_TIMEOUT=$2 ;;
 	--checks) CHECKS=$2 ;;
 	--baseline-sgfs) BASE_SGFS=$2 ;;
+	--section) SECTION=$2 ;;
 	*)
 		echo "guest-bench.sh: unknown argument $1" >&2
 		exit 2
@@ -50,6 +60,14 @@ fi
 # The guest's devtmpfs lacks /dev/fd, which process substitution needs.
 [ -e /dev/fd ] || ln -s /proc/self/fd /dev/fd
 
+case $SECTION in
+delay0) ;;
+latency) SIZES=1m ;; # every command as large as FUSE passes one
+*)
+	echo "guest-bench.sh: unknown section $SECTION" >&2
+	exit 2
+	;;
+esac
 IFS=, read -r -a SIZE_LIST <<<"$SIZES"
 IFS=, read -r -a JOB_LIST <<<"$FIO_JOBS"
 IFS=, read -r -a MODE_LIST <<<"$SGFS_MODES"
@@ -80,8 +98,11 @@ if [ -n "$BASE_SGFS" ]; then
 	SGFS_SIDES+=(sgfs-base)
 fi
 SGFS=${SGFS_BINARY[sgfs]}
+# The FUSE ceiling: bench/nullfs, two files of the disks' size, with sgfs's queue_depth.
+NULLFS=${BUILD:+$BUILD/bench/nullfs}
+NULL_MNT=/tmp/null-mnt
 CLK_TCK=$(getconf CLK_TCK)
-SGFS_PID='' QSD_PID='' START_ERR=''
+SGFS_PID='' QSD_PID='' NULL_PID='' START_ERR=''
 
 # One line, no '|': safe inside a machine line.
 # Pure bash: in this emulated guest every exec costs about 0.1 s.
@@ -190,7 +211,9 @@ meta sg_version "$(cat /sys/module/sg/version 2>/dev/null || head -n1 /proc/scsi
 meta allow_dio "$(cat /sys/module/sg/parameters/allow_dio)"
 meta max_sectors_kb "$(cat "/sys/block/$BLK0/queue/max_sectors_kb")"
 p=/sys/bus/pseudo/drivers/scsi_debug
-meta scsi_debug "dev_size_mb=$(cat $p/dev_size_mb) delay=$(cat $p/delay) per_host_store=$(cat $p/per_host_store) add_host=$(cat $p/add_host)"
+meta scsi_debug "dev_size_mb=$(cat $p/dev_size_mb) delay=$(cat $p/delay) ndelay=$(cat $p/ndelay) per_host_store=$(cat $p/per_host_store) add_host=$(cat $p/add_host)"
+meta section "$SECTION"
+meta ndelay_ns "$(cat $p/ndelay)"
 meta sg3_utils "$(sg_dd --version 2>&1 | head -n1)"
 meta fio "$(fio --version 2>&1)"
 meta qsd "$(qemu-storage-daemon --version 2>&1 | head -n1)"
@@ -203,10 +226,15 @@ for side in "${SGFS_SIDES[@]}"; do
 		meta "$side" "not built: ${bin:-no build dir} missing"
 	fi
 done
+if [ -x "$NULLFS" ]; then
+	meta nullfs "$NULLFS, built $(date -u -r "$NULLFS" '+%Y-%m-%d %H:%M UTC')"
+else
+	meta nullfs "not built: ${NULLFS:-no build dir} missing"
+fi
 for m in "${MODE_LIST[@]}"; do
 	[[ $m == *=* ]] && meta "variant.$(variant_label "$m")" "$(variant_options "$m")"
 done
-meta params "sizes=$SIZES runs=$RUNS size_mb=$SIZE_MB fio_runtime=$FIO_RUNTIME fio_jobs=$FIO_JOBS workloads=$WORKLOADS sgfs_modes=$SGFS_MODES sgfs_options=$SGFS_OPTIONS checks=$CHECKS"
+meta params "section=$SECTION sizes=$SIZES runs=$RUNS size_mb=$SIZE_MB fio_runtime=$FIO_RUNTIME fio_jobs=$FIO_JOBS workloads=$WORKLOADS sgfs_modes=$SGFS_MODES sgfs_options=$SGFS_OPTIONS checks=$CHECKS"
 
 say "disks /dev/$SG0 (/dev/$BLK0), /dev/$SG1 (/dev/$BLK1); $SIZE_MB MiB per run; sector $SECTOR"
 head -c "$TOTAL" /dev/urandom >"$SRC" || exit 1
@@ -449,29 +477,69 @@ sgfs_start() { # mode or variant
 	return 1
 }
 sgfs_stop() {
-	local rc i
-	[ -n "$SGFS_PID" ] || return 0
-	fusermount3 -u "$MNT" 2>/dev/null || umount "$MNT" 2>/dev/null || umount -l "$MNT" 2>/dev/null
+	fuse_stop sgfs "$SGFS_PID" "$MNT" "$TMPD/sgfs.err"
+	SGFS_PID=''
+}
+
+# fuse_stop NAME PID MOUNTPOINT ERRFILE: unmounts a FUSE daemon we started and waits for it.
+fuse_stop() {
+	local name=$1 pid=$2 mnt=$3 err=$4 rc i
+	[ -n "$pid" ] || return 0
+	fusermount3 -u "$mnt" 2>/dev/null || umount "$mnt" 2>/dev/null || umount -l "$mnt" 2>/dev/null
 	for ((i = 0; i < 100; i++)); do
-		kill -0 "$SGFS_PID" 2>/dev/null || break
+		kill -0 "$pid" 2>/dev/null || break
 		sleep 0.1
 	done
-	if kill -0 "$SGFS_PID" 2>/dev/null; then
-		echo "  sgfs (pid $SGFS_PID) still runs 10 s after the unmount; killing it"
-		kill "$SGFS_PID"
+	if kill -0 "$pid" 2>/dev/null; then
+		echo "  $name (pid $pid) still runs 10 s after the unmount; killing it"
+		kill "$pid"
 		sleep 1
-		kill -KILL "$SGFS_PID" 2>/dev/null
+		kill -KILL "$pid" 2>/dev/null
 	fi
-	wait "$SGFS_PID" 2>/dev/null
+	wait "$pid" 2>/dev/null
 	rc=$?
-	[ "$rc" -ne 0 ] && echo "  sgfs exited with status $rc: $(clean "$(tail -n3 "$TMPD/sgfs.err")")"
-	SGFS_PID=''
-	mounted "$MNT" && umount -l "$MNT"
+	[ "$rc" -ne 0 ] && echo "  $name exited with status $rc: $(clean "$(tail -n3 "$err")")"
+	mounted "$mnt" && umount -l "$mnt"
 	return 0
+}
+
+# The FUSE ceiling: bench/nullfs serving null0 and null1, $TOTAL bytes each, with the
+# queue_depth of --sgfs-options if it names one (else nullfs takes sgfs's default).
+null_start() {
+	local args=(--size "$TOTAL" --files 2) rc i
+	if [ ! -x "$NULLFS" ]; then
+		START_ERR="bench/nullfs not built (${NULLFS:-no build dir} missing)"
+		return 1
+	fi
+	[[ ,$SGFS_OPTIONS, =~ ,queue_depth=([0-9]+), ]] && args+=(--queue-depth "${BASH_REMATCH[1]}")
+	mkdir -p "$NULL_MNT"
+	echo "  $NULLFS ${args[*]} $NULL_MNT"
+	"$NULLFS" "${args[@]}" "$NULL_MNT" >"$TMPD/null.err" 2>&1 &
+	NULL_PID=$!
+	# it fills its buffers first: seconds in an emulated guest
+	for ((i = 0; i < 600; i++)); do
+		mounted "$NULL_MNT" && [ -e "$NULL_MNT/null0" ] && [ -e "$NULL_MNT/null1" ] && return 0
+		if ! kill -0 "$NULL_PID" 2>/dev/null; then
+			wait "$NULL_PID"
+			rc=$?
+			START_ERR="nullfs failed (exit $rc): $(clean "$(tail -n3 "$TMPD/null.err")")"
+			NULL_PID=''
+			return 1
+		fi
+		sleep 0.1
+	done
+	START_ERR="nullfs: $NULL_MNT/null0 did not appear within 60 s"
+	null_stop
+	return 1
+}
+null_stop() {
+	fuse_stop nullfs "$NULL_PID" "$NULL_MNT" "$TMPD/null.err"
+	NULL_PID=''
 }
 
 cleanup() {
 	sgfs_stop
+	null_stop
 	qsd_stop
 	rm -rf "$TMPD"
 }
@@ -480,13 +548,20 @@ trap cleanup EXIT
 # --- workloads ----------------------------------------------------------------------
 
 # seq TOOL RUN PID WORKLOAD PARAM IN OUT: one sequential run, with a data check on the
-# first run (for FUSE tools at every size, for the others at the first size only).
+# first run (for FUSE tools at every size, for the others at the first size only; never
+# for the ceiling, whose files are not the disks). In the latency section every writer
+# ends with a flush (dd conv=fsync, the sg tools' sync=1: SYNCHRONIZE CACHE), so that a
+# write acknowledged before it reached the disk is still timed to the disk.
 seq_run() {
 	local tool=$1 run=$2 pid=$3 w=$4 p=$5 in=$6 out=$7 bytes n flags=() checking=0 ok=0
-	local sgargs=()
+	local sgargs=() flush=() ddflush=notrunc
 	if [ "$CHECKS" = 1 ] && [ "$run" -eq 1 ] && { [ "$p" = "${SIZE_LIST[0]}" ] || [ "$p" = cp ] || [ -n "$pid" ]; }; then
 		checking=1
 		[ "$w" = read ] && [ -z "$pid" ] && checking=0 # native reads: trusted, not checked
+		[[ $tool == null.* ]] && checking=0
+	fi
+	if [ "$SECTION" = latency ] && [ "$w" != read ]; then
+		flush=(sync=1) ddflush=notrunc,fsync
 	fi
 	if [ "$checking" = 1 ]; then
 		case $w in
@@ -500,17 +575,17 @@ seq_run() {
 		sgargs=(bs="$SECTOR" bpt=$((bytes / SECTOR)) count=$((TOTAL / SECTOR)))
 	fi
 	case $tool in
-	sg_dd) mover sg "$w" "$tool" "$p" "$run" "" sg_dd if="$in" of="$out" "${sgargs[@]}" && ok=1 ;;
+	sg_dd) mover sg "$w" "$tool" "$p" "$run" "" sg_dd if="$in" of="$out" "${sgargs[@]}" "${flush[@]}" && ok=1 ;;
 	sg_dd.dio)
 		[ "$w" != write ] && flags+=(iflag=dio)
 		[ "$w" != read ] && flags+=(oflag=dio)
-		mover sg "$w" "$tool" "$p" "$run" "" sg_dd if="$in" of="$out" "${sgargs[@]}" "${flags[@]}" && ok=1
+		mover sg "$w" "$tool" "$p" "$run" "" sg_dd if="$in" of="$out" "${sgargs[@]}" "${flags[@]}" "${flush[@]}" && ok=1
 		;;
-	sgm_dd) mover sg "$w" "$tool" "$p" "$run" "" sgm_dd if="$in" of="$out" "${sgargs[@]}" && ok=1 ;;
+	sgm_dd) mover sg "$w" "$tool" "$p" "$run" "" sgm_dd if="$in" of="$out" "${sgargs[@]}" "${flush[@]}" && ok=1 ;;
 	sgm_dd.odio)
 		mover sg "$w" "$tool" "$p" "$run" "" sgm_dd if="$in" of="$out" "${sgargs[@]}" oflag=dio && ok=1
 		;;
-	sgp_dd) mover sg "$w" "$tool" "$p" "$run" "" sgp_dd if="$in" of="$out" "${sgargs[@]}" thr=4 && ok=1 ;;
+	sgp_dd) mover sg "$w" "$tool" "$p" "$run" "" sgp_dd if="$in" of="$out" "${sgargs[@]}" thr=4 "${flush[@]}" && ok=1 ;;
 	dd.buf)
 		flags=(iflag=fullblock)
 		[ "$w" != read ] && flags+=(conv=fsync)
@@ -518,15 +593,15 @@ seq_run() {
 		;;
 	dd.direct | qsd.dd)
 		if [ "$w" = write ]; then flags=(iflag=fullblock); else flags=("iflag=direct,fullblock"); fi
-		[ "$w" != read ] && flags+=(oflag=direct conv=notrunc)
+		[ "$w" != read ] && flags+=(oflag=direct "conv=$ddflush")
 		mover dd "$w" "$tool" "$p" "$run" "$pid" dd if="$in" of="$out" bs="$bytes" count="$n" "${flags[@]}" && ok=1
 		;;
-	sgfs.*.dd | sgfs-base.*.dd)
+	sgfs.*.dd | sgfs-base.*.dd | null.dd)
 		flags=(iflag=fullblock)
-		[ "$w" != read ] && flags+=(conv=notrunc)
+		[ "$w" != read ] && flags+=("conv=$ddflush")
 		mover dd "$w" "$tool" "$p" "$run" "$pid" dd if="$in" of="$out" bs="$bytes" count="$n" "${flags[@]}" && ok=1
 		;;
-	cp.dev | sgfs.*.cp | sgfs-base.*.cp) mover plain "$w" "$tool" "$p" "$run" "$pid" cp "$in" "$out" && ok=1 ;;
+	cp.dev | sgfs.*.cp | sgfs-base.*.cp | null.cp) mover plain "$w" "$tool" "$p" "$run" "$pid" cp "$in" "$out" && ok=1 ;;
 	*) emit_failed "$w" "$tool" "$p" "$run" "unknown tool $tool" ;;
 	esac
 	[ "$checking" = 1 ] && [ "$ok" = 1 ] && check_after "$w" "$tool" "$p" "$in"
@@ -539,33 +614,52 @@ seq_sizes() {
 	for p in "${SIZE_LIST[@]}"; do seq_run "$1" "$2" "$3" "$4" "$p" "$5" "$6"; done
 }
 
-# rand_runs TOOL RUN PID FILE ENGINE-OPTION...: 4 KiB random reads, then writes, with fio,
-# at every job count. One fio process runs them all, one stonewalled group each: fio
-# takes seconds to start in this guest. Between the groups, marker jobs (null engine)
-# snapshot the daemon's /proc/PID/stat through exec_prerun, which splits its CPU time
-# between the groups.
+# The fio groups rand_runs runs, one line each: WORKLOAD PARAM JOBS BS ENGINE SUFFIX
+# OPTION...: ENGINE sync or async picks the target's engine for it (fio_target), SUFFIX
+# (or -) is added to the tool's name, the OPTIONs are fio's, one key=value each.
+# delay0: 4 KiB random reads, then writes, at every job count.
+# latency: 64 KiB random reads at depth 8, then 4 KiB random reads at every job count.
+FIO_GROUPS=()
+if [ "$SECTION" = latency ]; then
+	FIO_GROUPS+=("rand64k 64k 1 64k async .qd8 rw=randread iodepth=8")
+	for j in "${JOB_LIST[@]}"; do FIO_GROUPS+=("randread j$j $j 4k sync - rw=randread"); done
+else
+	for w in randread randwrite; do
+		for j in "${JOB_LIST[@]}"; do FIO_GROUPS+=("$w j$j $j 4k sync - rw=$w"); done
+	done
+fi
+# Sequential 1 MiB at depth 8 on /dev/sdX, time based: what the device gives with several
+# commands in flight (latency section).
+FIO_SEQ_GROUPS=("read 1m 1 1m async .qd8 rw=read iodepth=8"
+	"write 1m 1 1m async .qd8 rw=write iodepth=8 end_fsync=1")
+
+# rand_runs TOOL RUN PID FILE GROUPS SYNC_ENGINE ASYNC_ENGINE OPTION...: the fio groups of
+# the array named GROUPS on FILE, each time based. One fio process runs them all, one
+# stonewalled group each: fio takes seconds to start in this guest. Between the groups,
+# marker jobs (null engine) snapshot the daemon's /proc/PID/stat through exec_prerun,
+# which splits its CPU time between the groups.
 rand_runs() {
-	local tool=$1 run=$2 pid=$3 file=$4 w j k=0 f err kib ios ms cpu_u cpu_s l
-	local job=$TMPD/rand.fio groups=()
-	shift 4
+	local tool=$1 run=$2 pid=$3 file=$4 w p j bs engine suffix opts k=0 f err kib ios ms cpu_u cpu_s l
+	local -n group_list=$5
+	local sync_engine=$6 async_engine=$7 job=$TMPD/rand.fio
+	shift 7
 	rm -f "$TMPD"/m*.prerun.txt
 	{
 		echo "[global]"
 		echo "filename=$file"
 		printf '%s\n' "$@"
-		echo "bs=4k"
 		echo "size=$TOTAL"
 		echo "runtime=$FIO_RUNTIME"
 		echo "time_based"
 		echo "group_reporting"
 		rand_marker 0 "$pid"
-		for w in randread randwrite; do
-			for j in "${JOB_LIST[@]}"; do
-				k=$((k + 1))
-				groups+=("$w $j")
-				printf '[g%d]\nstonewall\nrw=%s\nnumjobs=%d\n' "$k" "$w" "$j"
-				rand_marker "$k" "$pid"
-			done
+		for l in "${group_list[@]}"; do
+			read -r w p j bs engine suffix opts <<<"$l"
+			k=$((k + 1))
+			printf '[g%d]\nstonewall\nnumjobs=%d\nbs=%s\n' "$k" "$j" "$bs"
+			[ "$engine" = async ] && echo "$async_engine" || echo "$sync_engine"
+			printf '%s\n' $opts # unquoted: one fio option per word
+			rand_marker "$k" "$pid"
 		done
 	} >"$job"
 	measure "" env -C "$TMPD" fio --minimal "$job"
@@ -576,13 +670,15 @@ rand_runs() {
 		IFS=';' read -r -a f <<<"$l"
 		lines[${f[2]}]=$l
 	done <"$TMPD/out"
-	for ((k = 1; k <= ${#groups[@]}; k++)); do
-		read -r w j <<<"${groups[k - 1]}"
+	for ((k = 1; k <= ${#group_list[@]}; k++)); do
+		read -r w p j bs engine suffix opts <<<"${group_list[k - 1]}"
+		local name=$tool
+		[ "$suffix" != - ] && name+=$suffix
 		l=${lines[g$k]:-}
 		M_SEC=0 M_USEC=0 M_USER=0 M_SYS=0 M_DUSER=0 M_DSYS=0
 		if [ -z "$l" ]; then
 			M_RC=$fio_rc
-			emit "$w" "$tool" "j$j" "$run" failed 0 0 "no result from fio: $(failure_note)"
+			emit "$w" "$name" "$p" "$run" failed 0 0 "no result from fio: $(failure_note)"
 			continue
 		fi
 		# terse v3 (fio 3.x): 3 job name, 5 error, 6 read KiB, 9 read ms, 47 write KiB,
@@ -590,10 +686,10 @@ rand_runs() {
 		IFS=';' read -r -a f <<<"$l"
 		err=${f[4]} kib=$((f[5] + f[46])) ms=${f[8]}
 		[ "${f[49]}" -gt "$ms" ] && ms=${f[49]}
-		ios=$((kib / 4))
+		ios=$((kib * 1024 / $(size_bytes "$bs")))
 		if [ "$err" != 0 ] || [ "$ios" -eq 0 ] || [ "$ms" -eq 0 ]; then
 			M_RC=$fio_rc
-			emit "$w" "$tool" "j$j" "$run" failed 0 0 "fio error $err after $ios IOs: $(failure_note)"
+			emit "$w" "$name" "$p" "$run" failed 0 0 "fio error $err after $ios IOs: $(failure_note)"
 			continue
 		fi
 		# fio's own runtime and per-job CPU: its start-up (seconds in this guest) excluded.
@@ -611,11 +707,11 @@ rand_runs() {
 				M_DSYS=$(fmt_ticks $((TICKS_S - s0)))
 			else
 				M_RC=$fio_rc
-				emit "$w" "$tool" "j$j" "$run" failed 0 0 "no daemon CPU snapshot around the fio job (daemon gone?): $(failure_note)"
+				emit "$w" "$name" "$p" "$run" failed 0 0 "no daemon CPU snapshot around the fio job (daemon gone?): $(failure_note)"
 				continue
 			fi
 		fi
-		emit "$w" "$tool" "j$j" "$run" ok $((kib * 1024)) "$ios" ""
+		emit "$w" "$name" "$p" "$run" ok $((kib * 1024)) "$ios" ""
 	done
 }
 # A fio job that does nothing but snapshot the daemon's CPU times into $TMPD/mN.prerun.txt.
@@ -649,12 +745,47 @@ native_tools() {
 	fi
 	if [ "$DO_RAND" = 1 ]; then
 		say "run $run/$RUNS: random, native tools"
-		rand_runs fio.sg "$run" "" "/dev/$SG0" ioengine=sg
-		rand_runs fio.sd "$run" "" "/dev/$BLK0" ioengine=psync direct=1
+		rand_runs fio.sg "$run" "" "/dev/$SG0" FIO_GROUPS ioengine=sg ioengine=sg
+		rand_runs fio.sd "$run" "" "/dev/$BLK0" FIO_GROUPS ioengine=psync ioengine=libaio direct=1
 	fi
 }
 
-# Every workload through one FUSE daemon (qsd, or sgfs in one mode), mounted once.
+# The latency section's native tools: those that keep one command in flight (sg_dd dio,
+# sgm_dd, dd O_DIRECT, cp), those that keep several (sgp_dd thr=4, fio libaio or sg engine
+# at depth 8), each workload once.
+latency_native_tools() {
+	local run=$1 t seq_groups=()
+	if [ "$DO_READ" = 1 ]; then
+		say "run $run/$RUNS: read, native tools"
+		for t in sg_dd.dio sgm_dd sgp_dd; do seq_sizes "$t" "$run" "" read "/dev/$SG0" /dev/null; done
+		seq_sizes dd.direct "$run" "" read "/dev/$BLK0" /dev/null
+		seq_groups+=("${FIO_SEQ_GROUPS[0]}")
+	fi
+	if [ "$DO_WRITE" = 1 ]; then
+		say "run $run/$RUNS: write, native tools"
+		for t in sg_dd.dio sgm_dd sgp_dd; do seq_sizes "$t" "$run" "" write "$SRC" "/dev/$SG0"; done
+		seq_sizes dd.direct "$run" "" write "$SRC" "/dev/$BLK0"
+		seq_groups+=("${FIO_SEQ_GROUPS[1]}")
+	fi
+	if [ "${#seq_groups[@]}" -gt 0 ]; then
+		say "run $run/$RUNS: sequential, fio at depth 8 on /dev/$BLK0"
+		rand_runs fio.sd "$run" "" "/dev/$BLK0" seq_groups ioengine=psync ioengine=libaio direct=1
+	fi
+	if [ "$DO_COPY" = 1 ]; then
+		say "run $run/$RUNS: copy, native tools"
+		for t in sg_dd.dio sgm_dd sgp_dd; do seq_sizes "$t" "$run" "" copy "/dev/$SG0" "/dev/$SG1"; done
+		seq_sizes dd.direct "$run" "" copy "/dev/$BLK0" "/dev/$BLK1"
+		seq_run cp.dev "$run" "" copy cp "/dev/$BLK0" "/dev/$BLK1"
+	fi
+	if [ "$DO_RAND" = 1 ]; then
+		say "run $run/$RUNS: random, native tools"
+		rand_runs fio.sg "$run" "" "/dev/$SG0" FIO_GROUPS ioengine=sg ioengine=sg
+		rand_runs fio.sd "$run" "" "/dev/$BLK0" FIO_GROUPS ioengine=psync ioengine=libaio direct=1
+	fi
+}
+
+# Every workload through one FUSE daemon (qsd, sgfs in one mode, or the ceiling), mounted
+# once.
 # fuse_tools NAME RUN START_FUNCTION [ARG] FILE0 FILE1
 fuse_tools() {
 	local name=$1 run=$2 start=$3 arg=$4 f0=$5 f1=$6 pid w t
@@ -670,20 +801,27 @@ fuse_tools() {
 			[ "$w" = copy ] && [ "$name" != qsd ] && emit_failed copy "$name.cp" cp "$run" "$START_ERR"
 		done
 		if [ "$DO_RAND" = 1 ]; then
-			for w in randread randwrite; do
-				for j in "${JOB_LIST[@]}"; do emit_failed "$w" "fio.$name" "j$j" "$run" "$START_ERR"; done
+			local l p j bs engine suffix
+			for l in "${FIO_GROUPS[@]}"; do
+				read -r w p j bs engine suffix _ <<<"$l"
+				[ "$suffix" = - ] && suffix=''
+				emit_failed "$w" "fio.$name$suffix" "$p" "$run" "$START_ERR"
 			done
 		fi
 		return
 	fi
-	[ "$start" = qsd_start ] && pid=$QSD_PID || pid=$SGFS_PID
+	case $start in
+	qsd_start) pid=$QSD_PID ;;
+	null_start) pid=$NULL_PID ;;
+	*) pid=$SGFS_PID ;;
+	esac
 	[ "$DO_READ" = 1 ] && seq_sizes "$name.dd" "$run" "$pid" read "$f0" /dev/null
 	[ "$DO_WRITE" = 1 ] && seq_sizes "$name.dd" "$run" "$pid" write "$SRC" "$f0"
 	if [ "$DO_COPY" = 1 ]; then
 		seq_sizes "$name.dd" "$run" "$pid" copy "$f0" "$f1"
 		[ "$name" != qsd ] && seq_run "$name.cp" "$run" "$pid" copy cp "$f0" "$f1"
 	fi
-	[ "$DO_RAND" = 1 ] && rand_runs "fio.$name" "$run" "$pid" "$f0" ioengine=psync direct=1
+	[ "$DO_RAND" = 1 ] && rand_runs "fio.$name" "$run" "$pid" "$f0" FIO_GROUPS ioengine=psync ioengine=libaio direct=1
 	if [ "$run" -eq 1 ] && [ -r "$MNT/.stats" ] && [ "$start" = sgfs_start ]; then
 		sed "s/|/\//g; s/^/@@S|$name|/" "$MNT/.stats" | head -n 400
 	fi
@@ -692,14 +830,19 @@ fuse_tools() {
 
 t_start=$(date +%s)
 for ((run = 1; run <= RUNS; run++)); do
-	native_tools "$run"
-	fuse_tools qsd "$run" qsd_start "" /tmp/qsd-0 /tmp/qsd-1
+	if [ "$SECTION" = latency ]; then
+		latency_native_tools "$run"
+	else
+		native_tools "$run"
+		fuse_tools qsd "$run" qsd_start "" /tmp/qsd-0 /tmp/qsd-1
+	fi
 	for m in "${MODE_LIST[@]}"; do
 		for side in "${SGFS_SIDES[@]}"; do
 			SGFS=${SGFS_BINARY[$side]}
 			fuse_tools "$side.$(variant_label "$m")" "$run" sgfs_start "$m" "$MNT/$SG0" "$MNT/$SG1"
 		done
 	done
+	fuse_tools null "$run" null_start "" "$NULL_MNT/null0" "$NULL_MNT/null1"
 done
 meta guest_seconds "$(($(date +%s) - t_start))"
 say "done"

@@ -22,7 +22,8 @@ import subprocess
 import sys
 
 SEQ = ["read", "write", "copy"]
-RAND = ["randread", "randwrite"]
+RAND = ["rand64k", "randread", "randwrite"]
+SECTION = "delay0"  # or "latency": from @@META section
 
 # Failures known and documented, reported but not counted against the run.
 EXPECTED_FAILURES = {
@@ -30,6 +31,7 @@ EXPECTED_FAILURES = {
 }
 
 TITLES = {
+    "rand64k": "64 KiB random read, 8 in flight",
     "read": "Sequential read",
     "write": "Sequential write",
     "copy": "Disk-to-disk copy (sg0 to sg1)",
@@ -58,6 +60,34 @@ DESCRIPTIONS = {
     "qemu-storage-daemon FUSE file and on MNT/sg0.",
     "randwrite": "As random read, with 4 KiB random writes.",
 }
+CEILING_NOTE = (" FUSE ceiling: bench/nullfs, a null file system of two files served from "
+                "memory with sgfs's mount options, FUSE_INIT settings, request loop and "
+                "per-file flags; the same commands as the sgfs rows (its cp copies with "
+                "copy_file_range, as sgfs's does). It shows what FUSE itself allows in this "
+                "guest, with no device behind it.")
+
+LATENCY_DESCRIPTIONS = {
+    "read": "Reads the first {mb} MiB disk into /dev/null in 1 MiB commands or read()s: "
+    "sg tools `if=/dev/sg0 bs=512 bpt=2048` (sg_dd iflag=dio, sgm_dd, sgp_dd thr=4), dd "
+    "`iflag=direct` on /dev/sda, fio `--ioengine=libaio --iodepth=8 --direct=1 "
+    "--rw=read --bs=1m` on /dev/sda (time based, {rt} s), plain dd on the sgfs file. "
+    "fio's figures are over its own runtime, without its start-up; the other rows' "
+    "include their process start (about 0.1–0.2 s in this guest).",
+    "write": "Writes {mb} MiB of random data from tmpfs over the first disk in 1 MiB "
+    "commands, each writer ending with a flush: the sg tools with `sync=1` (SYNCHRONIZE "
+    "CACHE), dd `oflag=direct conv=fsync` on /dev/sda, fio libaio depth 8 with "
+    "`end_fsync=1`, and plain dd `conv=notrunc,fsync` on the sgfs file.",
+    "copy": "Copies the first disk onto the second ({mb} MiB): sg tools `if=/dev/sg0 "
+    "of=/dev/sg1 bs=512 bpt=2048 sync=1` (sg_dd iflag=dio oflag=dio), dd O_DIRECT "
+    "conv=fsync, `cp /dev/sda /dev/sdb` (page cache; the last close flushes it), and on "
+    "sgfs dd bs=1M conv=fsync and `cp` (copy_file_range: sg to sg inside sgfs).",
+    "rand64k": "fio, 64 KiB random reads over the whole disk, one job with 8 IOs in flight, "
+    "{rt} s: `--ioengine=libaio --iodepth=8 --direct=1` on /dev/sda, on the sgfs file and "
+    "on the ceiling; `--ioengine=sg --iodepth=8` on /dev/sg0.",
+    "randread": "fio, 4 KiB random reads over the whole disk, numjobs = the column, each job "
+    "synchronous (one IO in flight per job), {rt} s: `--ioengine=sg` on /dev/sg0, "
+    "`--ioengine=psync --direct=1` on /dev/sda, on the sgfs file and on the ceiling.",
+}
 
 
 # sgfs rows that are not a plain io= mode: label -> their -o options (from @@META variant.*)
@@ -72,7 +102,14 @@ def sgfs_name(name, side="sgfs"):
 
 
 def label(tool):
+    m = re.fullmatch(r"(.+)\.qd(\d+)", tool)
+    if m:
+        how = "sg engine" if m.group(1) == "fio.sg" else "libaio"
+        return f"{label(m.group(1))}, {how} depth {m.group(2)}"
     fixed = {
+        "null.dd": "FUSE ceiling (bench/nullfs), dd",
+        "null.cp": "FUSE ceiling (bench/nullfs), cp",
+        "fio.null": "fio FUSE ceiling (bench/nullfs)",
         "sg_dd": "sg_dd (indirect)",
         "sg_dd.dio": "sg_dd dio",
         "sgm_dd": "sgm_dd (mmap)",
@@ -101,6 +138,21 @@ def is_sgfs(tool):
     return re.match(r"(fio\.)?sgfs(-base)?\.", tool) is not None
 
 
+def is_ceiling(tool):
+    return re.match(r"(fio\.)?null(\.|$)", tool) is not None
+
+
+def ceiling_of(tool):
+    """The ceiling's row for an sgfs row (same command on bench/nullfs), or None."""
+    m = re.fullmatch(r"sgfs(?:-base)?\.\w+\.(dd|cp)", tool)
+    if m:
+        return f"null.{m.group(1)}"
+    m = re.fullmatch(r"fio\.sgfs(?:-base)?\.\w+((?:\.qd\d+)?)", tool)
+    if m:
+        return f"fio.null{m.group(1)}"
+    return None
+
+
 def baseline_of(tool):
     """The baseline's row for a row of the sgfs under test, or None."""
     m = re.fullmatch(r"(fio\.)?sgfs\.(.+)", tool)
@@ -108,7 +160,14 @@ def baseline_of(tool):
 
 
 def reference(workload):
+    if SECTION == "latency":
+        return {"rand64k": "fio.sd.qd8", "randread": "fio.sd"}.get(workload, "sgm_dd")
     return "fio.sg" if workload in RAND else "sgm_dd"
+
+
+def reference_label(workload):
+    return {"fio.sg": "fio sg", "fio.sd": "fio sdX", "fio.sd.qd8": "sdX libaio qd8",
+            "sgm_dd": "sgm_dd"}[reference(workload)]
 
 
 def param_title(p):
@@ -276,21 +335,23 @@ def render_table(w, params, rows, checks, notes, failures):
     ref = reference(w)
     unit = "IOPS" if rand else "MB/s"
     cpu_unit = "CPU µs/IO" if rand else "CPU s/GiB"
-    ref_label = "fio sg" if rand else "sgm_dd"
+    ref_label = reference_label(w)
     head = ["tool"]
     for p in params:
         t = param_title(p)
-        head += [f"{t}: {unit} (min–max)", f"{t}: {cpu_unit}", f"{t}: ×{ref_label} / ×best"]
+        head += [f"{t}: {unit} (min–max)", f"{t}: {cpu_unit}",
+                 f"{t}: ×{ref_label} / ×best / ×ceiling"]
     out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     best = {}
     refmed = {}
     for p in params:
         peers = [c[p].median for t, c in rows
-                 if p in c and not is_sgfs(t) and c[p].median is not None]
+                 if p in c and not is_sgfs(t) and not is_ceiling(t) and c[p].median is not None]
         best[p] = max(peers) if peers else None
         for t, c in rows:
             if t == ref and p in c:
                 refmed[p] = c[p].median
+    medians = {(t, p): c.median for t, cells in rows for p, c in cells.items()}
     for t, cells in rows:
         line = [label(t)]
         for p in params:
@@ -327,7 +388,9 @@ def render_table(w, params, rows, checks, notes, failures):
             val += mark
             r1 = fnum(c.median / refmed[p]) if refmed.get(p) else "–"
             r2 = fnum(c.median / best[p]) if best.get(p) else "–"
-            line += [val, fnum(c.cpu), f"{r1} / {r2}"]
+            ceiling = medians.get((ceiling_of(t), p))
+            r3 = fnum(c.median / ceiling) if ceiling else "–"
+            line += [val, fnum(c.cpu), f"{r1} / {r2} / {r3}"]
         out.append("| " + " | ".join(line) + " |")
     return out
 
@@ -355,6 +418,96 @@ def render_before_after(w, params, rows):
         return []
     head = ["row"] + [param_title(p) for p in params]
     return ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)] + out
+
+
+def cell(tables, w, tool, p):
+    """The Cell of one row and column, or None."""
+    if w not in tables:
+        return None
+    c = dict(tables[w][1]).get(tool, {}).get(p)
+    return c if c is not None and c.median is not None else None
+
+
+def figure(c, rand):
+    unit, cpu_unit = ("IOPS", "µs/IO") if rand else ("MB/s", "s/GiB")
+    return f"{fnum(c.median)} {unit} ({fnum(c.cpu)} CPU {cpu_unit})"
+
+
+# The goals of issue 14 for the latency section: (workload, sgfs row pattern with {m} for
+# the mode label, its column, reference row, its column, goal or None, what it compares).
+LATENCY_GOALS = [
+    ("read", "sgfs.{m}.dd", "1m", "sgm_dd", "1m", 2.0, "sequential read vs sgm_dd"),
+    ("read", "sgfs.{m}.dd", "1m", "sgp_dd", "1m", 1.2, "sequential read vs sgp_dd thr=4"),
+    ("read", "sgfs.{m}.dd", "1m", "sg_dd.dio", "1m", None, "sequential read vs sg_dd dio"),
+    ("read", "sgfs.{m}.dd", "1m", "fio.sd.qd8", "1m", None, "sequential read vs /dev/sdX libaio depth 8"),
+    ("read", "sgfs.{m}.dd", "1m", "null.dd", "1m", None, "sequential read vs the FUSE ceiling"),
+    ("write", "sgfs.{m}.dd", "1m", "sg_dd.dio", "1m", 1.5, "sequential write (fsync) vs sg_dd dio"),
+    ("write", "sgfs.{m}.dd", "1m", "sgp_dd", "1m", None, "sequential write vs sgp_dd thr=4"),
+    ("write", "sgfs.{m}.dd", "1m", "fio.sd.qd8", "1m", None, "sequential write vs /dev/sdX libaio depth 8"),
+    ("write", "sgfs.{m}.dd", "1m", "null.dd", "1m", None, "sequential write vs the FUSE ceiling"),
+    ("rand64k", "fio.sgfs.{m}.qd8", "64k", "fio.sd.qd8", "64k", 0.8,
+     "64 KiB random read, depth 8, vs /dev/sdX libaio depth 8"),
+    ("rand64k", "fio.sgfs.{m}.qd8", "64k", "fio.null.qd8", "64k", None,
+     "64 KiB random read, depth 8, vs the FUSE ceiling"),
+    ("copy", "sgfs.{m}.cp", "cp", "sg_dd.dio", "1m", 1.5, "cp disk to disk vs sg_dd dio both sides"),
+    ("copy", "sgfs.{m}.cp", "cp", "cp.dev", "cp", None, "cp disk to disk vs cp /dev/sda /dev/sdb"),
+    ("copy", "sgfs.{m}.cp", "cp", "null.cp", "cp", None, "cp disk to disk vs the FUSE ceiling"),
+    ("randread", "fio.sgfs.{m}", "j4", "fio.sgfs.{m}", "j1", 1.0, "4 KiB random read, 4 jobs vs 1 job"),
+    ("randread", "fio.sgfs.{m}", "j1", "fio.sd", "j1", None, "4 KiB random read, 1 job, vs /dev/sdX"),
+    ("randread", "fio.sgfs.{m}", "j4", "fio.sd", "j4", None, "4 KiB random read, 4 jobs, vs /dev/sdX"),
+    ("randread", "fio.sgfs.{m}", "j1", "fio.null", "j1", None, "4 KiB random read, 1 job, vs the FUSE ceiling"),
+]
+
+
+def latency_goals(tables):
+    """The goal ratios of the latency section, one table row each, for every sgfs mode."""
+    modes = []
+    for w in tables:
+        for t, _ in tables[w][1]:
+            m = re.fullmatch(r"(?:fio\.)?sgfs\.(\w+?)(?:\.(?:dd|cp|qd\d+))?", t)
+            if m and m.group(1) not in modes:
+                modes.append(m.group(1))
+    out = ["| sgfs | comparison | sgfs figure | reference figure | ratio | goal |",
+           "|---|---|---|---|---|---|"]
+    for m in modes:
+        for w, row, p, ref, rp, goal, what in LATENCY_GOALS:
+            row, ref = row.format(m=m), ref.format(m=m)
+            a, b = cell(tables, w, row, p), cell(tables, w, ref, rp)
+            if a is None and b is None:
+                continue
+            rand = w in RAND
+            ratio = a.median / b.median if a and b and b.median else None
+            verdict = "–"
+            if goal is not None:
+                verdict = f"≥ {fnum(goal)}: " + ("–" if ratio is None else
+                                                 "met" if ratio >= goal else "**not met**")
+            out.append(f"| {sgfs_name(m)} | {what} ({param_title(p)} / {param_title(rp)}) | "
+                       f"{figure(a, rand) if a else 'missing'} | "
+                       f"{label(ref).replace('*', '')}: {figure(b, rand) if b else 'missing'} | "
+                       f"{fnum(ratio)}× | {verdict} |")
+    return out if len(out) > 2 else []
+
+
+def ceiling_summary(tables):
+    """delay=0: each sgfs cell against the ceiling's cell of the same size (goal 0.9×)."""
+    total, below = 0, []
+    for w in tables:
+        params, rows = tables[w]
+        cells = dict(rows)
+        for t, c in rows:
+            ceiling = cells.get(ceiling_of(t)) if is_sgfs(t) and "sgfs-base" not in t else None
+            if ceiling is None:
+                continue
+            for p in params:
+                if p in c and p in ceiling and c[p].median and ceiling[p].median:
+                    total += 1
+                    r = c[p].median / ceiling[p].median
+                    if r < 0.9:
+                        below.append(f"{label(t).replace('*', '')}, {w} {param_title(p)}: {fnum(r)}×")
+    if total == 0:
+        return []
+    return [f"{total - len(below)} of {total} sgfs cells are at least 0.9× the FUSE ceiling "
+            "of the same workload and size." + (" Below it: " + "; ".join(below) + "." if below else "")]
 
 
 GNUPLOT_COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b",
@@ -422,6 +575,9 @@ def main():
     args = ap.parse_args()
 
     meta, runs, checks, stats, complete = parse_log(args.log)
+    global SECTION
+    SECTION = meta.get("section", "delay0")
+    latency = SECTION == "latency"
     VARIANTS.update({k[len("variant."):]: v for k, v in meta.items() if k.startswith("variant.")})
     host = {}
     if args.host_info and os.path.exists(args.host_info):
@@ -450,6 +606,9 @@ def main():
     for w in SEQ:
         if w not in tables:
             continue
+        if latency:
+            plot_notes[w] = "one transfer size only"
+            continue
         svg = os.path.join(args.out_dir, f"latest-{w}.svg")
         if not args.gnuplot:
             plot_notes[w] = args.plot_note or "no gnuplot"
@@ -462,11 +621,14 @@ def main():
             plot_files[w] = svg
 
     notes, failures = Notes(), []
-    md = [f"# sgfs benchmark, {host.get('date', '?')}, commit {host.get('commit', '?')}", ""]
+    what = (f"latency section (scsi_debug ndelay={meta.get('ndelay_ns', '?')} ns per command)"
+            if latency else "benchmark")
+    md = [f"# sgfs {what}, {host.get('date', '?')}, commit {host.get('commit', '?')}", ""]
     md += [f"Command: `{host.get('command', '?')}`", ""]
     kv = [
         ("commit", host.get("commit_info", host.get("commit", "?"))),
         ("sgfs", f"{meta.get('sgfs', '?')} ({host.get('sgfs_binary', '?')})"),
+        ("FUSE ceiling", meta.get("nullfs", "?")),
         ("host", host.get("host", "?")),
         ("VM", f"{host.get('qemu', '?')}, accelerator {host.get('accel', '?')}, "
                f"{meta.get('guest_cpus', '?')} vCPUs, {meta.get('guest_mem_mb', '?')} MiB; "
@@ -482,24 +644,49 @@ def main():
         ("duration", f"{host.get('duration', '?')} in all (boot included); "
                      f"{meta.get('guest_seconds', '?')} s of measuring in the guest"),
         ("host load", host.get("load", "?")),
+        *([("note", host["note"])] if host.get("note") else []),
     ]
     md += ["| | |", "|---|---|"] + [f"| {k} | {v} |" for k, v in kv] + [""]
     md += [
         "How to read: MB/s is 10^6 bytes per second; each cell is the median of the runs "
         "with (min–max). CPU is user+sys seconds per GiB moved (random IO: µs per IO) of "
         "the tool process and its children, plus, for FUSE rows, the daemon (sgfs, "
-        "qemu-storage-daemon) from /proc/PID/stat; kernel work done in other contexts "
+        "qemu-storage-daemon, nullfs) from /proc/PID/stat; kernel work done in other contexts "
         "(kworkers, interrupts) is not counted. fio rows use fio's own runtime and per-job "
-        "CPU. ×sgm_dd (×fio sg for random IO) is the median over that row's, ×best over the "
-        "best median of the rows that are not sgfs at the same size. Every run starts with "
+        "CPU. ×sgm_dd (×fio sg for random IO; in the latency section ×/dev/sdX with fio for "
+        "random IO) is the median over that row's, ×best over the best median of the rows "
+        "that are neither sgfs nor the ceiling at the same size, ×ceiling (sgfs rows) over "
+        "the FUSE ceiling's row of the same command and size. Every run starts with "
         "the page cache dropped. The guest is emulated (QEMU TCG when the accelerator says "
         "tcg): absolute numbers are far below real hardware and the host's other load "
         "shows up as spread; compare rows within one report.", ""]
     if not complete:
         failures.append("the guest did not finish the benchmark (no @@END): the tables are incomplete")
         md += ["**The guest did not finish: the tables below are incomplete.**", ""]
+    if latency:
+        md += [
+            f"Every SCSI command takes {int(meta.get('ndelay_ns', '0') or 0) / 1e6:g} ms in the "
+            "device (scsi_debug ndelay, counted from the command's arrival, so the store's "
+            "memcpy is inside it), and overlapping commands overlap their delays: a tool that "
+            "keeps one command in flight leaves the device idle while it works, one that keeps "
+            "several does not. Rows: the tools that keep one command in flight (sg_dd dio, "
+            "sgm_dd, dd O_DIRECT, cp), those that keep several (sgp_dd thr=4, fio at depth 8), "
+            "sgfs, and the FUSE ceiling.", ""]
+        goals = latency_goals(tables)
+        if goals:
+            md += ["## Goal ratios (issue 14)", "",
+                   "Medians of this run; CPU beside each figure (tool + FUSE daemon).", ""]
+            md += goals + [""]
+    else:
+        summary = ceiling_summary(tables)
+        if summary:
+            md += ["## sgfs against the FUSE ceiling", ""] + summary + [""]
+    descriptions = LATENCY_DESCRIPTIONS if latency else DESCRIPTIONS
     for w in present:
-        md += [f"## {TITLES[w]}", "", DESCRIPTIONS[w].format(mb=mb, rt=rt), ""]
+        text = descriptions.get(w, DESCRIPTIONS.get(w, "")).format(mb=mb, rt=rt)
+        if any(is_ceiling(t) for t, _ in tables[w][1]):
+            text += CEILING_NOTE
+        md += [f"## {TITLES[w]}", "", text, ""]
         md += render_table(w, *tables[w], checks, notes, failures)
         md.append("")
         if w in plot_files:
@@ -537,17 +724,19 @@ def main():
         md += ["## sgfs .stats", "",
                "Each mode's counters at the end of the first run (cumulative over its read, "
                "write, copy and random IO workloads): the commands done per transfer mode, "
-               "the bytes copied per path (read, write, copy: by sgfs in user space, by the sg driver, or not at all) and the read-ahead figures.", ""]
+               "the bytes copied per path (read, write, copy: by sgfs in user space, by the sg driver, or not at all), the read-ahead figures and, where sgfs counts them, the commands in flight.", ""]
         for name, lines in stats.items():
             keep = [ln for ln in lines if re.match(
                 r"\s*(device|io_mode|max_transfer_bytes|reserve_granted|queue_depth|"
                 r"(indirect|direct|mmap)\.(done|fallback)_commands|retries|"
-                r"(read|write|copy)\.(user|sg|zero)_copy_bytes|readahead(_hit)?_bytes)\b", ln)]
+                r"(read|write|copy)\.(user|sg|zero)_copy_bytes|readahead(_hit)?_bytes|"
+                r"in_flight\.\w+)\b", ln)]
             keep = [ln for ln in keep if not re.search(r"\s0$", ln) or "fallback" not in ln]
             md += [f"<details><summary>{name}</summary>", "", "```"] + keep + ["```", "</details>", ""]
     with open(stem + ".md", "w", encoding="utf-8") as f:
         f.write("\n".join(x for x in md if isinstance(x, str)))
-    with open(os.path.join(args.out_dir, "latest.md"), "w", encoding="utf-8") as f:
+    latest = "latest-latency.md" if latency else "latest.md"
+    with open(os.path.join(args.out_dir, latest), "w", encoding="utf-8") as f:
         f.write("\n".join(x if isinstance(x, str) else x[1] for x in md))
 
     if failures:

@@ -12,6 +12,7 @@
 #include <memory>
 #include <string>
 #include <syslog.h>
+#include <vector>
 
 namespace sgfs::fusefs
 {
@@ -117,33 +118,41 @@ int run_loop(fuse_session *session, unsigned max_threads, bool single_threaded, 
 
 } // namespace
 
-int serve(Filesystem &filesystem, const MountOptions &options, const SessionSettings &settings)
+std::string session_option_string(const std::string &fsname, const std::string &subtype,
+                                  const std::vector<std::string> &more)
 {
-    OptionString fuse_options;
-    fuse_options.add("fsname=" + settings.fsname);
-    fuse_options.add("subtype=" + settings.subtype);
-    // libfuse 3.14 wants max_read both here and in init() (see Filesystem::init).
-    fuse_options.add("max_read=" + std::to_string(max_request_bytes));
+    OptionString options;
+    options.add("fsname=" + fsname);
+    options.add("subtype=" + subtype);
+    // libfuse 3.14 wants max_read both here and in init() (see configure_connection).
+    options.add("max_read=" + std::to_string(max_request_bytes));
     // The kernel checks the owner and mode we report (those of the sg nodes). Without this,
     // allow_other would let every user write to every disk.
-    fuse_options.add("default_permissions");
+    options.add("default_permissions");
+    for (const std::string &option : more)
+        options.add(option);
+    return options.str();
+}
+
+int serve(Filesystem &filesystem, const MountOptions &options, const SessionSettings &settings)
+{
+    std::vector<std::string> more;
     if (options.disk.read_only)
-        fuse_options.add("ro");
-    for (const std::string &option : options.fuse_options)
-        fuse_options.add(option);
+        more.emplace_back("ro");
+    more.insert(more.end(), options.fuse_options.begin(), options.fuse_options.end());
+    const std::string fuse_options = session_option_string(settings.fsname, settings.subtype, more);
 
     FuseArgs args;
     args.add("sgfs");
     if (options.debug)
         args.add("-d");
     args.add("-o");
-    args.add(fuse_options.str());
+    args.add(fuse_options);
 
     SessionPtr session(fuse_session_new(args.get(), &Filesystem::operations(),
                                         sizeof(fuse_lowlevel_ops), &filesystem));
     if (!session) {
-        std::fprintf(stderr, "sgfs: libfuse refused the options '%s'\n",
-                     fuse_options.str().c_str());
+        std::fprintf(stderr, "sgfs: libfuse refused the options '%s'\n", fuse_options.c_str());
         return 1;
     }
     const SessionStep<fuse_remove_signal_handlers> signal_handlers(

@@ -6,6 +6,7 @@
 #include "filesystem.hpp"
 
 #include <string>
+#include <vector>
 
 namespace sgfs::fusefs
 {
@@ -17,6 +18,12 @@ struct SessionSettings {
     bool foreground = false;
     bool single_threaded = false;
 };
+
+// The -o string libfuse creates a session with: fsname, subtype, max_read (which init must
+// match: configure_connection), default_permissions (the kernel checks the owner and mode
+// we report), then `more` in order. Shared with bench/nullfs, which mounts like sgfs.
+std::string session_option_string(const std::string &fsname, const std::string &subtype,
+                                  const std::vector<std::string> &more);
 
 // Mounts `filesystem`, daemonizes unless foreground, and serves until unmounted or sent
 // SIGTERM, SIGINT or SIGHUP. Returns the process exit status. Nothing is mounted when it
