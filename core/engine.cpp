@@ -75,6 +75,7 @@ int Engine::start_readahead(std::string &message)
     config.block_size = info_.logical_block_size;
     config.max_blocks = max_blocks_;
     config.placement = placement;
+    config.capacity_blocks = info_.capacity_bytes / info_.logical_block_size;
     config.context = context(DataPath::read);
     readahead_.configure(std::move(slots), config);
     return 0;

@@ -225,7 +225,7 @@ class Readahead::ServedPin final : public ReadView::Pin
         : owner_(owner), windows_(std::move(windows))
     {
     }
-    ~ServedPin() override { owner_.release(windows_); }
+    ~ServedPin() override { owner_.release_served(windows_); }
 
   private:
     Readahead &owner_;
@@ -237,6 +237,33 @@ void Readahead::release(const std::vector<Window *> &windows)
     std::lock_guard lock(mutex_);
     for (Window *window : windows)
         --window->users;
+}
+
+// The reader has had these windows' data: the ones it has passed can read further ahead now.
+// Waiting for its next read instead would leave their channels idle for the time between
+// this reply and that request, in which a sequential reader (dd, cp) keeps the device busy
+// only with what was queued before.
+void Readahead::release_served(const std::vector<Window *> &windows)
+{
+    std::unique_lock lock(mutex_);
+    std::vector<std::size_t> freed;
+    for (Window *window : windows) {
+        --window->users;
+        if (window->users == 0 &&
+            std::find(freed.begin(), freed.end(), window->stream) == freed.end())
+            freed.push_back(window->stream);
+    }
+    for (const std::size_t stream : freed) {
+        // A stream taken over by a random read, or reset by end_reader, queues nothing; nor
+        // does one that changed hands while recycle() waited, unlocked, for a command.
+        const ReaderId reader = streams_[stream].reader;
+        if (!streams_[stream].sequential || reader == no_reader)
+            continue;
+        std::vector<BlockRange> refill;
+        recycle(lock, stream, streams_[stream].next_lba, false, refill);
+        if (streams_[stream].sequential && streams_[stream].reader == reader)
+            queue_windows(stream, config_.capacity_blocks, refill);
+    }
 }
 
 std::optional<ReadView> Readahead::serve(std::uint64_t offset, std::uint64_t length,
