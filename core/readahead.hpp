@@ -112,9 +112,9 @@ class Readahead
     void reap(Window &window);
     // A served view is gone: its windows' users drop.
     void release(const std::vector<Window *> &windows);
-    // The same after a reply went out: each stream whose windows were freed and that goes on
-    // sequentially reads further ahead at once on them (see release_served).
-    void release_served(const std::vector<Window *> &windows);
+    // After a served view's release: each stream of `windows` that goes on sequentially
+    // reads further ahead at once on the windows its reader has passed.
+    void refill_after_reply(const std::vector<Window *> &windows);
 
     ReadaheadConfig config_;
     std::vector<std::unique_ptr<Slot>> slots_;
