@@ -61,6 +61,35 @@ void advance_past(Command &command, std::uint32_t moved_blocks)
 
 } // namespace
 
+InFlightChannel::~InFlightChannel()
+{
+    if (channel_->pending())
+        stats_.count_reaped();
+}
+
+int InFlightChannel::submit(const SgRequest &request)
+{
+    // A second command on a busy channel is refused below without ever being in flight.
+    if (channel_->pending())
+        return channel_->submit(request);
+    const std::uint64_t outstanding = stats_.count_queueing();
+    const int rc = channel_->submit(request);
+    if (rc != 0)
+        stats_.count_queue_failed();
+    else
+        stats_.count_queued(outstanding);
+    return rc;
+}
+
+int InFlightChannel::reap(SgCompletion &done)
+{
+    const bool was_pending = channel_->pending();
+    const int rc = channel_->reap(done);
+    if (was_pending && !channel_->pending())
+        stats_.count_reaped();
+    return rc;
+}
+
 Command block_command(const BlockSpan &span, void *data, TransferMode mode, unsigned timeout_ms)
 {
     Command command;

@@ -17,6 +17,10 @@
 //     one that moved nothing spends a retry, so it ends;
 //   - every failed attempt is counted in DeviceStats errors, every retry in `retries`, every
 //     successful data transfer in the mode and path counters.
+//
+// Commands in flight are counted by the channel itself (InFlightChannel below, around every
+// channel an Engine opens), so that every command queued on the device counts, whichever
+// path sent it: reads, writes, read-ahead, copies, offloads, the probe.
 #pragma once
 
 #include "channel.hpp"
@@ -24,12 +28,37 @@
 #include "sgfs/stats.hpp"
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <span>
 #include <utility>
 
 namespace sgfs
 {
+
+// A channel whose commands count in `stats`' commands in flight (DeviceStats::count_queueing):
+// counted before each submit, recorded once it succeeded, over when reaped (or when the
+// channel goes with a command still pending). `stats` outlives the channel.
+class InFlightChannel final : public Channel
+{
+  public:
+    InFlightChannel(std::unique_ptr<Channel> channel, DeviceStats &stats)
+        : channel_(std::move(channel)), stats_(stats)
+    {
+    }
+    ~InFlightChannel() override;
+
+    int submit(const SgRequest &request) override;
+    int reap(SgCompletion &done) override;
+    bool pending() const override { return channel_->pending(); }
+    std::span<std::uint8_t> mmap_area() const override { return channel_->mmap_area(); }
+    std::size_t reserve() const override { return channel_->reserve(); }
+    long max_transfer_bytes() const override { return channel_->max_transfer_bytes(); }
+
+  private:
+    std::unique_ptr<Channel> channel_;
+    DeviceStats &stats_;
+};
 
 struct CommandContext {
     unsigned timeout_ms = 60000;

@@ -48,8 +48,10 @@ int Engine::open_slots(Pool<Slot> *pool, bool map, unsigned count,
     const ChannelSpec spec{options_.read_only, options_.reserve, map};
     for (unsigned i = 0; i < count; ++i) {
         auto slot = std::make_unique<Slot>();
-        if (int rc = transport_->open_channel(spec, slot->channel, message); rc != 0)
+        std::unique_ptr<Channel> channel;
+        if (int rc = transport_->open_channel(spec, channel, message); rc != 0)
             return rc;
+        slot->channel = std::make_unique<InFlightChannel>(std::move(channel), stats_);
         if (info_.max_transfer_bytes != 0)
             slot->bounce = AlignedBuffer(info_.max_transfer_bytes);
         if (pool != nullptr)
@@ -73,6 +75,7 @@ int Engine::start_readahead(std::string &message)
     config.block_size = info_.logical_block_size;
     config.max_blocks = max_blocks_;
     config.placement = placement;
+    config.capacity_blocks = info_.capacity_bytes / info_.logical_block_size;
     config.context = context(DataPath::read);
     readahead_.configure(std::move(slots), config);
     return 0;

@@ -225,7 +225,16 @@ class Readahead::ServedPin final : public ReadView::Pin
         : owner_(owner), windows_(std::move(windows))
     {
     }
-    ~ServedPin() override { owner_.release(windows_); }
+    ~ServedPin() override
+    {
+        owner_.release(windows_);
+        // Read-ahead only saves time: whatever fails here (no memory for its lists), nothing
+        // more is queued, and the next read queues again.
+        try {
+            owner_.refill_after_reply(windows_);
+        } catch (...) { // NOLINT(bugprone-empty-catch): nothing to undo
+        }
+    }
 
   private:
     Readahead &owner_;
@@ -237,6 +246,29 @@ void Readahead::release(const std::vector<Window *> &windows)
     std::lock_guard lock(mutex_);
     for (Window *window : windows)
         --window->users;
+}
+
+// The reader has had these windows' data: the ones it has passed can read further ahead now.
+// Waiting for its next read instead would leave their channels idle for the time between
+// this reply and that request, in which a sequential reader (dd, cp) keeps the device busy
+// only with what was queued before.
+void Readahead::refill_after_reply(const std::vector<Window *> &windows)
+{
+    std::unique_lock lock(mutex_);
+    for (std::size_t i = 0; i < windows.size(); ++i) {
+        const std::size_t stream = windows[i]->stream;
+        const bool seen = std::any_of(windows.begin(), windows.begin() + static_cast<long>(i),
+                                      [&](const Window *w) { return w->stream == stream; });
+        // A stream taken over by a random read, or reset by end_reader, queues nothing; nor
+        // does one that changed hands while recycle() waited, unlocked, for a command.
+        const ReaderId reader = streams_[stream].reader;
+        if (seen || !streams_[stream].sequential || reader == no_reader)
+            continue;
+        std::vector<BlockRange> refill;
+        recycle(lock, stream, streams_[stream].next_lba, false, refill);
+        if (streams_[stream].sequential && streams_[stream].reader == reader)
+            queue_windows(stream, config_.capacity_blocks, refill);
+    }
 }
 
 std::optional<ReadView> Readahead::serve(std::uint64_t offset, std::uint64_t length,

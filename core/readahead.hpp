@@ -3,7 +3,8 @@
 // disk never waits for FUSE. A window holds one command's worth of blocks; windows grow
 // from a few requests' worth to the largest command (readahead_window.hpp), a read is
 // answered from any part of one window or from two neighbours, without a copy, and a
-// window is read again further ahead once its stream's reader has passed it. Several
+// window is read again further ahead once its stream's reader has passed it: as soon as the
+// view that served it is gone (the reply is out), not only at the reader's next read. Several
 // sequential readers of the disk are told apart (StreamTable); each has its own windows
 // and an equal share of the fds, and a stream whose reader went quiet gives its back.
 // A window belongs to the open file (ReaderId) it was read for and answers only that
@@ -38,9 +39,10 @@ namespace sgfs
 
 struct ReadaheadConfig {
     std::uint32_t block_size = 512;
-    std::uint32_t max_blocks = 1; // one window is at most one command
-    Placement placement;          // where a window's data lands (never the caller's)
-    CommandContext context;       // the engine's, for reads: the command loop counts there
+    std::uint32_t max_blocks = 1;      // one window is at most one command
+    Placement placement;               // where a window's data lands (never the caller's)
+    std::uint64_t capacity_blocks = 0; // no window goes past the end of the disk
+    CommandContext context;            // the engine's, for reads: the command loop counts there
 };
 
 class Readahead
@@ -110,6 +112,9 @@ class Readahead
     void reap(Window &window);
     // A served view is gone: its windows' users drop.
     void release(const std::vector<Window *> &windows);
+    // After a served view's release: each stream of `windows` that goes on sequentially
+    // reads further ahead at once on the windows its reader has passed.
+    void refill_after_reply(const std::vector<Window *> &windows);
 
     ReadaheadConfig config_;
     std::vector<std::unique_ptr<Slot>> slots_;

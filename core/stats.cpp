@@ -1,5 +1,6 @@
 #include "sgfs/stats.hpp"
 
+#include <algorithm>
 #include <string>
 #include <utility>
 #include <vector>
@@ -48,6 +49,13 @@ std::string mode_prefix(int mode)
 std::string path_prefix(int path)
 {
     return std::string(to_string(static_cast<DataPath>(path))) + ".";
+}
+
+// 250 as "2.50".
+std::string hundredths_text(std::uint64_t hundredths)
+{
+    const std::uint64_t cents = hundredths % 100;
+    return std::to_string(hundredths / 100) + (cents < 10 ? ".0" : ".") + std::to_string(cents);
 }
 
 } // namespace
@@ -119,6 +127,27 @@ void DeviceStats::count_offload_refusal(OffloadRefusal reason)
     }
 }
 
+void DeviceStats::count_queued(std::uint64_t outstanding)
+{
+    in_flight_.add<&InFlightSnapshot::commands>(1);
+    in_flight_.add<&InFlightSnapshot::sum>(outstanding);
+    if (outstanding <= 1)
+        in_flight_.add<&InFlightSnapshot::at_1>(1);
+    else if (outstanding == 2)
+        in_flight_.add<&InFlightSnapshot::at_2>(1);
+    else if (outstanding <= 4)
+        in_flight_.add<&InFlightSnapshot::at_3_4>(1);
+    else if (outstanding <= 8)
+        in_flight_.add<&InFlightSnapshot::at_5_8>(1);
+    else
+        in_flight_.add<&InFlightSnapshot::above_8>(1);
+    // A failed exchange reloads `seen`; a larger count stored meanwhile ends the loop.
+    std::uint64_t seen = in_flight_max_.load(std::memory_order_relaxed);
+    while (seen < outstanding &&
+           !in_flight_max_.compare_exchange_weak(seen, outstanding, std::memory_order_relaxed)) {
+    }
+}
+
 DeviceStatsSnapshot DeviceStats::snapshot() const
 {
     DeviceStatsSnapshot snap;
@@ -134,6 +163,8 @@ DeviceStatsSnapshot DeviceStats::snapshot() const
         snap.errors[i] = errors_[i].load(std::memory_order_relaxed);
     zero_.load_into(snap.zero);
     offload_.load_into(snap.offload);
+    in_flight_.load_into(snap.in_flight);
+    snap.in_flight.max = in_flight_max_.load(std::memory_order_relaxed);
     return snap;
 }
 
@@ -148,6 +179,8 @@ void DeviceStatsSnapshot::add_counters(const DeviceStatsSnapshot &other)
         errors[i] += other.errors[i];
     add_group(zero, other.zero, zero_counter_fields);
     add_group(offload, other.offload, offload_counter_fields);
+    add_group(in_flight, other.in_flight, in_flight_counter_fields);
+    in_flight.max = std::max(in_flight.max, other.in_flight.max);
 }
 
 std::vector<std::pair<std::string, std::string>> DeviceStatsSnapshot::fields() const
@@ -168,6 +201,9 @@ std::vector<std::pair<std::string, std::string>> DeviceStatsSnapshot::fields() c
                          std::to_string(errors[i]));
     append_group(out, "zero.", zero, zero_counter_fields);
     append_group(out, "offload.", offload, offload_counter_fields);
+    append_group(out, "in_flight.", in_flight, in_flight_counter_fields);
+    out.emplace_back("in_flight.max", std::to_string(in_flight.max));
+    out.emplace_back("in_flight.mean", hundredths_text(in_flight.mean_hundredths()));
     return out;
 }
 

@@ -125,6 +125,38 @@ inline constexpr auto mode_counter_fields = std::to_array<CounterField<ModeCount
     {"fallback_bytes", &ModeCountersSnapshot::fallback_bytes},
 });
 
+// Commands in flight on the device, seen as each command is queued: how many of this
+// device's commands were outstanding then (queued and not yet reaped by sgfs), itself
+// included, summed over the commands (mean = sum / commands) and in a histogram; `max` is the
+// most ever seen. A device that sgfs keeps busy shows a mean near queue_depth; a mean of 1
+// is one command at a time, whatever the callers sent.
+struct InFlightSnapshot {
+    std::uint64_t commands = 0; // queued
+    std::uint64_t sum = 0;      // of the counts at queueing
+    std::uint64_t at_1 = 0;     // commands queued with nothing else outstanding
+    std::uint64_t at_2 = 0;
+    std::uint64_t at_3_4 = 0;
+    std::uint64_t at_5_8 = 0;
+    std::uint64_t above_8 = 0;
+    std::uint64_t max = 0; // not in the table below: a maximum, never summed
+
+    // The mean in hundredths, rounded: 250 for 2.5; 0 before any command.
+    std::uint64_t mean_hundredths() const
+    {
+        return commands == 0 ? 0 : (sum * 100 + commands / 2) / commands;
+    }
+};
+// .stats keys "in_flight.<key>", then in_flight.max and in_flight.mean.
+inline constexpr auto in_flight_counter_fields = std::to_array<CounterField<InFlightSnapshot>>({
+    {"commands", &InFlightSnapshot::commands},
+    {"sum", &InFlightSnapshot::sum},
+    {"at_1", &InFlightSnapshot::at_1},
+    {"at_2", &InFlightSnapshot::at_2},
+    {"at_3_4", &InFlightSnapshot::at_3_4},
+    {"at_5_8", &InFlightSnapshot::at_5_8},
+    {"above_8", &InFlightSnapshot::above_8},
+});
+
 struct DeviceStatsSnapshot {
     // The path, as the reattaching wrapper (core/reattach.hpp) sees it. state: "online", or
     // "gone" once the device went away (IO fails with ENODEV until a disk with the same
@@ -148,6 +180,7 @@ struct DeviceStatsSnapshot {
     std::array<std::uint64_t, error_category_count> errors{};
     ZeroCountersSnapshot zero;
     OffloadCountersSnapshot offload;
+    InFlightSnapshot in_flight;
 
     // Adds other's counters to these (a disk's history across reattaches); the path fields
     // (state, device_state, gone_reason, path_losses, reattaches) are left as they are.
@@ -247,6 +280,19 @@ class DeviceStats
     {
         offload_.add<&OffloadCountersSnapshot::fallback_bytes>(bytes);
     }
+    // Around every command queued on the device (InFlightChannel, core/command_loop.hpp).
+    // Counted before the command is queued, so that the count it sees includes itself and
+    // every command queued before it that is not yet over, and released only after it was
+    // reaped: at any moment the count is at least what the device has outstanding.
+    // count_queueing() returns the count with this command; count_queued() records it once
+    // the command is queued; count_queue_failed() when it was not (never in flight).
+    std::uint64_t count_queueing()
+    {
+        return in_flight_now_.fetch_add(1, std::memory_order_relaxed) + 1;
+    }
+    void count_queued(std::uint64_t outstanding);
+    void count_queue_failed() { in_flight_now_.fetch_sub(1, std::memory_order_relaxed); }
+    void count_reaped() { in_flight_now_.fetch_sub(1, std::memory_order_relaxed); }
     DeviceStatsSnapshot snapshot() const;
 
   private:
@@ -256,6 +302,9 @@ class DeviceStats
     std::array<std::atomic<std::uint64_t>, error_category_count> errors_{};
     CounterSet<zero_counter_fields> zero_{};
     CounterSet<offload_counter_fields> offload_{};
+    CounterSet<in_flight_counter_fields> in_flight_{};
+    std::atomic<std::uint64_t> in_flight_now_{0}; // being queued or queued, not yet reaped
+    std::atomic<std::uint64_t> in_flight_max_{0};
 };
 
 } // namespace sgfs

@@ -187,7 +187,7 @@ class MemoryChannel final : public Channel
         MemoryTarget::Completion completion;
         {
             std::unique_lock lock(target_->mutex_);
-            target_->changed_.wait(lock, [this] { return !target_->held_; });
+            target_->wait_to_complete(lock);
             carry_out(completion);
             --target_->in_flight_;
             pending_ = false;
@@ -390,6 +390,32 @@ void MemoryTarget::wait_in_flight(unsigned count) const
     changed_.wait(lock, [&] { return in_flight_ >= count; });
 }
 
+void MemoryTarget::gather_in_flight(unsigned count, std::chrono::milliseconds give_up)
+{
+    const std::lock_guard lock(mutex_);
+    gather_count_ = count;
+    gather_deadline_ = std::chrono::steady_clock::now() + give_up;
+    gather_failed_ = false;
+    changed_.notify_all();
+}
+
+bool MemoryTarget::gather_failed() const
+{
+    const std::lock_guard lock(mutex_);
+    return gather_failed_;
+}
+
+void MemoryTarget::wait_to_complete(std::unique_lock<std::mutex> &lock)
+{
+    const auto gathered = [this] { return gather_count_ == 0 || in_flight_ >= gather_count_; };
+    if (!changed_.wait_until(lock, gather_deadline_, gathered)) {
+        gather_failed_ = true;
+        changed_.notify_all();
+    }
+    gather_count_ = 0; // gathered (or given up): the others go too
+    changed_.wait(lock, [this] { return !held_; });
+}
+
 std::vector<CommandRecord> MemoryTarget::log() const
 {
     const std::lock_guard lock(mutex_);
@@ -576,6 +602,7 @@ int MemoryTarget::receive_locked(unsigned channel, unsigned generation, bool rea
                                      : matched_extent(cdb, config_.block_count);
     CommandRecord record;
     record.order = received_++;
+    record.in_flight = in_flight_;
     record.channel = channel;
     record.opcode = opcode;
     record.lba = out.extent.present ? out.extent.lba : 0;

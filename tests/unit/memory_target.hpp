@@ -28,6 +28,7 @@
 
 #include "channel.hpp"
 
+#include <chrono>
 #include <condition_variable>
 #include <cstddef>
 #include <cstdint>
@@ -183,6 +184,7 @@ struct CommandRecord {
     TransferMode mode = TransferMode::indirect; // as requested
     std::size_t length = 0;                     // the request's data length
     bool faulted = false;                       // a fault rule fired for it
+    unsigned in_flight = 0; // commands outstanding as it was received, itself included
     // UNMAP: its block descriptors (LBA, blocks) as received; lba and blocks above span them.
     std::vector<std::pair<std::uint64_t, std::uint32_t>> unmap_ranges;
 };
@@ -222,6 +224,13 @@ class MemoryTarget
     void hold_completions();
     void release_completions();
     void wait_in_flight(unsigned count) const;
+    // From now on reap() waits until `count` commands are in flight at once; once they are,
+    // that gathering is over and commands complete as usual. For a test that wants to see
+    // `count` concurrent commands from sgfs: were sgfs to send fewer at a time, the wait
+    // would never end, so after `give_up` it ends anyway and gather_failed() says so.
+    void gather_in_flight(unsigned count,
+                          std::chrono::milliseconds give_up = std::chrono::seconds(10));
+    bool gather_failed() const;
 
     // ---- observation ----
     std::vector<CommandRecord> log() const;
@@ -253,6 +262,9 @@ class MemoryTarget
     int open_channel_locked(unsigned &id, unsigned &generation, std::string &message);
     int receive_locked(unsigned channel, unsigned generation, bool read_only,
                        const SgRequest &request, std::span<std::uint8_t> area, Received &out);
+    // reap()'s wait, mutex_ held in `lock`: for a gathering (gather_in_flight), then while
+    // completions are held.
+    void wait_to_complete(std::unique_lock<std::mutex> &lock);
     void execute_locked(const SgRequest &request, std::uint8_t *data, const Received &received,
                         Completion &done);
     // Carries out the command, moving at most `limit` data bytes (a short transfer).
@@ -293,6 +305,9 @@ class MemoryTarget
     int open_error_ = 0;
     unsigned open_failures_ = 0;
     bool held_ = false;
+    unsigned gather_count_ = 0; // reap() waits until this many are in flight; 0: no gathering
+    std::chrono::steady_clock::time_point gather_deadline_{};
+    bool gather_failed_ = false;
     std::vector<CommandRecord> log_;
     std::uint64_t received_ = 0;
     std::vector<std::uint64_t> per_opcode_ = std::vector<std::uint64_t>(256, 0);

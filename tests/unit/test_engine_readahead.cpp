@@ -345,3 +345,31 @@ TEST_CASE("reads that straddle windows and do not start on a block boundary")
         CHECK(unit.target->equals(at, got));
     }
 }
+
+TEST_CASE("a window the reader has passed reads further ahead once its view is gone, before the "
+          "next read")
+{
+    Unit unit;
+    Bytes got;
+    REQUIRE(unit.read(reader_a, 0, max_io, got).ok()); // no stream yet: read the normal way
+    std::vector<CommandRecord> before;
+    {
+        // Continues the stream: windows are queued, this read served from the first.
+        const ReadView view = unit.engine->read_view(max_io, max_io, reader_a);
+        REQUIRE(view.result().ok());
+        before = unit.reads();
+        REQUIRE(before.size() >= 3);
+    }
+    // Its reply is out (the view went): the window it came from is read again further on,
+    // with no read of the reader in between.
+    const std::vector<CommandRecord> after = unit.reads();
+    REQUIRE(after.size() == before.size() + 1);
+    std::uint64_t furthest = 0;
+    for (const CommandRecord &record : before)
+        furthest = std::max(furthest, record.lba + record.blocks);
+    CHECK(after.back().lba == furthest);
+    CHECK(after.back().blocks == max_io / block);
+    // And what it reads is what the reader gets next.
+    unit.read_sequentially(reader_a, 2 * max_io, 6 * max_io, max_io);
+    CHECK(unit.stats().readahead_hit_bytes == 7 * max_io);
+}

@@ -64,7 +64,16 @@ std::vector<std::string> expected_keys()
                             "offload.refused_unsupported",
                             "offload.refused_unreachable",
                             "offload.refused_other",
-                            "offload.fallback_bytes"})
+                            "offload.fallback_bytes",
+                            "in_flight.commands",
+                            "in_flight.sum",
+                            "in_flight.at_1",
+                            "in_flight.at_2",
+                            "in_flight.at_3_4",
+                            "in_flight.at_5_8",
+                            "in_flight.above_8",
+                            "in_flight.max",
+                            "in_flight.mean"})
         keys.emplace_back(key);
     return keys;
 }
@@ -80,7 +89,9 @@ void check_values(const DeviceStatsSnapshot &snap,
 {
     const auto fields = as_map(snap.fields());
     for (const std::string &key : expected_keys()) {
-        if (key == "state" || key == "device_state" || key == "gone_reason")
+        // Text, not counters (in_flight.mean has decimals: its own test below).
+        if (key == "state" || key == "device_state" || key == "gone_reason" ||
+            key == "in_flight.mean")
             continue;
         const auto it = nonzero.find(key);
         CAPTURE(key);
@@ -303,4 +314,49 @@ TEST_CASE("the offload counters: commands and bytes, refusals by reason, fallbac
     sum.add_counters(snap);
     CHECK(sum.offload.commands == 4);
     CHECK(sum.offload.fallback_bytes == 8192);
+}
+
+TEST_CASE("commands in flight: the count each command saw as it was queued, mean and maximum")
+{
+    DeviceStats stats;
+    CHECK(as_map(stats.snapshot().fields()).at("in_flight.mean") == "0.00");
+    // Three at once, then one alone after they are over, then one whose queueing failed.
+    std::vector<std::uint64_t> seen;
+    for (int i = 0; i < 3; ++i) {
+        seen.push_back(stats.count_queueing());
+        stats.count_queued(seen.back());
+    }
+    for (int i = 0; i < 3; ++i)
+        stats.count_reaped();
+    seen.push_back(stats.count_queueing());
+    stats.count_queued(seen.back());
+    stats.count_reaped();
+    CHECK(stats.count_queueing() == 1);
+    stats.count_queue_failed();
+    CHECK(seen == std::vector<std::uint64_t>{1, 2, 3, 1});
+    const DeviceStatsSnapshot snap = stats.snapshot();
+    check_values(snap, {{"in_flight.commands", 4},
+                        {"in_flight.sum", 7},
+                        {"in_flight.at_1", 2},
+                        {"in_flight.at_2", 1},
+                        {"in_flight.at_3_4", 1},
+                        {"in_flight.max", 3}});
+    CHECK(as_map(snap.fields()).at("in_flight.mean") == "1.75");
+
+    // Nine outstanding: the last bucket; 5 to 8 in the one before.
+    DeviceStats deep;
+    for (int i = 0; i < 9; ++i)
+        deep.count_queued(deep.count_queueing());
+    const DeviceStatsSnapshot deeper = deep.snapshot();
+    CHECK(deeper.in_flight.at_5_8 == 4);
+    CHECK(deeper.in_flight.above_8 == 1);
+    CHECK(as_map(deeper.fields()).at("in_flight.mean") == "5.00");
+
+    // Across a reattach the counts add up, the maximum is the larger one.
+    DeviceStatsSnapshot both = snap;
+    both.add_counters(deeper);
+    CHECK(both.in_flight.commands == 13);
+    CHECK(both.in_flight.sum == 7 + 45);
+    CHECK(both.in_flight.max == 9);
+    CHECK(as_map(both.fields()).at("in_flight.mean") == "4.00");
 }
