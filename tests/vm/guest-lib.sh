@@ -27,6 +27,13 @@
 #   lio_devices                 "NAME /dev/sgN /dev/sdX BACKING_FILE" per LUN, LUN order
 #   lio_teardown                remove the LUNs, target, backstores and files it made
 #
+# sgfs mounts and checks against an oracle:
+#   sgfs_mounted DIR, sgfs_umount DIR, mount_gets_ebusy DEV DIR
+#   sgfs_stat MOUNT DEVICE KEY  one counter of DEVICE (sgN) in MOUNT/.stats (0 if absent)
+#   odd_io_against_backing FILE BACKING LABEL [BLOCK_DEVICE]
+#                               odd writes through FILE, fsync, then checks: BACKING (and
+#                               BLOCK_DEVICE with O_DIRECT) hold them, odd reads equal BACKING
+#
 # TAP-like checks (numbered "ok N - NAME" / "not ok N - NAME" lines on stdout):
 #   check NAME COMMAND [ARGS...]  run COMMAND (may be a shell function; it runs in a
 #                                 subshell, output captured); pass if it succeeds,
@@ -447,6 +454,52 @@ mount_gets_ebusy() {
 	fi
 	printf '%s\n' "$err"
 	[[ $err == *"$1 already mounted or mount point busy"* ]]
+}
+
+# sgfs_stat MOUNT DEVICE KEY: the value of KEY in DEVICE's block ("device sgN", then
+# "  key value" lines) of MOUNT/.stats; 0 when the key is absent.
+sgfs_stat() {
+	awk -v dev="device $2" -v key="$3" '$0 == dev { in_dev = 1; next } /^device / { in_dev = 0 }
+		in_dev && $1 == key { print $2; found = 1; exit } END { if (!found) print 0 }' "$1/.stats"
+}
+
+# --- the filesystem against an oracle it did not write -----------------------------------
+
+# odd_io_against_backing FILE BACKING LABEL [BLOCK_DEVICE]: through FILE (an sgfs disk
+# file), 4 MiB of random data, then odd sizes at odd offsets, into a model as well; fsync;
+# two checks: BACKING (the LUN's backing file, or anything holding what the disk holds)
+# and, when given, BLOCK_DEVICE read with O_DIRECT hold the model; dd reads of FILE at odd
+# offsets and sizes equal BACKING.
+odd_io_against_backing() {
+	local file=$1 backing=$2 label=$3 blk=${4:-} dir spec bs seek skip count bytes ok=1
+	local region=$((4 << 20))
+	dir=$(mktemp -d) || return 1
+	head -c $region /dev/urandom >"$dir/model"
+	dd if="$dir/model" of="$file" bs=1M conv=notrunc status=none
+	for spec in "512 1537 7" "4096 6000 3" "1M 333333 1" "1000 12345 9" "12345 4194301 3" "1 4194303 1"; do
+		read -r bs seek count <<<"$spec"
+		dd if=/dev/urandom of="$dir/chunk" bs="$bs" count="$count" iflag=fullblock status=none
+		dd if="$dir/chunk" of="$file" bs="$bs" seek="$seek" oflag=seek_bytes conv=notrunc status=none
+		dd if="$dir/chunk" of="$dir/model" bs="$bs" seek="$seek" oflag=seek_bytes conv=notrunc status=none
+	done
+	# The model grew by what the last writes put past the region.
+	truncate -s $region "$dir/model"
+	dd if=/dev/null of="$file" conv=notrunc,fsync status=none
+	check "$label: after odd writes and fsync the backing file holds the data" \
+		cmp -n $region "$dir/model" "$backing"
+	if [[ -n $blk ]]; then
+		check "$label: ${blk#/dev/} read with O_DIRECT holds the data" \
+			cmp "$dir/model" <(dd if="$blk" bs=1M count=4 iflag=direct status=none)
+	fi
+	for spec in "512 0 16" "1000 12345 50" "12345 777 20" "4096 4095 9" "1M 0 2" "1M 5000 3"; do
+		read -r bs skip count <<<"$spec"
+		dd if="$file" bs="$bs" skip="$skip" count="$count" iflag=skip_bytes status=none >"$dir/got"
+		case $bs in 1M) bytes=$((count << 20)) ;; *) bytes=$((bs * count)) ;; esac
+		tail -c +$((skip + 1)) "$backing" | head -c "$bytes" >"$dir/want"
+		cmp -s "$dir/want" "$dir/got" || { ok=0; diag "read bs=$bs skip=$skip count=$count differs"; }
+	done
+	check "$label: reads at odd offsets and sizes match the backing file" test $ok = 1
+	rm -rf "$dir"
 }
 
 # --- TAP-like reporting -------------------------------------------------------------
