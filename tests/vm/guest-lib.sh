@@ -26,6 +26,11 @@
 #                               on success, says why on stderr and undoes it all on failure
 #   lio_devices                 "NAME /dev/sgN /dev/sdX BACKING_FILE" per LUN, LUN order
 #   lio_teardown                remove the LUNs, target, backstores and files it made
+#   lio_iscsi_export [PORTAL]   the same LUNs over LIO's iSCSI target on the loopback
+#                               (127.0.0.1:3260), logged in with open-iscsi; waits for nodes
+#   lio_iscsi_devices           "NAME /dev/sgN /dev/sdX BACKING_FILE" per LUN over iSCSI
+#   lio_iscsi_teardown          log out, stop that iscsid, remove the iSCSI target (before
+#                               lio_teardown)
 #
 # sgfs mounts and checks against an oracle:
 #   sgfs_mounted DIR, sgfs_umount DIR, mount_gets_ebusy DEV DIR
@@ -436,6 +441,117 @@ lio_teardown() {
 		[[ -d $_LIO_CFG/core/$i ]] && { rmdir "$_LIO_CFG/core/$i" || rc=1; }
 	done
 	rm -f "$_LIO_STATE"
+	return $rc
+}
+
+# --- the same LUNs over iSCSI on the guest's loopback ---------------------------------------
+#
+# LIO's own iSCSI target (iscsi_target_mod) exports the backstores lio_setup made, all under
+# ONE target portal group (so EXTENDED COPY finds them: the copy manager looks for the NAA
+# ids among the LUNs of the session's node ACL), in demo mode (no ACL, no CHAP, writable), on
+# 127.0.0.1; open-iscsi's iscsid and iscsiadm log in. The same disks then have two paths:
+# tcm_loop's and iSCSI's. Undo with lio_iscsi_teardown before lio_teardown.
+
+_LIO_ISCSI_IQN=iqn.2003-01.org.sgfs.test:lio
+_LIO_ISCSI_STATE=$_LIO_DIR/iscsi
+
+# _lio_iscsi_sg LUN: the /dev/sgN of LUN's device in the iSCSI session to our target.
+_lio_iscsi_sg() {
+	local session real dev
+	for session in /sys/class/iscsi_session/session*; do
+		[[ $(<"$session/targetname") == "$_LIO_ISCSI_IQN" ]] || continue
+		# .../hostH/sessionN/iscsi_session/sessionN: the devices are under .../sessionN.
+		real=$(readlink -f "$session")
+		for dev in "${real%/iscsi_session/*}"/target*/*:"$1"/scsi_generic/*; do
+			[[ -e $dev ]] && echo "/dev/${dev##*/}"
+		done
+	done 2>/dev/null
+}
+
+# lio_iscsi_export [PORTAL]: export lio_setup's LUNs over iSCSI at PORTAL (127.0.0.1:3260),
+# log in, wait for their sg and sd nodes (30 s). Silent on success.
+lio_iscsi_export() {
+	local portal=${1:-127.0.0.1:3260} tpg line name sg blk file backstore i j dev blks attrib
+	local -a _LIO_LUNS=() lines=()
+	_lio_load
+	((${#_LIO_LUNS[@]})) || { echo "lio_iscsi_export: no LUNs (lio_setup first)" >&2; return 1; }
+	modprobe -a iscsi_target_mod iscsi_tcp || return 1
+	tpg=$_LIO_CFG/iscsi/$_LIO_ISCSI_IQN/tpgt_1
+	for ((i = 0; i < ${#_LIO_LUNS[@]}; i++)); do
+		read -r name _ _ _ backstore _ <<<"${_LIO_LUNS[i]}"
+		mkdir -p "$tpg/lun/lun_$i" && ln -s "$backstore" "$tpg/lun/lun_$i/$name" || return 1
+	done
+	mkdir "$tpg/np/$portal" || return 1
+	for attrib in "generate_node_acls 1" "demo_mode_write_protect 0" "authentication 0" \
+		"cache_dynamic_acls 1"; do
+		_lio_write "${attrib#* }" "$tpg/attrib/${attrib% *}" || return 1
+	done
+	_lio_write 1 "$tpg/enable" || return 1
+	echo "$portal" >"$_LIO_ISCSI_STATE"
+	ip link set lo up
+	mkdir -p /run/lock /etc/iscsi # iscsiadm locks under /run/lock
+	[[ -s /etc/iscsi/initiatorname.iscsi ]] ||
+		echo "InitiatorName=$(iscsi-iname)" >/etc/iscsi/initiatorname.iscsi
+	if ! grep -q ISCSIADM_ABSTRACT_NAMESPACE /proc/net/unix; then
+		# iscsid kills its whole process group when it exits: a session of its own.
+		setsid iscsid -f >"$_LIO_DIR/iscsid.log" 2>&1 &
+		echo "iscsid $!" >>"$_LIO_ISCSI_STATE"
+		for ((i = 0; i < 300; i++)); do
+			grep -q ISCSIADM_ABSTRACT_NAMESPACE /proc/net/unix && break
+			_gl_sleep 0.1
+		done
+	fi
+	iscsiadm -m discovery -t sendtargets -p "$portal" >/dev/null &&
+		iscsiadm -m node -T "$_LIO_ISCSI_IQN" -p "$portal" --login >/dev/null || return 1
+	for ((i = 0; i < ${#_LIO_LUNS[@]}; i++)); do
+		read -r name _ _ file _ <<<"${_LIO_LUNS[i]}"
+		sg=- blk=-
+		for ((j = 0; j < 3000; j++)); do
+			sg=$(_lio_iscsi_sg "$i")
+			if [[ -n $sg ]]; then
+				blks=(/sys/class/scsi_generic/"${sg#/dev/}"/device/block/*)
+				blk=/dev/${blks[0]##*/}
+				[[ -e $sg && -e $blk && $blk != '/dev/*' ]] && break
+			fi
+			_gl_sleep 0.01
+		done
+		if [[ ! -e $sg || ! -e $blk ]]; then
+			echo "lio_iscsi_export: no sg and sd nodes for LUN $i ($name) after 30 s" >&2
+			return 1
+		fi
+		sg_turs "$sg" >/dev/null 2>&1
+		lines+=("lun $name $sg $blk $file")
+	done
+	printf '%s\n' "${lines[@]}" >>"$_LIO_ISCSI_STATE"
+}
+
+# lio_iscsi_devices: "NAME /dev/sgN /dev/sdX BACKING_FILE" per LUN over iSCSI, LUN order.
+lio_iscsi_devices() {
+	local kind rest
+	[[ -r $_LIO_ISCSI_STATE ]] || return 0
+	while read -r kind rest; do [[ $kind == lun ]] && echo "$rest"; done <"$_LIO_ISCSI_STATE"
+}
+
+# lio_iscsi_teardown: log out, stop the iscsid lio_iscsi_export started, remove the target.
+lio_iscsi_teardown() {
+	local tpg=$_LIO_CFG/iscsi/$_LIO_ISCSI_IQN/tpgt_1 portal='' kind rest link rc=0 np lun
+	if [[ -r $_LIO_ISCSI_STATE ]]; then
+		read -r portal <"$_LIO_ISCSI_STATE"
+		iscsiadm -m node -T "$_LIO_ISCSI_IQN" -p "$portal" --logout >/dev/null 2>&1
+		iscsiadm -m node -T "$_LIO_ISCSI_IQN" -p "$portal" -o delete >/dev/null 2>&1
+		while read -r kind rest; do [[ $kind == iscsid ]] && kill "$rest" 2>/dev/null; done <"$_LIO_ISCSI_STATE"
+	fi
+	if [[ -d $tpg ]]; then
+		echo 0 >"$tpg/enable" 2>/dev/null
+		for np in "$tpg"/np/*; do [[ -d $np ]] && { rmdir "$np" || rc=1; }; done
+		for lun in "$tpg"/lun/lun_*; do
+			[[ -d $lun ]] || continue
+			for link in "$lun"/*; do [[ -L $link ]] && { rm -f "$link" || rc=1; }; done
+			rmdir "$lun" || rc=1
+		done
+		rmdir "$tpg" "${tpg%/*}" || rc=1
+	fi
+	rm -f "$_LIO_ISCSI_STATE"
 	return $rc
 }
 
