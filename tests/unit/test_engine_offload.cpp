@@ -405,6 +405,56 @@ TEST_CASE("a device failure during the offload is reported: the bytes before it,
     CHECK(other.xcopies() == 0);
 }
 
+// As vm.lio sees it when a LUN is unlinked from LIO's tpgt mid-copy: the EXTENDED COPY in
+// flight completes, the next finds the destination no more (COPY ABORTED, not reachable) and
+// the fallback's first WRITE finds the device gone; or the source goes with a command.
+TEST_CASE("a LUN removed mid-copy: the bytes before it reported, the error on the next call")
+{
+    auto registry = std::make_shared<CopyRegistry>();
+    Lun source(small_segments(lun_config(registry, 1), 64 * kib), 1);
+    const std::size_t length = 512 * kib;
+
+    SUBCASE("the destination: unreachable, then gone for the pipelined copy")
+    {
+        Lun destination(lun_config(registry, 2), 2);
+        const Bytes before = destination.store();
+        destination.target->disappear();
+        source.target->inject(on_xcopy(FaultKind::copy_aborted, 1, 3));
+        const IoResult result = copy_range(*source.engine, 0, *destination.engine, 0, length);
+        CHECK(result.error == -ENODEV);
+        CHECK(result.end == IoEnd::destination);
+        CHECK(result.bytes == 128 * kib);
+        // What the copy manager copied before it lost the destination, nothing after.
+        CHECK(destination.store() == copied(source.store(), 0, before, 0, 128 * kib));
+        CHECK(source.offload().bytes == 128 * kib);
+        CHECK(source.offload().refused_unreachable == 1);
+        // The next call, from the reported point: the error, without a command.
+        const std::uint64_t sent = source.xcopies();
+        const IoResult next = copy_range(*source.engine, 128 * kib, *destination.engine, 128 * kib,
+                                         length - 128 * kib);
+        CHECK(next.error == -ENODEV);
+        CHECK(next.end == IoEnd::destination);
+        CHECK(next.bytes == 0);
+        CHECK(source.xcopies() == sent);
+    }
+    SUBCASE("the source: gone with its third command")
+    {
+        Lun destination(lun_config(registry, 2), 2);
+        const Bytes before = destination.store();
+        source.target->inject(on_xcopy(FaultKind::device_gone, 1, 3));
+        const IoResult result = copy_range(*source.engine, 0, *destination.engine, 0, length);
+        CHECK(result.error == -ENODEV);
+        CHECK(result.end == IoEnd::source);
+        CHECK(result.bytes == 128 * kib);
+        CHECK(destination.store() == copied(source.store(), 0, before, 0, 128 * kib));
+        const IoResult next = copy_range(*source.engine, 128 * kib, *destination.engine, 128 * kib,
+                                         length - 128 * kib);
+        CHECK(next.error == -ENODEV);
+        CHECK(next.end == IoEnd::source);
+        CHECK(next.bytes == 0);
+    }
+}
+
 TEST_CASE("several EXTENDED COPY commands in flight where the copy manager runs several")
 {
     auto registry = std::make_shared<CopyRegistry>();

@@ -26,6 +26,18 @@
 #                               on success, says why on stderr and undoes it all on failure
 #   lio_devices                 "NAME /dev/sgN /dev/sdX BACKING_FILE" per LUN, LUN order
 #   lio_teardown                remove the LUNs, target, backstores and files it made
+#   lio_iscsi_export [PORTAL]   the same LUNs over LIO's iSCSI target on the loopback
+#                               (127.0.0.1:3260), logged in with open-iscsi; waits for nodes
+#   lio_iscsi_devices           "NAME /dev/sgN /dev/sdX BACKING_FILE" per LUN over iSCSI
+#   lio_iscsi_teardown          log out, stop that iscsid, remove the iSCSI target (before
+#                               lio_teardown)
+#
+# sgfs mounts and checks against an oracle:
+#   sgfs_mounted DIR, sgfs_umount DIR, mount_gets_ebusy DEV DIR
+#   sgfs_stat MOUNT DEVICE KEY  one counter of DEVICE (sgN) in MOUNT/.stats (0 if absent)
+#   odd_io_against_backing FILE BACKING LABEL [BLOCK_DEVICE]
+#                               odd writes through FILE, fsync, then checks: BACKING (and
+#                               BLOCK_DEVICE with O_DIRECT) hold them, odd reads equal BACKING
 #
 # TAP-like checks (numbered "ok N - NAME" / "not ok N - NAME" lines on stdout):
 #   check NAME COMMAND [ARGS...]  run COMMAND (may be a shell function; it runs in a
@@ -432,6 +444,117 @@ lio_teardown() {
 	return $rc
 }
 
+# --- the same LUNs over iSCSI on the guest's loopback ---------------------------------------
+#
+# LIO's own iSCSI target (iscsi_target_mod) exports the backstores lio_setup made, all under
+# ONE target portal group (so EXTENDED COPY finds them: the copy manager looks for the NAA
+# ids among the LUNs of the session's node ACL), in demo mode (no ACL, no CHAP, writable), on
+# 127.0.0.1; open-iscsi's iscsid and iscsiadm log in. The same disks then have two paths:
+# tcm_loop's and iSCSI's. Undo with lio_iscsi_teardown before lio_teardown.
+
+_LIO_ISCSI_IQN=iqn.2003-01.org.sgfs.test:lio
+_LIO_ISCSI_STATE=$_LIO_DIR/iscsi
+
+# _lio_iscsi_sg LUN: the /dev/sgN of LUN's device in the iSCSI session to our target.
+_lio_iscsi_sg() {
+	local session real dev
+	for session in /sys/class/iscsi_session/session*; do
+		[[ $(<"$session/targetname") == "$_LIO_ISCSI_IQN" ]] || continue
+		# .../hostH/sessionN/iscsi_session/sessionN: the devices are under .../sessionN.
+		real=$(readlink -f "$session")
+		for dev in "${real%/iscsi_session/*}"/target*/*:"$1"/scsi_generic/*; do
+			[[ -e $dev ]] && echo "/dev/${dev##*/}"
+		done
+	done 2>/dev/null
+}
+
+# lio_iscsi_export [PORTAL]: export lio_setup's LUNs over iSCSI at PORTAL (127.0.0.1:3260),
+# log in, wait for their sg and sd nodes (30 s). Silent on success.
+lio_iscsi_export() {
+	local portal=${1:-127.0.0.1:3260} tpg line name sg blk file backstore i j dev blks attrib
+	local -a _LIO_LUNS=() lines=()
+	_lio_load
+	((${#_LIO_LUNS[@]})) || { echo "lio_iscsi_export: no LUNs (lio_setup first)" >&2; return 1; }
+	modprobe -a iscsi_target_mod iscsi_tcp || return 1
+	tpg=$_LIO_CFG/iscsi/$_LIO_ISCSI_IQN/tpgt_1
+	for ((i = 0; i < ${#_LIO_LUNS[@]}; i++)); do
+		read -r name _ _ _ backstore _ <<<"${_LIO_LUNS[i]}"
+		mkdir -p "$tpg/lun/lun_$i" && ln -s "$backstore" "$tpg/lun/lun_$i/$name" || return 1
+	done
+	mkdir "$tpg/np/$portal" || return 1
+	for attrib in "generate_node_acls 1" "demo_mode_write_protect 0" "authentication 0" \
+		"cache_dynamic_acls 1"; do
+		_lio_write "${attrib#* }" "$tpg/attrib/${attrib% *}" || return 1
+	done
+	_lio_write 1 "$tpg/enable" || return 1
+	echo "$portal" >"$_LIO_ISCSI_STATE"
+	ip link set lo up
+	mkdir -p /run/lock /etc/iscsi # iscsiadm locks under /run/lock
+	[[ -s /etc/iscsi/initiatorname.iscsi ]] ||
+		echo "InitiatorName=$(iscsi-iname)" >/etc/iscsi/initiatorname.iscsi
+	if ! grep -q ISCSIADM_ABSTRACT_NAMESPACE /proc/net/unix; then
+		# iscsid kills its whole process group when it exits: a session of its own.
+		setsid iscsid -f >"$_LIO_DIR/iscsid.log" 2>&1 &
+		echo "iscsid $!" >>"$_LIO_ISCSI_STATE"
+		for ((i = 0; i < 300; i++)); do
+			grep -q ISCSIADM_ABSTRACT_NAMESPACE /proc/net/unix && break
+			_gl_sleep 0.1
+		done
+	fi
+	iscsiadm -m discovery -t sendtargets -p "$portal" >/dev/null &&
+		iscsiadm -m node -T "$_LIO_ISCSI_IQN" -p "$portal" --login >/dev/null || return 1
+	for ((i = 0; i < ${#_LIO_LUNS[@]}; i++)); do
+		read -r name _ _ file _ <<<"${_LIO_LUNS[i]}"
+		sg=- blk=-
+		for ((j = 0; j < 3000; j++)); do
+			sg=$(_lio_iscsi_sg "$i")
+			if [[ -n $sg ]]; then
+				blks=(/sys/class/scsi_generic/"${sg#/dev/}"/device/block/*)
+				blk=/dev/${blks[0]##*/}
+				[[ -e $sg && -e $blk && $blk != '/dev/*' ]] && break
+			fi
+			_gl_sleep 0.01
+		done
+		if [[ ! -e $sg || ! -e $blk ]]; then
+			echo "lio_iscsi_export: no sg and sd nodes for LUN $i ($name) after 30 s" >&2
+			return 1
+		fi
+		sg_turs "$sg" >/dev/null 2>&1
+		lines+=("lun $name $sg $blk $file")
+	done
+	printf '%s\n' "${lines[@]}" >>"$_LIO_ISCSI_STATE"
+}
+
+# lio_iscsi_devices: "NAME /dev/sgN /dev/sdX BACKING_FILE" per LUN over iSCSI, LUN order.
+lio_iscsi_devices() {
+	local kind rest
+	[[ -r $_LIO_ISCSI_STATE ]] || return 0
+	while read -r kind rest; do [[ $kind == lun ]] && echo "$rest"; done <"$_LIO_ISCSI_STATE"
+}
+
+# lio_iscsi_teardown: log out, stop the iscsid lio_iscsi_export started, remove the target.
+lio_iscsi_teardown() {
+	local tpg=$_LIO_CFG/iscsi/$_LIO_ISCSI_IQN/tpgt_1 portal='' kind rest link rc=0 np lun
+	if [[ -r $_LIO_ISCSI_STATE ]]; then
+		read -r portal <"$_LIO_ISCSI_STATE"
+		iscsiadm -m node -T "$_LIO_ISCSI_IQN" -p "$portal" --logout >/dev/null 2>&1
+		iscsiadm -m node -T "$_LIO_ISCSI_IQN" -p "$portal" -o delete >/dev/null 2>&1
+		while read -r kind rest; do [[ $kind == iscsid ]] && kill "$rest" 2>/dev/null; done <"$_LIO_ISCSI_STATE"
+	fi
+	if [[ -d $tpg ]]; then
+		echo 0 >"$tpg/enable" 2>/dev/null
+		for np in "$tpg"/np/*; do [[ -d $np ]] && { rmdir "$np" || rc=1; }; done
+		for lun in "$tpg"/lun/lun_*; do
+			[[ -d $lun ]] || continue
+			for link in "$lun"/*; do [[ -L $link ]] && { rm -f "$link" || rc=1; }; done
+			rmdir "$lun" || rc=1
+		done
+		rmdir "$tpg" "${tpg%/*}" || rc=1
+	fi
+	rm -f "$_LIO_ISCSI_STATE"
+	return $rc
+}
+
 # --- sgfs mounts ----------------------------------------------------------------------
 
 # sgfs_mounted DIR: an sgfs file system is mounted at DIR.
@@ -447,6 +570,52 @@ mount_gets_ebusy() {
 	fi
 	printf '%s\n' "$err"
 	[[ $err == *"$1 already mounted or mount point busy"* ]]
+}
+
+# sgfs_stat MOUNT DEVICE KEY: the value of KEY in DEVICE's block ("device sgN", then
+# "  key value" lines) of MOUNT/.stats; 0 when the key is absent.
+sgfs_stat() {
+	awk -v dev="device $2" -v key="$3" '$0 == dev { in_dev = 1; next } /^device / { in_dev = 0 }
+		in_dev && $1 == key { print $2; found = 1; exit } END { if (!found) print 0 }' "$1/.stats"
+}
+
+# --- the filesystem against an oracle it did not write -----------------------------------
+
+# odd_io_against_backing FILE BACKING LABEL [BLOCK_DEVICE]: through FILE (an sgfs disk
+# file), 4 MiB of random data, then odd sizes at odd offsets, into a model as well; fsync;
+# two checks: BACKING (the LUN's backing file, or anything holding what the disk holds)
+# and, when given, BLOCK_DEVICE read with O_DIRECT hold the model; dd reads of FILE at odd
+# offsets and sizes equal BACKING.
+odd_io_against_backing() {
+	local file=$1 backing=$2 label=$3 blk=${4:-} dir spec bs seek skip count bytes ok=1
+	local region=$((4 << 20))
+	dir=$(mktemp -d) || return 1
+	head -c $region /dev/urandom >"$dir/model"
+	dd if="$dir/model" of="$file" bs=1M conv=notrunc status=none
+	for spec in "512 1537 7" "4096 6000 3" "1M 333333 1" "1000 12345 9" "12345 4194301 3" "1 4194303 1"; do
+		read -r bs seek count <<<"$spec"
+		dd if=/dev/urandom of="$dir/chunk" bs="$bs" count="$count" iflag=fullblock status=none
+		dd if="$dir/chunk" of="$file" bs="$bs" seek="$seek" oflag=seek_bytes conv=notrunc status=none
+		dd if="$dir/chunk" of="$dir/model" bs="$bs" seek="$seek" oflag=seek_bytes conv=notrunc status=none
+	done
+	# The model grew by what the last writes put past the region.
+	truncate -s $region "$dir/model"
+	dd if=/dev/null of="$file" conv=notrunc,fsync status=none
+	check "$label: after odd writes and fsync the backing file holds the data" \
+		cmp -n $region "$dir/model" "$backing"
+	if [[ -n $blk ]]; then
+		check "$label: ${blk#/dev/} read with O_DIRECT holds the data" \
+			cmp "$dir/model" <(dd if="$blk" bs=1M count=4 iflag=direct status=none)
+	fi
+	for spec in "512 0 16" "1000 12345 50" "12345 777 20" "4096 4095 9" "1M 0 2" "1M 5000 3"; do
+		read -r bs skip count <<<"$spec"
+		dd if="$file" bs="$bs" skip="$skip" count="$count" iflag=skip_bytes status=none >"$dir/got"
+		case $bs in 1M) bytes=$((count << 20)) ;; *) bytes=$((bs * count)) ;; esac
+		tail -c +$((skip + 1)) "$backing" | head -c "$bytes" >"$dir/want"
+		cmp -s "$dir/want" "$dir/got" || { ok=0; diag "read bs=$bs skip=$skip count=$count differs"; }
+	done
+	check "$label: reads at odd offsets and sizes match the backing file" test $ok = 1
+	rm -rf "$dir"
 }
 
 # --- TAP-like reporting -------------------------------------------------------------

@@ -40,7 +40,6 @@ elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", b - a }'; }
 # The value of KEY in DEVICE's block of /.stats.
 stat_of() { awk -v dev="$1" -v key="$2" '$1 == "device" { cur = $2; next } cur == dev && $1 == key { print $2; exit }' "$mnt/.stats"; }
 stat_is() { [[ $(stat_of "$1" "$2") == "$3" ]] || { echo "$1 $2 is '$(stat_of "$1" "$2")', not '$3'"; return 1; }; }
-slice() { tail -c +$(($2 + 1)) "$1" | head -c "$3"; }
 # Waits up to SECONDS for COMMAND to succeed, polling. A guard against hanging, not a
 # timing check: nothing here depends on how fast the machine is.
 wait_until() {
@@ -190,37 +189,13 @@ check "naming the controller is refused as not a disk" refused_as_not_a_disk "$(
 diag "$SECONDS s into the suite"
 # --- the filesystem's checks on the LUNs, against the backing files -------------------
 
-# Writes through sgfs (whole MiBs, then odd sizes at odd offsets) into a model as well,
-# fsync, and compares the backing file; then reads at odd offsets against the backing file.
-against_backing() {
-	local file=$1 backing=$2 label=$3 spec bs seek skip count bytes ok=1
-	local region=$((4 << 20))
-	head -c $region /dev/urandom >"$work/model"
-	dd if="$work/model" of="$file" bs=1M conv=notrunc status=none
-	for spec in "512 1537 7" "4096 6000 3" "1M 333333 1" "1000 12345 9" "12345 4194301 3" "1 4194303 1"; do
-		read -r bs seek count <<<"$spec"
-		dd if=/dev/urandom of="$work/chunk" bs="$bs" count="$count" iflag=fullblock status=none
-		dd if="$work/chunk" of="$file" bs="$bs" seek="$seek" oflag=seek_bytes conv=notrunc status=none
-		dd if="$work/chunk" of="$work/model" bs="$bs" seek="$seek" oflag=seek_bytes conv=notrunc status=none
-	done
-	dd if=/dev/null of="$file" conv=notrunc,fsync status=none
-	check "$label: after writes and fsync the backing file holds the data" \
-		cmp -n $region "$work/model" "$backing"
-	for spec in "512 0 16" "1000 12345 50" "12345 777 20" "4096 4095 9" "1M 0 2" "1M 5000 3"; do
-		read -r bs skip count <<<"$spec"
-		dd if="$file" bs="$bs" skip="$skip" count="$count" iflag=skip_bytes status=none >"$work/got"
-		case $bs in 1M) bytes=$((count << 20)) ;; *) bytes=$((bs * count)) ;; esac
-		slice "$backing" "$skip" "$bytes" >"$work/want"
-		cmp -s "$work/want" "$work/got" || { ok=0; diag "read bs=$bs skip=$skip count=$count differs"; }
-	done
-	check "$label: reads at odd offsets and sizes match the backing file" test $ok = 1
-}
-
+# Writes through sgfs (whole MiBs, then odd sizes at odd offsets), fsync, the backing file
+# compared; then reads at odd offsets against it (guest-lib's odd_io_against_backing).
 set_allow_dio 1
 for mode in indirect direct mmap auto; do
 	check "io=$mode: mount LUN 1 and LUN 2" mount -t fuse.sgfs "$sg1,$sg2" "$mnt" -o io=$mode
-	against_backing "$mnt/$n1" "$luns/lun1.img" "io=$mode, 512-byte LUN"
-	against_backing "$mnt/$n2" "$luns/lun2.img" "io=$mode, 4096-byte LUN"
+	odd_io_against_backing "$mnt/$n1" "$luns/lun1.img" "io=$mode, 512-byte LUN"
+	odd_io_against_backing "$mnt/$n2" "$luns/lun2.img" "io=$mode, 4096-byte LUN"
 	expect=$mode
 	[[ $mode == auto ]] && expect=direct # allow_dio is on
 	for n in $n1 $n2; do
