@@ -194,7 +194,7 @@ void op_write(fuse_req_t req, fuse_ino_t inode, const char *data, std::size_t si
         if (size == 0)
             fuse_reply_write(req, 0);
         else
-            fuse_reply_err(req, EFBIG); // like a disk file: nothing past its end
+            fuse_reply_err(req, ENOSPC); // like a disk file: nothing past its end
         return;
     }
     std::memcpy(file->data() + offset, data, length);

@@ -77,6 +77,7 @@ int Engine::start_readahead(std::string &message)
     config.placement = placement;
     config.capacity_blocks = info_.capacity_bytes / info_.logical_block_size;
     config.context = context(DataPath::read);
+    config.device_gone = &gone_;
     readahead_.configure(std::move(slots), config);
     return 0;
 }

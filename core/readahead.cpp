@@ -93,6 +93,7 @@ void Readahead::free_windows(std::unique_lock<std::mutex> &lock,
                              const std::vector<Window *> &windows)
 {
     std::vector<Window *> in_flight;
+    in_flight.reserve(windows.size()); // push_back below cannot throw with a window half-marked
     for (Window *window : windows) {
         if (window->state == State::in_flight) {
             window->state = State::reaping;
@@ -221,8 +222,8 @@ void Readahead::advance(const BlockRange &request, ReaderId reader, std::uint64_
 class Readahead::ServedPin final : public ReadView::Pin
 {
   public:
-    ServedPin(Readahead &owner, std::vector<Window *> windows)
-        : owner_(owner), windows_(std::move(windows))
+    ServedPin(Readahead &owner, std::vector<Window *> windows, std::uint64_t served_end)
+        : owner_(owner), windows_(std::move(windows)), served_end_(served_end)
     {
     }
     ~ServedPin() override
@@ -231,7 +232,7 @@ class Readahead::ServedPin final : public ReadView::Pin
         // Read-ahead only saves time: whatever fails here (no memory for its lists), nothing
         // more is queued, and the next read queues again.
         try {
-            owner_.refill_after_reply(windows_);
+            owner_.refill_after_reply(windows_, served_end_);
         } catch (...) { // NOLINT(bugprone-empty-catch): nothing to undo
         }
     }
@@ -239,6 +240,7 @@ class Readahead::ServedPin final : public ReadView::Pin
   private:
     Readahead &owner_;
     std::vector<Window *> windows_;
+    std::uint64_t served_end_; // the block after the request this view answered
 };
 
 void Readahead::release(const std::vector<Window *> &windows)
@@ -252,8 +254,10 @@ void Readahead::release(const std::vector<Window *> &windows)
 // Waiting for its next read instead would leave their channels idle for the time between
 // this reply and that request, in which a sequential reader (dd, cp) keeps the device busy
 // only with what was queued before.
-void Readahead::refill_after_reply(const std::vector<Window *> &windows)
+void Readahead::refill_after_reply(const std::vector<Window *> &windows, std::uint64_t served_end)
 {
+    if (config_.device_gone != nullptr && config_.device_gone->load(std::memory_order_acquire))
+        return;
     std::unique_lock lock(mutex_);
     for (std::size_t i = 0; i < windows.size(); ++i) {
         const std::size_t stream = windows[i]->stream;
@@ -265,7 +269,7 @@ void Readahead::refill_after_reply(const std::vector<Window *> &windows)
         if (seen || !streams_[stream].sequential || reader == no_reader)
             continue;
         std::vector<BlockRange> refill;
-        recycle(lock, stream, streams_[stream].next_lba, false, refill);
+        recycle(lock, stream, std::min(streams_[stream].next_lba, served_end), false, refill);
         if (streams_[stream].sequential && streams_[stream].reader == reader)
             queue_windows(stream, config_.capacity_blocks, refill);
     }
@@ -344,7 +348,7 @@ std::optional<ReadView> Readahead::serve(std::uint64_t offset, std::uint64_t len
     if (config_.context.stats != nullptr)
         config_.context.stats->count_readahead_hit(length);
     return ReadView(IoResult::success(length), std::move(parts),
-                    std::make_unique<ServedPin>(*this, std::move(used)));
+                    std::make_unique<ServedPin>(*this, std::move(used), request.end()));
 }
 
 void Readahead::end_reader(ReaderId reader)

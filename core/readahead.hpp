@@ -28,6 +28,7 @@
 #include "sgfs/disk.hpp"
 #include "slot.hpp"
 
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <mutex>
@@ -43,6 +44,9 @@ struct ReadaheadConfig {
     Placement placement;               // where a window's data lands (never the caller's)
     std::uint64_t capacity_blocks = 0; // no window goes past the end of the disk
     CommandContext context;            // the engine's, for reads: the command loop counts there
+    // Set once the device is gone (the engine's flag): a view released after that refills
+    // nothing, so no command is queued on a lost device for a destructor to wait out.
+    const std::atomic<bool> *device_gone = nullptr;
 };
 
 class Readahead
@@ -113,8 +117,10 @@ class Readahead
     // A served view is gone: its windows' users drop.
     void release(const std::vector<Window *> &windows);
     // After a served view's release: each stream of `windows` that goes on sequentially
-    // reads further ahead at once on the windows its reader has passed.
-    void refill_after_reply(const std::vector<Window *> &windows);
+    // reads further ahead at once on the windows its reader has passed, up to `served_end`
+    // (the block after that view's request): a later request of the same reader may be
+    // between advance() and serve(), and must still find its windows.
+    void refill_after_reply(const std::vector<Window *> &windows, std::uint64_t served_end);
 
     ReadaheadConfig config_;
     std::vector<std::unique_ptr<Slot>> slots_;

@@ -63,8 +63,10 @@ Files
                         retries, errors by category, per path (read, write, copy)
                         the bytes copied by sgfs, by the driver, or not at all, how
                         zeroing and punching were done (zero.*: WRITE SAME, UNMAP,
-                        GET LBA STATUS, read-back, copy holes) and the provisioning
-                        (lbpme, lbpu, lbpws, lbprz, unmap_granularity_bytes, ...)
+                        GET LBA STATUS, read-back, copy holes), copy offload
+                        (offload.*: bytes, commands, refusals, fallbacks), commands
+                        in flight (in_flight.*: mean, max, histogram) and the
+                        provisioning (lbpme, lbpu, lbpws, lbprz, unmap_granularity..)
   user.sgfs.KEY         the same figures as extended attributes of each disk file
 
 Program options

@@ -229,7 +229,7 @@ class MemoryTarget
     // `count` concurrent commands from sgfs: were sgfs to send fewer at a time, the wait
     // would never end, so after `give_up` it ends anyway and gather_failed() says so.
     void gather_in_flight(unsigned count,
-                          std::chrono::milliseconds give_up = std::chrono::seconds(10));
+                          std::chrono::milliseconds give_up = std::chrono::seconds(60));
     bool gather_failed() const;
 
     // ---- observation ----

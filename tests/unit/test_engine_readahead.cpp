@@ -373,3 +373,23 @@ TEST_CASE("a window the reader has passed reads further ahead once its view is g
     unit.read_sequentially(reader_a, 2 * max_io, 6 * max_io, max_io);
     CHECK(unit.stats().readahead_hit_bytes == 7 * max_io);
 }
+
+TEST_CASE("a view released after the device is gone reads nothing further ahead")
+{
+    Unit unit;
+    Bytes got;
+    REQUIRE(unit.read(reader_a, 0, max_io, got).ok());
+    std::size_t queued = 0;
+    {
+        const ReadView view = unit.engine->read_view(max_io, max_io, reader_a);
+        REQUIRE(view.result().ok());
+        // A read without a reader (no stream touched) learns that the device is gone.
+        unit.target->disappear(GoneForm::reap_fails);
+        CHECK(unit.read(no_reader, 512 * kib, 4 * kib, got).error == -ENODEV);
+        queued = unit.target->in_flight();
+    }
+    // A refill would queue a command (a gone target queues it, never runs it): none came.
+    CHECK(unit.target->in_flight() == queued);
+    unit.engine->end_reader(reader_a);
+    CHECK(unit.target->in_flight() == 0);
+}

@@ -333,6 +333,9 @@ TEST_CASE("commands in flight: the count each command saw as it was queued, mean
     stats.count_reaped();
     CHECK(stats.count_queueing() == 1);
     stats.count_queue_failed();
+    // The failed one is not outstanding: the next command is alone again.
+    CHECK(stats.count_queueing() == 1);
+    stats.count_queue_failed();
     CHECK(seen == std::vector<std::uint64_t>{1, 2, 3, 1});
     const DeviceStatsSnapshot snap = stats.snapshot();
     check_values(snap, {{"in_flight.commands", 4},
