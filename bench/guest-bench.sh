@@ -448,8 +448,34 @@ qsd_stop() {
 	QSD_PID=''
 }
 
+# await_mount LABEL PID_VAR TRIES ERR_FILE MNT FILE...: waits (TRIES x 0.1 s) until MNT is
+# mounted with every FILE in it. 1 when the daemon exited first (START_ERR says why, PID_VAR
+# is cleared), 2 when the files did not appear in time (the daemon still runs).
+await_mount() {
+	local label=$1 tries=$3 err=$4 mnt=$5 i rc f missing
+	local -n daemon_pid=$2
+	shift 5
+	for ((i = 0; i < tries; i++)); do
+		if mounted "$mnt"; then
+			missing=0
+			for f in "$@"; do [ -e "$mnt/$f" ] || missing=1; done
+			((missing)) || return 0
+		fi
+		if ! kill -0 "$daemon_pid" 2>/dev/null; then
+			wait "$daemon_pid"
+			rc=$?
+			START_ERR="$label failed (exit $rc): $(clean "$(tail -n3 "$err")")"
+			daemon_pid=''
+			return 1
+		fi
+		sleep 0.1
+	done
+	START_ERR="$label: $* did not appear in $mnt within $((tries / 10)) s: $(clean "$(tail -n3 "$err")")"
+	return 2
+}
+
 sgfs_start() { # mode or variant
-	local opts rc i
+	local opts
 	opts="$(variant_options "$1")${SGFS_OPTIONS:+,$SGFS_OPTIONS}"
 	if [ ! -x "$SGFS" ]; then
 		START_ERR="sgfs not built (${SGFS:-no build dir} missing)"
@@ -459,21 +485,8 @@ sgfs_start() { # mode or variant
 	echo "  $SGFS /dev/$SG0,/dev/$SG1 $MNT -o $opts -f"
 	"$SGFS" "/dev/$SG0,/dev/$SG1" "$MNT" -o "$opts" -f >"$TMPD/sgfs.err" 2>&1 &
 	SGFS_PID=$!
-	for ((i = 0; i < 300; i++)); do
-		if mounted "$MNT" && [ -e "$MNT/$SG0" ] && [ -e "$MNT/$SG1" ]; then
-			return 0
-		fi
-		if ! kill -0 "$SGFS_PID" 2>/dev/null; then
-			wait "$SGFS_PID"
-			rc=$?
-			START_ERR="mount -o $opts failed (exit $rc): $(clean "$(tail -n3 "$TMPD/sgfs.err")")"
-			SGFS_PID=''
-			return 1
-		fi
-		sleep 0.1
-	done
-	START_ERR="mount -o $opts: $MNT/$SG0 and $MNT/$SG1 did not appear within 30 s: $(clean "$(tail -n3 "$TMPD/sgfs.err")")"
-	sgfs_stop
+	await_mount "mount -o $opts" SGFS_PID 300 "$TMPD/sgfs.err" "$MNT" "$SG0" "$SG1" && return 0
+	(($? == 2)) && sgfs_stop
 	return 1
 }
 sgfs_stop() {
@@ -506,7 +519,7 @@ fuse_stop() {
 # The FUSE ceiling: bench/nullfs serving null0 and null1, $TOTAL bytes each, with the
 # queue_depth of --sgfs-options if it names one (else nullfs takes sgfs's default).
 null_start() {
-	local args=(--size "$TOTAL" --files 2) rc i
+	local args=(--size "$TOTAL" --files 2)
 	if [ ! -x "$NULLFS" ]; then
 		START_ERR="bench/nullfs not built (${NULLFS:-no build dir} missing)"
 		return 1
@@ -517,19 +530,8 @@ null_start() {
 	"$NULLFS" "${args[@]}" "$NULL_MNT" >"$TMPD/null.err" 2>&1 &
 	NULL_PID=$!
 	# it fills its buffers first: seconds in an emulated guest
-	for ((i = 0; i < 600; i++)); do
-		mounted "$NULL_MNT" && [ -e "$NULL_MNT/null0" ] && [ -e "$NULL_MNT/null1" ] && return 0
-		if ! kill -0 "$NULL_PID" 2>/dev/null; then
-			wait "$NULL_PID"
-			rc=$?
-			START_ERR="nullfs failed (exit $rc): $(clean "$(tail -n3 "$TMPD/null.err")")"
-			NULL_PID=''
-			return 1
-		fi
-		sleep 0.1
-	done
-	START_ERR="nullfs: $NULL_MNT/null0 did not appear within 60 s"
-	null_stop
+	await_mount nullfs NULL_PID 600 "$TMPD/null.err" "$NULL_MNT" null0 null1 && return 0
+	(($? == 2)) && null_stop
 	return 1
 }
 null_stop() {
