@@ -28,6 +28,14 @@ void count_error(const CommandContext &context, ErrorCategory category)
         context.stats->count_error(category);
 }
 
+// CAPACITY DATA HAS CHANGED: the engine reads the capacity again (engine_capacity.cpp).
+void count_capacity_attention(const CommandContext &context, const CommandOutcome &outcome)
+{
+    if (context.stats != nullptr && outcome.category == ErrorCategory::unit_attention &&
+        outcome.sense.asc == 0x2a && outcome.sense.ascq == 0x09)
+        context.stats->count_capacity_attention();
+}
+
 void count_transfer(const CommandContext &context, const SgRequest &request,
                     const SgCompletion &done, std::uint64_t bytes)
 {
@@ -133,6 +141,7 @@ CommandResult finish_command_with_sense(Channel &channel, Command &command,
         const CommandOutcome &outcome = done.outcome;
         if (outcome.category != ErrorCategory::ok)
             count_error(context, outcome.category);
+        count_capacity_attention(context, outcome);
         bool again = false;
         if (outcome.ok()) {
             const std::size_t length = command.request.length;

@@ -15,6 +15,8 @@
 //   - a READ or WRITE that ends GOOD with a residual (a short transfer) is re-issued for the
 //     blocks not moved (in mmap mode whole: its data must start at the mapping's first byte);
 //     one that moved nothing spends a retry, so it ends;
+//   - a CAPACITY DATA HAS CHANGED unit attention (06/2A/09) is also counted in DeviceStats
+//     capacity_attentions, which the engine watches to read the capacity again;
 //   - every failed attempt is counted in DeviceStats errors, every retry in `retries`, every
 //     successful data transfer in the mode and path counters.
 //

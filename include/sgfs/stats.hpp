@@ -177,6 +177,11 @@ struct DeviceStatsSnapshot {
     std::uint64_t zero_copy_bytes = 0;     // every path's zero_copy_bytes
     std::uint64_t readahead_bytes = 0;     // read ahead on spare fds
     std::uint64_t readahead_hit_bytes = 0; // of those, answered a read
+    // CAPACITY DATA HAS CHANGED unit attentions (06/2A/09) any command met, and the capacity
+    // rereads that found a new size (core/engine_capacity.cpp). A reread after an attention
+    // that finds the same size counts only the attention.
+    std::uint64_t capacity_attentions = 0;
+    std::uint64_t capacity_changes = 0;
     std::array<std::uint64_t, error_category_count> errors{};
     ZeroCountersSnapshot zero;
     OffloadCountersSnapshot offload;
@@ -199,6 +204,8 @@ inline constexpr auto device_counter_fields = std::to_array<CounterField<DeviceS
     {"zero_copy_bytes", &DeviceStatsSnapshot::zero_copy_bytes},
     {"readahead_bytes", &DeviceStatsSnapshot::readahead_bytes},
     {"readahead_hit_bytes", &DeviceStatsSnapshot::readahead_hit_bytes},
+    {"capacity_attentions", &DeviceStatsSnapshot::capacity_attentions},
+    {"capacity_changes", &DeviceStatsSnapshot::capacity_changes},
 });
 
 // The live side of one counter group: one atomic per row of its table, in the table's
@@ -213,6 +220,11 @@ template <const auto &Fields> class CounterSet
     {
         constexpr std::size_t index = index_of(Member);
         values_[index].fetch_add(n, std::memory_order_relaxed);
+    }
+    template <std::uint64_t Group::*Member> std::uint64_t value() const
+    {
+        constexpr std::size_t index = index_of(Member);
+        return values_[index].load(std::memory_order_acquire);
     }
     // Copies every counter into its field of `to`; fields outside the table are left alone.
     void load_into(Group &to) const
@@ -251,6 +263,15 @@ class DeviceStats
         device_.add<&DeviceStatsSnapshot::readahead_hit_bytes>(bytes);
     }
     void count_error(ErrorCategory category);
+    // A command met CAPACITY DATA HAS CHANGED (the command loop counts it); the engine
+    // rereads the capacity when this count is ahead of the attentions it has handled.
+    void count_capacity_attention() { device_.add<&DeviceStatsSnapshot::capacity_attentions>(1); }
+    std::uint64_t capacity_attentions() const
+    {
+        return device_.value<&DeviceStatsSnapshot::capacity_attentions>();
+    }
+    // A capacity reread found a new size.
+    void count_capacity_change() { device_.add<&DeviceStatsSnapshot::capacity_changes>(1); }
     // One zeroing command (or, for host_write, a zero buffer written) covering `bytes`.
     void count_zeroing(ZeroKind kind, std::uint64_t bytes);
     void count_zeroing_fallback() { zero_.add<&ZeroCountersSnapshot::fallbacks>(1); }
