@@ -19,13 +19,14 @@ namespace sgfs
 namespace
 {
 
-IoResult refuse_write(const DiskInfo &info, std::uint64_t offset, std::uint64_t length,
+IoResult refuse_write(const Disk &disk, std::uint64_t offset, std::uint64_t length,
                       const char *what, std::uint64_t &wanted)
 {
     wanted = 0;
+    const DiskInfo &info = disk.info();
     if (info.read_only)
         return IoResult::failure(-EROFS, info.name + ": read-only");
-    if (int rc = write_extent(offset, length, info.capacity_bytes, wanted); rc != 0)
+    if (int rc = write_extent(offset, length, disk.capacity_bytes(), wanted); rc != 0)
         return IoResult::failure(rc, info.name + ": " + what + " past the end of the device");
     return IoResult::success(0);
 }
@@ -64,53 +65,56 @@ class BufferPin final : public ReadView::Pin
 
 IoResult Disk::pread(void *buffer, std::size_t length, std::uint64_t offset)
 {
-    const std::uint64_t wanted = clamp_length(offset, length, info().capacity_bytes);
+    const std::uint64_t wanted = clamp_length(offset, length, capacity_bytes());
     if (wanted == 0)
         return IoResult::success(0);
-    return read_range(buffer, wanted, offset);
+    return settled(read_range(buffer, wanted, offset));
 }
 
 ReadView Disk::read_view(std::size_t length, std::uint64_t offset, ReaderId reader)
 {
-    const std::uint64_t wanted = clamp_length(offset, length, info().capacity_bytes);
+    const std::uint64_t wanted = clamp_length(offset, length, capacity_bytes());
     if (wanted == 0)
         return ReadView(IoResult::success(0));
-    return view_range(wanted, offset, reader);
+    ReadView view = view_range(wanted, offset, reader);
+    settle_capacity();
+    return view;
 }
 
 IoResult Disk::pwrite(const void *buffer, std::size_t length, std::uint64_t offset)
 {
     std::uint64_t wanted = 0;
-    if (IoResult refused = refuse_write(info(), offset, length, "write", wanted);
+    if (IoResult refused = refuse_write(*this, offset, length, "write", wanted);
         !refused.ok() || wanted == 0)
         return refused;
-    return write_range(buffer, wanted, offset);
+    return settled(write_range(buffer, wanted, offset));
 }
 
 IoResult Disk::zero_range(std::uint64_t offset, std::uint64_t length, ZeroAllocation allocation)
 {
     std::uint64_t wanted = 0;
-    if (IoResult refused = refuse_write(info(), offset, length, "zeroing", wanted);
+    if (IoResult refused = refuse_write(*this, offset, length, "zeroing", wanted);
         !refused.ok() || wanted == 0)
         return refused;
-    return zero_within(offset, wanted, allocation);
+    return settled(zero_within(offset, wanted, allocation));
 }
 
 IoResult Disk::punch_hole(std::uint64_t offset, std::uint64_t length)
 {
     std::uint64_t wanted = 0;
-    if (IoResult refused = refuse_write(info(), offset, length, "hole punch", wanted);
+    if (IoResult refused = refuse_write(*this, offset, length, "hole punch", wanted);
         !refused.ok() || wanted == 0)
         return refused;
-    return punch_within(offset, wanted);
+    return settled(punch_within(offset, wanted));
 }
 
 Mapping Disk::mapping(std::uint64_t offset)
 {
-    if (offset >= info().capacity_bytes)
+    const std::uint64_t capacity = capacity_bytes();
+    if (offset >= capacity)
         return {IoResult::failure(-ENXIO, info().name + ": offset past the end of the device"),
-                false, info().capacity_bytes};
-    return map_within(offset);
+                false, capacity};
+    return settled(map_within(offset));
 }
 
 std::uint64_t Disk::stored_bytes()
@@ -118,7 +122,7 @@ std::uint64_t Disk::stored_bytes()
     // A quick look: a disk with more runs than this (fragmented, or huge and thin) counts as
     // full, which only makes `cp` and `du` see it as not sparse.
     constexpr int most_runs = 64;
-    const std::uint64_t capacity = info().capacity_bytes;
+    const std::uint64_t capacity = capacity_bytes();
     std::uint64_t holes = 0;
     std::uint64_t at = 0;
     for (int run = 0; at < capacity; ++run) {
@@ -142,7 +146,7 @@ IoResult Disk::punch_within(std::uint64_t offset, std::uint64_t length)
 Mapping Disk::map_within(std::uint64_t offset)
 {
     static_cast<void>(offset);
-    return {IoResult::success(0), false, info().capacity_bytes};
+    return {IoResult::success(0), false, capacity_bytes()};
 }
 
 ReadView Disk::view_range(std::size_t length, std::uint64_t offset, ReaderId reader)
@@ -206,8 +210,8 @@ IoResult copy_range(Disk &source, std::uint64_t from, Disk &destination, std::ui
         return refused;
     }
     std::uint64_t wanted = 0;
-    if (int rc = copy_extent(source.info().capacity_bytes, target.capacity_bytes, from, to, length,
-                             wanted);
+    if (int rc = copy_extent(source.capacity_bytes(), destination.capacity_bytes(), from, to,
+                             length, wanted);
         rc != 0) {
         IoResult refused = IoResult::failure(rc, target.name + ": copy past the end of the device");
         refused.end = IoEnd::destination;

@@ -75,7 +75,7 @@ int Engine::start_readahead(std::string &message)
     config.block_size = info_.logical_block_size;
     config.max_blocks = max_blocks_;
     config.placement = placement;
-    config.capacity_blocks = info_.capacity_bytes / info_.logical_block_size;
+    config.capacity_bytes = &capacity_bytes_;
     config.context = context(DataPath::read);
     config.device_gone = &gone_;
     readahead_.configure(std::move(slots), config);
@@ -103,10 +103,8 @@ int Engine::probe_identity(Channel &channel, std::string &message)
 
     Capacity capacity;
     std::string ignored;
-    if (sg_ll_readcap_16(channel, ctx, capacity, ignored) != 0) {
-        if (int rc = sg_ll_readcap_10(channel, ctx, capacity, message); rc != 0)
-            return rc;
-    }
+    if (int rc = read_capacity(channel, capacity, message); rc != 0)
+        return rc;
     if (capacity.logical_block_size == 0 || !is_power_of_two(capacity.logical_block_size)) {
         message = info_.sg_path + ": unsupported logical block size " +
                   std::to_string(capacity.logical_block_size);
@@ -120,6 +118,7 @@ int Engine::probe_identity(Channel &channel, std::string &message)
         return -EINVAL;
     }
     info_.capacity_bytes = capacity.bytes();
+    capacity_bytes_.store(info_.capacity_bytes, std::memory_order_release);
     info_.logical_block_size = capacity.logical_block_size;
     info_.physical_block_size = std::max(capacity.physical_block_size, capacity.logical_block_size);
 

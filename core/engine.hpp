@@ -6,9 +6,9 @@
 // Private to core: the rest of the program sees it as a Disk (sgfs/disk.hpp).
 //
 // Files: engine.cpp (open, probe, channels), engine_io.cpp (reads, writes, flush),
-// engine_zero.cpp (zeroing), engine_punch.cpp (hole punching), engine_map.cpp (provisioning
-// runs: GET LBA STATUS), engine_copy.cpp (copies between two engines), engine_offload.cpp
-// (copies offloaded to the target's copy manager), readahead.cpp.
+// engine_capacity.cpp (capacity changes), engine_zero.cpp (zeroing), engine_punch.cpp (hole
+// punching), engine_map.cpp (provisioning runs: GET LBA STATUS), engine_copy.cpp (copies between
+// two engines), engine_offload.cpp (copies offloaded to the target's copy manager), readahead.cpp.
 //
 // Lock order: RangeLock (a write's blocks) before the Readahead mutex before a Pool lease;
 // never the other way. A copy takes the destination's RangeLock, then the two engines'
@@ -30,6 +30,7 @@
 #include <cerrno>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <span>
 #include <string>
@@ -60,6 +61,12 @@ class Engine final : public Disk
     void end_reader(ReaderId reader) override { readahead_.end_reader(reader); }
     DeviceStatsSnapshot stats() const override { return stats_.snapshot(); }
     EnginePin pin() override { return {this, {}, {}, {}}; }
+    // engine_capacity.cpp: the size now, and its reread (see Disk).
+    std::uint64_t capacity_bytes() const override
+    {
+        return capacity_bytes_.load(std::memory_order_acquire);
+    }
+    int refresh_capacity() override;
 
     // engine_copy.cpp: `wanted` bytes (already cut to both disks, not empty, the
     // destination writable: copy_range's checks) from `from` here to `to` on `target`,
@@ -83,6 +90,7 @@ class Engine final : public Disk
     IoResult punch_within(std::uint64_t offset, std::uint64_t length) override; // engine_punch.cpp
     Mapping map_within(std::uint64_t offset) override;                          // engine_map.cpp
     IoResult flush_cache() override;
+    void settle_capacity() override; // engine_capacity.cpp
 
   private:
     Engine(const DiskOptions &options, std::unique_ptr<Transport> transport);
@@ -110,6 +118,13 @@ class Engine final : public Disk
     IoResult check_present();
     // check_present() of this source and `target`, the failure marked with its end.
     IoResult check_both_present(Engine &target);
+
+    // ---- engine_capacity.cpp ----
+    // READ CAPACITY on `channel` (leased by the caller) and the new size taken in; a new
+    // logical block size marks the unit gone (-ENODEV). One reread at a time.
+    int reread_capacity(Channel &channel);
+    // READ CAPACITY(16), or (10) where (16) fails: the probe's and the reread's.
+    int read_capacity(Channel &channel, Capacity &capacity, std::string &message);
 
     // ---- engine_io.cpp ----
     IoResult read_bytes(DataPath path, void *buffer, std::size_t length, std::uint64_t offset);
@@ -225,7 +240,13 @@ class Engine final : public Disk
     RangeLock write_ranges_;
     Readahead readahead_;
     std::atomic<bool> gone_{false};
-    ZeroMeans zero_means_; // as probed; the refusals below take means away
+    // The size now: info_.capacity_bytes is the probe's. A reread (reread_capacity) stores
+    // a new one; readers anywhere load it (Disk's bounds, read-ahead, map_within).
+    std::atomic<std::uint64_t> capacity_bytes_{0};
+    // DeviceStats capacity_attentions already answered by a reread.
+    std::atomic<std::uint64_t> capacity_attentions_handled_{0};
+    std::mutex capacity_mutex_; // one reread at a time; taken holding a lease, nothing after
+    ZeroMeans zero_means_;      // as probed; the refusals below take means away
     std::atomic<bool> write_same_unmap_refused_{false};
     std::atomic<bool> write_same_refused_{false};
     std::atomic<bool> unmap_refused_{false};

@@ -123,8 +123,7 @@ ReadView Engine::view_range(std::size_t length, std::uint64_t offset, ReaderId r
         return ReadView(std::move(present));
     if (readahead_.enabled() && reader != no_reader) {
         // Queue what follows first, so the device works while this reply is copied.
-        readahead_.advance({plan.first_lba, plan.block_count}, reader,
-                           info_.capacity_bytes / block);
+        readahead_.advance({plan.first_lba, plan.block_count}, reader, capacity_bytes() / block);
         if (std::optional<ReadView> served = readahead_.serve(offset, length, reader)) {
             if (!served->result().ok())
                 return ReadView(failure(served->result()));

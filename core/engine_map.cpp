@@ -46,7 +46,7 @@ IoResult Engine::lba_status(std::uint64_t lba, std::vector<LbaStatus> &out)
 
 Mapping Engine::map_within(std::uint64_t offset)
 {
-    const std::uint64_t capacity = info_.capacity_bytes;
+    const std::uint64_t capacity = capacity_bytes();
     Mapping all_data{IoResult::success(0), false, capacity};
     const Provisioning &p = info_.provisioning;
     // Without LBPRZ an unmapped block may read anything: no hole, so no question.

@@ -271,7 +271,7 @@ void Readahead::refill_after_reply(const std::vector<Window *> &windows, std::ui
         std::vector<BlockRange> refill;
         recycle(lock, stream, std::min(streams_[stream].next_lba, served_end), false, refill);
         if (streams_[stream].sequential && streams_[stream].reader == reader)
-            queue_windows(stream, config_.capacity_blocks, refill);
+            queue_windows(stream, capacity_blocks(), refill);
     }
 }
 

@@ -40,10 +40,12 @@ namespace sgfs
 
 struct ReadaheadConfig {
     std::uint32_t block_size = 512;
-    std::uint32_t max_blocks = 1;      // one window is at most one command
-    Placement placement;               // where a window's data lands (never the caller's)
-    std::uint64_t capacity_blocks = 0; // no window goes past the end of the disk
-    CommandContext context;            // the engine's, for reads: the command loop counts there
+    std::uint32_t max_blocks = 1; // one window is at most one command
+    Placement placement;          // where a window's data lands (never the caller's)
+    // The disk's size now (the engine's, which follows capacity changes): no window goes
+    // past its end. Null: no windows.
+    const std::atomic<std::uint64_t> *capacity_bytes = nullptr;
+    CommandContext context; // the engine's, for reads: the command loop counts there
     // Set once the device is gone (the engine's flag): a view released after that refills
     // nothing, so no command is queued on a lost device for a destructor to wait out.
     const std::atomic<bool> *device_gone = nullptr;
@@ -79,6 +81,12 @@ class Readahead
     void invalidate(const BlockRange &blocks);
 
   private:
+    std::uint64_t capacity_blocks() const
+    {
+        return config_.capacity_bytes == nullptr
+                   ? 0
+                   : config_.capacity_bytes->load(std::memory_order_acquire) / config_.block_size;
+    }
     enum class State { idle, in_flight, reaping, done, failed };
     struct Window {
         Slot *slot = nullptr;

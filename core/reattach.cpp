@@ -70,10 +70,38 @@ class ReattachingDisk final : public Disk
     {
         infos_.push_back(std::make_unique<DiskInfo>(first->info()));
         info_.store(infos_.back().get(), std::memory_order_release);
+        last_capacity_.store(first->capacity_bytes(), std::memory_order_release);
         current_ = std::shared_ptr<Disk>(std::move(first));
     }
 
     const DiskInfo &info() const override { return *info_.load(std::memory_order_acquire); }
+
+    // The disk in use says; while gone, the size it had last.
+    std::uint64_t capacity_bytes() const override
+    {
+        std::shared_ptr<Disk> disk;
+        {
+            std::lock_guard lock(mutex_);
+            disk = current_;
+        }
+        if (!disk)
+            return last_capacity_.load(std::memory_order_acquire);
+        const std::uint64_t now = disk->capacity_bytes();
+        last_capacity_.store(now, std::memory_order_release);
+        return now;
+    }
+
+    // On the disk in use; a new block size makes it gone, and the search's rule refuses it.
+    int refresh_capacity() override
+    {
+        return run([](Disk &disk) {
+                   const int rc = disk.refresh_capacity();
+                   return rc == 0 ? IoResult::success(0)
+                                  : IoResult::failure(rc, disk.info().name +
+                                                              ": capacity reread failed");
+               })
+            .error;
+    }
 
     // Only the disk in use can hold the reader's read-ahead: one swapped in later never
     // read for it, a lost one serves nobody again.
@@ -224,6 +252,7 @@ class ReattachingDisk final : public Disk
     std::chrono::steady_clock::time_point next_search_{};
     std::vector<std::unique_ptr<DiskInfo>> infos_;
     std::atomic<const DiskInfo *> info_{nullptr};
+    mutable std::atomic<std::uint64_t> last_capacity_{0};
 
     std::mutex search_mutex_;
 };

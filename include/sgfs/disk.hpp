@@ -67,6 +67,8 @@ struct DiskInfo {
     std::uint8_t device_type = 0; // SCSI peripheral device type
     std::string vendor, model, revision;
     std::string stable_id; // from VPD 0x83, else 0x80 serial; file-name safe
+    // The size the probe found (at open, or at the last reattach). A disk's size can change
+    // while it is open: Disk::capacity_bytes() is the size now, and what every bound uses.
     std::uint64_t capacity_bytes = 0;
     std::uint32_t logical_block_size = 512;
     std::uint32_t physical_block_size = 512;
@@ -176,9 +178,12 @@ struct EnginePin {
 // daemonize), so such a process opens its own (fusefs reopens after fuse_daemonize).
 //
 // The public functions hold the disk's rules, for every kind of disk: ranges are cut at the
-// end of the disk, a write at or past the end is -ENOSPC, a read there reads nothing, and a
-// read-only disk (DiskInfo::read_only) refuses writes with -EROFS. Only then do they call
-// the protected virtual functions, with a range inside the disk and not empty.
+// end of the disk (capacity_bytes(), the size now), a write at or past the end is -ENOSPC,
+// a read there reads nothing, and a read-only disk (DiskInfo::read_only) refuses writes with
+// -EROFS. Only then do they call the protected virtual functions, with a range inside the
+// disk and not empty. After a shrink the same rule refuses what lies past the new end; the
+// one command that meets the device's unit attention may instead fail with the device's
+// LBA OUT OF RANGE (-EINVAL), before the new size is known.
 class Disk
 {
   public:
@@ -188,6 +193,17 @@ class Disk
                     std::unique_ptr<Disk> &out, std::string &message);
 
     virtual const DiskInfo &info() const = 0;
+    // The disk's size now, from any thread: the probe's (DiskInfo::capacity_bytes) until a
+    // capacity change is seen, the new one after it. The default: a disk of fixed size.
+    virtual std::uint64_t capacity_bytes() const { return info().capacity_bytes; }
+    // Reads the capacity again (READ CAPACITY) and makes it the disk's size: IO past a new
+    // end is refused by the rules below, data below it is left as it is. A changed logical
+    // block size is refused as a returning device's is on reattach: the disk counts as gone
+    // (-ENODEV) and stays so while the device has other blocks. An engine does this itself
+    // after a command met CAPACITY DATA HAS CHANGED; this is for a caller that learned of
+    // a change another way (a "change" uevent). May block for one command; not from a
+    // thread that holds a ReadView of this disk. 0 or -errno; the default (fixed size): 0.
+    virtual int refresh_capacity() { return 0; }
     // Any offset, any length: the bytes read (short at the end of the disk, 0 past it).
     IoResult pread(void *buffer, std::size_t length, std::uint64_t offset);
     // The same read without a copy into a caller's buffer: aligned reads return the memory
@@ -221,7 +237,7 @@ class Disk
     // finds, or the capacity when the disk has none or more runs than a quick look counts.
     std::uint64_t stored_bytes();
     // SYNCHRONIZE CACHE.
-    IoResult flush() { return flush_cache(); }
+    IoResult flush() { return settled(flush_cache()); }
     virtual DeviceStatsSnapshot stats() const = 0;
     // The engine doing this disk's IO now (see EnginePin); none by default.
     virtual EnginePin pin() { return {}; }
@@ -239,6 +255,16 @@ class Disk
     // `offset` is inside the disk. The default: data up to the end.
     virtual Mapping map_within(std::uint64_t offset);
     virtual IoResult flush_cache() = 0;
+    // After each public IO function: a disk whose commands may have heard of a capacity
+    // change takes it in (never waiting for a channel). The default: nothing to take in.
+    virtual void settle_capacity() {}
+
+  private:
+    template <typename Result> Result settled(Result result)
+    {
+        settle_capacity();
+        return result;
+    }
 };
 
 // Copies `length` bytes at `from` on `source` to `to` on `destination`, which may be the
