@@ -344,6 +344,18 @@ void MemoryTarget::resize(std::uint64_t block_count)
     raise_unit_attention(0x2a, 0x09);
 }
 
+void MemoryTarget::reformat(std::uint32_t block_size, std::uint64_t block_count)
+{
+    {
+        const std::lock_guard lock(mutex_);
+        config_.block_size = block_size;
+        config_.block_count = block_count;
+        store_.resize(block_count * block_size, 0);
+        mapped_.assign(block_count, true);
+    }
+    raise_unit_attention(0x2a, 0x09);
+}
+
 void MemoryTarget::disappear(GoneForm form)
 {
     const std::lock_guard lock(mutex_);

@@ -211,6 +211,9 @@ class MemoryTarget
     // New capacity (the store keeps what fits, new blocks are zero and mapped) and a
     // 06/2A/09 unit attention.
     void resize(std::uint64_t block_count);
+    // Other logical blocks (a FORMAT UNIT with a new block length): the store's bytes stay
+    // where they are, counted in `block_size` blocks, and a 06/2A/09 unit attention.
+    void reformat(std::uint32_t block_size, std::uint64_t block_count);
     // The device goes away: channels open now are dead for good (their commands fail in
     // `form`), opening channels fails with -ENXIO. reappear() lets new channels open and
     // work, as a device that came back (with its data).
