@@ -72,6 +72,14 @@ void reply_sized(fuse_req_t req, int error, std::size_t size, const std::string 
         fuse_reply_buf(req, data.data(), data.size());
 }
 
+// The disk's info with its size now (.stats shows capacity_bytes as it is).
+DiskInfo live_info(const Disk &disk)
+{
+    DiskInfo info = disk.info();
+    info.capacity_bytes = disk.capacity_bytes();
+    return info;
+}
+
 // ---- handlers: each finds its arguments, calls the Filesystem, replies exactly once ----
 
 void op_init(void *userdata, fuse_conn_info *conn)
@@ -173,53 +181,64 @@ void op_open(fuse_req_t req, fuse_ino_t inode, fuse_file_info *fi)
         fuse_reply_err(req, -rc);
 }
 
-void op_read(fuse_req_t req, fuse_ino_t, std::size_t size, off_t offset, fuse_file_info *fi)
+void op_read(fuse_req_t req, fuse_ino_t inode, std::size_t size, off_t offset, fuse_file_info *fi)
 {
     // The data goes to /dev/fuse from wherever it lies (the sg driver's mmap-ed reserve, a
     // direct-IO or read-ahead buffer, the .stats text): no copy into a buffer of ours. The
     // view holds that memory until the reply is written.
-    const ReadView view = filesystem_of(req).read(file_of(fi), size, offset);
-    if (view.result().ok())
-        fuse_reply_iov(req, view.pieces().data(), static_cast<int>(view.pieces().size()));
-    else
-        fuse_reply_err(req, -view.result().error);
+    Filesystem &filesystem = filesystem_of(req);
+    {
+        const ReadView view = filesystem.read(file_of(fi), size, offset);
+        if (view.result().ok())
+            fuse_reply_iov(req, view.pieces().data(), static_cast<int>(view.pieces().size()));
+        else
+            fuse_reply_err(req, -view.result().error);
+    }
+    filesystem.follow_capacity(inode);
 }
 
 // The plain write callback rather than write_buf: the data already sits in libfuse's
 // request buffer, and whatever copy a transfer mode needs (into the sg reserve, or a bounce
 // for unaligned direct IO) happens in core, where .stats counts it as write.user_copy_bytes.
-void op_write(fuse_req_t req, fuse_ino_t, const char *data, std::size_t size, off_t offset,
+void op_write(fuse_req_t req, fuse_ino_t inode, const char *data, std::size_t size, off_t offset,
               fuse_file_info *fi)
 {
     std::size_t written = 0;
-    const int rc = filesystem_of(req).write(file_of(fi), data, size, offset, written);
+    Filesystem &filesystem = filesystem_of(req);
+    const int rc = filesystem.write(file_of(fi), data, size, offset, written);
     if (rc == 0)
         fuse_reply_write(req, written);
     else
         fuse_reply_err(req, -rc);
+    filesystem.follow_capacity(inode);
 }
 
 // Disk to disk inside this mount (the kernel sends nothing else): the data goes sg fd to sg
 // fd in core and never through FUSE; one reply with the count copied, like a write.
-void op_copy_file_range(fuse_req_t req, fuse_ino_t, off_t offset_in, fuse_file_info *fi_in,
-                        fuse_ino_t, off_t offset_out, fuse_file_info *fi_out, std::size_t length,
-                        int flags)
+void op_copy_file_range(fuse_req_t req, fuse_ino_t inode_in, off_t offset_in, fuse_file_info *fi_in,
+                        fuse_ino_t inode_out, off_t offset_out, fuse_file_info *fi_out,
+                        std::size_t length, int flags)
 {
     std::size_t copied = 0;
-    const int rc = filesystem_of(req).copy_file_range(file_of(fi_in), offset_in, file_of(fi_out),
-                                                      offset_out, length, flags, copied);
+    Filesystem &filesystem = filesystem_of(req);
+    const int rc = filesystem.copy_file_range(file_of(fi_in), offset_in, file_of(fi_out),
+                                              offset_out, length, flags, copied);
     if (rc == 0)
         fuse_reply_write(req, copied);
     else
         fuse_reply_err(req, -rc);
+    filesystem.follow_capacity(inode_in);
+    filesystem.follow_capacity(inode_out);
 }
 
 // The kernel drops the page cache of a punched or zeroed range itself once this reply is in
 // (see Filesystem::fallocate), so nothing is left to invalidate here.
-void op_fallocate(fuse_req_t req, fuse_ino_t, int mode, off_t offset, off_t length,
+void op_fallocate(fuse_req_t req, fuse_ino_t inode, int mode, off_t offset, off_t length,
                   fuse_file_info *fi)
 {
-    fuse_reply_err(req, -filesystem_of(req).fallocate(file_of(fi), mode, offset, length));
+    Filesystem &filesystem = filesystem_of(req);
+    fuse_reply_err(req, -filesystem.fallocate(file_of(fi), mode, offset, length));
+    filesystem.follow_capacity(inode);
 }
 
 // SEEK_DATA and SEEK_HOLE only: the kernel answers the other whences itself.
@@ -233,9 +252,11 @@ void op_lseek(fuse_req_t req, fuse_ino_t, off_t offset, int whence, fuse_file_in
         fuse_reply_err(req, -rc);
 }
 
-void op_flush(fuse_req_t req, fuse_ino_t, fuse_file_info *fi)
+void op_flush(fuse_req_t req, fuse_ino_t inode, fuse_file_info *fi)
 {
-    fuse_reply_err(req, -filesystem_of(req).flush(file_of(fi)));
+    Filesystem &filesystem = filesystem_of(req);
+    fuse_reply_err(req, -filesystem.flush(file_of(fi)));
+    filesystem.follow_capacity(inode);
 }
 
 void op_release(fuse_req_t req, fuse_ino_t, fuse_file_info *fi)
@@ -340,6 +361,7 @@ Filesystem::Filesystem(std::vector<std::unique_ptr<Disk>> disks, Tree tree, Moun
     for (auto &disk : disks) {
         auto slot = std::make_unique<DiskSlot>();
         slot->disk = std::move(disk);
+        slot->announced_size.store(slot->disk->capacity_bytes(), std::memory_order_release);
         slots_.push_back(std::move(slot));
     }
 }
@@ -368,6 +390,7 @@ int Filesystem::reopen_disks(const DiskOpener &open_disk, std::string &message)
             message = "sgfs: " + before.sg_path + " changed while mounting";
             return -ENODEV;
         }
+        slot->announced_size.store(slot->disk->capacity_bytes(), std::memory_order_release);
     }
     return 0;
 }
@@ -377,7 +400,8 @@ std::string Filesystem::stats_text() const
     std::vector<DeviceReport> reports;
     for (const auto &slot : slots_) {
         const Disk &disk = *slot->disk;
-        reports.push_back({disk.info().name, device_figures(disk.info(), disk.stats(), options_)});
+        reports.push_back(
+            {disk.info().name, device_figures(live_info(disk), disk.stats(), options_)});
     }
     return render_stats_text(reports);
 }
@@ -422,6 +446,7 @@ void Filesystem::fill_attributes(const Node &node, struct stat &attr) const
     attr = node.attr;
     if (node.kind != NodeKind::disk_file)
         return;
+    attr.st_size = static_cast<off_t>(slot_of(node).disk->capacity_bytes());
     const std::uint64_t stored = slot_of(node).disk->stored_bytes();
     attr.st_blocks = static_cast<blkcnt_t>((stored + 511) / 512);
 }
@@ -442,7 +467,7 @@ int Filesystem::setattr(fuse_ino_t inode, int to_set, off_t size, struct stat &a
         DiskSlot &slot = slot_of(*node);
         if (int rc = truncate_disk(slot, size); rc != 0)
             return rc;
-        const auto capacity = static_cast<off_t>(slot.disk->info().capacity_bytes);
+        const auto capacity = static_cast<off_t>(slot.disk->capacity_bytes());
         if (options_.cache == CacheMode::page && size < capacity)
             stale = {size, capacity - size};
     }
@@ -463,6 +488,35 @@ void Filesystem::invalidate_cached(fuse_ino_t inode, const StaleRange &stale) co
                  std::strerror(-rc));
 }
 
+void Filesystem::follow_capacity(fuse_ino_t inode)
+{
+    const Node *node = tree_.find(inode);
+    if (node == nullptr || node->kind != NodeKind::disk_file)
+        return;
+    DiskSlot &slot = slot_of(*node);
+    const std::uint64_t now = slot.disk->capacity_bytes();
+    std::uint64_t told = slot.announced_size.load(std::memory_order_acquire);
+    if (told == now ||
+        !slot.announced_size.compare_exchange_strong(told, now, std::memory_order_acq_rel) ||
+        session_ == nullptr)
+        return;
+    const off_t from = options_.cache == CacheMode::page ? static_cast<off_t>(std::min(told, now))
+                                                         : -1; // the attributes only
+    const int rc = fuse_lowlevel_notify_inval_inode(session_, inode, from, 0);
+    if (rc != 0 && rc != -ENOENT)
+        fuse_log(FUSE_LOG_ERR, "sgfs: cannot tell the kernel of a new size: %s\n",
+                 std::strerror(-rc));
+}
+
+int Filesystem::refresh_capacity(std::size_t index)
+{
+    if (index >= slots_.size())
+        return -ENODEV;
+    const int rc = slots_[index]->disk->refresh_capacity();
+    follow_capacity(tree_.disk_inode(index));
+    return rc;
+}
+
 // A disk cannot grow or shrink, but what truncate(2) promises of the bytes can be kept:
 // from `size` on they read as zeros. So O_TRUNC (setattr(size 0) here, atomic O_TRUNC being
 // off) zeroes the whole disk, and the file keeps its size, the disk's capacity.
@@ -470,7 +524,7 @@ int Filesystem::truncate_disk(DiskSlot &slot, off_t size)
 {
     if (size < 0)
         return -EINVAL;
-    const std::uint64_t capacity = slot.disk->info().capacity_bytes;
+    const std::uint64_t capacity = slot.disk->capacity_bytes();
     const auto from = static_cast<std::uint64_t>(size);
     if (from > capacity)
         return -EFBIG;
@@ -684,9 +738,10 @@ int Filesystem::fallocate(const OpenFile &file, int mode, off_t offset, off_t le
         return -EROFS;
     const auto start = static_cast<std::uint64_t>(offset);
     const auto end = start + static_cast<std::uint64_t>(length); // both below 2^63
-    if (!keep_size && end > info.capacity_bytes)
+    const std::uint64_t capacity = slot.disk->capacity_bytes();
+    if (!keep_size && end > capacity)
         return -EFBIG;
-    if (action == 0 || start >= info.capacity_bytes)
+    if (action == 0 || start >= capacity)
         return 0;
     return clear_range(slot, action == FALLOC_FL_PUNCH_HOLE, start, end - start);
 }
@@ -720,7 +775,7 @@ int Filesystem::lseek(const OpenFile &file, off_t offset, int whence, off_t &fou
     if (file.node.kind != NodeKind::disk_file || offset < 0)
         return -ENXIO;
     const DiskSlot &slot = slot_of(file.node);
-    const std::uint64_t capacity = slot.disk->info().capacity_bytes;
+    const std::uint64_t capacity = slot.disk->capacity_bytes();
     auto at = static_cast<std::uint64_t>(offset);
     if (at >= capacity)
         return -ENXIO;
@@ -837,7 +892,7 @@ int Filesystem::statfs(struct statvfs &stat) const
     constexpr unsigned long block = 4096;
     std::uint64_t bytes = 0;
     for (const auto &slot : slots_)
-        bytes += slot->disk->info().capacity_bytes;
+        bytes += slot->disk->capacity_bytes();
     stat.f_bsize = block;
     stat.f_frsize = block;
     stat.f_blocks = (bytes + block - 1) / block;
@@ -860,7 +915,7 @@ int Filesystem::getxattr(fuse_ino_t inode, const char *name, std::string &value)
         return -ENODATA;
     const Disk &disk = *slot_of(*node).disk;
     const std::string_view key = wanted.substr(std::strlen(xattr_prefix));
-    for (auto &[figure, text] : device_figures(disk.info(), disk.stats(), options_)) {
+    for (auto &[figure, text] : device_figures(live_info(disk), disk.stats(), options_)) {
         if (figure == key) {
             value = std::move(text);
             return 0;
@@ -877,7 +932,7 @@ int Filesystem::listxattr(fuse_ino_t inode, std::string &names) const
     if (node->kind != NodeKind::disk_file)
         return 0;
     const Disk &disk = *slot_of(*node).disk;
-    for (const auto &[figure, text] : device_figures(disk.info(), disk.stats(), options_)) {
+    for (const auto &[figure, text] : device_figures(live_info(disk), disk.stats(), options_)) {
         names += xattr_prefix;
         names += figure;
         names += '\0';

@@ -66,6 +66,15 @@ class Filesystem
     // after the reply to the request that made them stale: inside the handler it would wait
     // on the kernel, which holds the inode (FUSE_NOWRITE) until that reply.
     void invalidate_cached(fuse_ino_t inode, const StaleRange &stale) const;
+    // When the disk of `inode` changed size since the kernel was last told (the disk took in
+    // a capacity change, core/engine_capacity.cpp), tells it: its cached attributes go
+    // (fuse_lowlevel_notify_inval_inode with a negative offset), and with cache=page the
+    // pages from the smaller of the two sizes on, so `stat` follows at once instead of after
+    // attr_timeout. Like invalidate_cached: only after the reply of a request on `inode`.
+    void follow_capacity(fuse_ino_t inode);
+    // For the uevent listener (a "change" uevent of disk `index`): Disk::refresh_capacity,
+    // then follow_capacity. From a thread that serves no request. 0 or -errno.
+    int refresh_capacity(std::size_t index);
     int readlink(fuse_ino_t inode, const char *&target) const;
     int open(fuse_ino_t inode, fuse_file_info &fi) const;
     // The data where it lies, for the reply; a failed view's result holds the -errno.
@@ -109,14 +118,16 @@ class Filesystem
         // True once a write completed that no SYNCHRONIZE CACHE was sent after. Lets
         // close() skip the flush when the handle wrote nothing since the last one.
         std::atomic<bool> unsynced_writes{false};
+        // The size the kernel was last given (follow_capacity); 0 until the first look.
+        std::atomic<std::uint64_t> announced_size{0};
     };
 
     const DiskSlot &slot_of(const Node &node) const { return *slots_[node.disk_index]; }
     DiskSlot &slot_of(const Node &node) { return *slots_[node.disk_index]; }
     int sync_disk(DiskSlot &slot, const char *why);
     int truncate_disk(DiskSlot &slot, off_t size);
-    // A node's attributes as the kernel gets them: the tree's, with a disk file's st_blocks
-    // from the disk.
+    // A node's attributes as the kernel gets them: the tree's, with a disk file's st_size
+    // (the size now, Disk::capacity_bytes) and st_blocks from the disk.
     void fill_attributes(const Node &node, struct stat &attr) const;
     // fallocate's modes that change data: punch or zero [offset, offset + length).
     int clear_range(DiskSlot &slot, bool punch, std::uint64_t offset, std::uint64_t length);
