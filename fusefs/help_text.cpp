@@ -45,7 +45,8 @@ mounted, sgfs holds each disk's block device with O_EXCL (mount, mkfs: EBUSY) an
 lock file in /run/sgfs naming the mount.
 
 Files
-  MOUNTPOINT/sgN        the disk; size = capacity, st_blksize = preferred transfer,
+  MOUNTPOINT/sgN        the disk; size = capacity (followed when the disk grows or
+                        shrinks, see sgfs(8)), st_blksize = preferred transfer,
                         st_blocks = the bytes the disk holds data for;
                         truncate and O_TRUNC (cp, dd without conv=notrunc, >) zero
                         it from the new size on by WRITE SAME, see sgfs(8)
@@ -65,7 +66,9 @@ Files
                         zeroing and punching were done (zero.*: WRITE SAME, UNMAP,
                         GET LBA STATUS, read-back, copy holes), copy offload
                         (offload.*: bytes, commands, refusals, fallbacks), commands
-                        in flight (in_flight.*: mean, max, histogram) and the
+                        in flight (in_flight.*: mean, max, histogram), capacity
+                        changes (capacity_changes: a disk that grew or shrank while
+                        mounted; capacity_bytes is the size now) and the
                         provisioning (lbpme, lbpu, lbpws, lbprz, unmap_granularity..)
   user.sgfs.KEY         the same figures as extended attributes of each disk file
 
