@@ -564,8 +564,10 @@ void ReattachingDisk::look_after_standbys()
     publish(events);
     if (!any_lost || stable_id_.empty())
         return;
+    // Only nodes sysfs knows by this id: while the disk is served, other disks are not sent
+    // probes once a second for as long as a path stays lost.
     std::string refused;
-    const std::vector<std::size_t> added = adopt_paths(true, true, refused);
+    const std::vector<std::size_t> added = adopt_paths(false, true, refused);
     if (!refused.empty())
         note_refusal(refused, false);
     for (const std::size_t index : added) {
