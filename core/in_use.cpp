@@ -105,6 +105,15 @@ std::vector<std::string> holders(const fs::path &node_dir)
     return names;
 }
 
+// " (multipath)" when `holder` is a dm-multipath map (its dm uuid starts "mpath-"): the
+// LUN is served by dm-multipath, whose map is the device to use.
+std::string multipath_note(const InUseSystem &system, const std::string &holder)
+{
+    const std::string uuid =
+        read_text(fs::path(system.sysfs_root) / "block" / holder / "dm" / "uuid");
+    return uuid.starts_with("mpath-") ? " (multipath)" : "";
+}
+
 } // namespace
 
 bool parse_device_number(std::string_view text, DeviceNumber &out)
@@ -239,7 +248,7 @@ std::vector<std::string> block_device_users(const std::string &block_device,
             reasons.push_back(path + " is active swap");
         const fs::path node_dir = node.name == block_device ? disk_dir : disk_dir / node.name;
         for (const std::string &holder : holders(node_dir))
-            reasons.push_back(path + " held by " += holder);
+            reasons.push_back(path + " held by " + holder + multipath_note(system, holder));
     }
     return reasons;
 }

@@ -1,6 +1,13 @@
-// Path loss and return. A Disk that wraps the Disk of one sg node: when that device goes
-// away (an IO fails with ENODEV or ENXIO, or fails while sysfs shows the SCSI device
-// offline, transport-offline or removed) it marks the disk gone and fails IO with ENODEV;
+// Path loss and return. A Disk that wraps the Disks of the sg nodes of one logical unit (its
+// paths: the first node, and the others sysfs lists with the same stable id, as two iSCSI
+// portals or dual SAS give). IO goes through one path at a time, the first healthy one (see
+// reattach.cpp for why not round-robin). When that path goes away (an IO fails with ENODEV
+// or ENXIO, or fails while sysfs shows the SCSI device offline, transport-offline or
+// removed) another live path takes over once the lost one's IO is over, and the IO that
+// failed runs again there: the caller sees no error. A lost path whose id comes back on an
+// sg node is taken back as a standby (looked for on IO, once per retry_interval). With no
+// live path left, the rules of a single path apply: it marks the disk gone and fails IO
+// with ENODEV;
 // on later IO, at most once per retry_interval, it looks in sysfs for a disk with the same
 // stable id (VPD 0x83, else 0x80) — the same sg node once the transport recovers, or a new
 // one after a re-login — opens it afresh with the same options and swaps it in. IO in
@@ -38,6 +45,9 @@ struct ReattachEnvironment {
     std::function<std::string(const std::string &sg_name, const std::string &hctl)> device_state;
     std::function<std::chrono::steady_clock::time_point()> now;
     std::chrono::milliseconds retry_interval{1000};
+    // How long a failover waits for the IO still running on the lost path (commands fail
+    // or complete within their timeout) before the IO that waits fails with ENODEV.
+    std::chrono::milliseconds drain_timeout{60000};
     // One line per path event (lost, back); no newline.
     std::function<void(const std::string &line)> log;
     // The mount's hold on the disk (disk_claim.hpp); empty when it has none. Let go when
@@ -52,9 +62,10 @@ struct ReattachEnvironment {
 ReattachEnvironment system_reattach_environment(DiskOpenFunction open,
                                                 const std::string &sysfs_root = "/sys");
 
-// Takes over `first` (already opened and probed). info().name stays the name of the first
-// sg node (the file name in the mount); sg_path, hctl and block_device follow the node
-// currently in use.
+// Takes over `first` (already opened and probed) and opens, as its other paths, the sg nodes
+// sysfs lists with the same stable id (cached_stable_id: no node is probed to learn its
+// id). info().name stays the name of the first sg node (the file name in the mount);
+// sg_path, hctl and block_device follow the node currently in use.
 std::unique_ptr<Disk> make_reattaching_disk(std::unique_ptr<Disk> first,
                                             ReattachEnvironment environment);
 

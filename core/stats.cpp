@@ -191,6 +191,18 @@ std::vector<std::pair<std::string, std::string>> DeviceStatsSnapshot::fields() c
     out.emplace_back("gone_reason", gone_reason);
     out.emplace_back("path_losses", std::to_string(path_losses));
     out.emplace_back("reattaches", std::to_string(reattaches));
+    if (!device_paths.empty())
+        out.emplace_back("paths", std::to_string(device_paths.size()));
+    for (std::size_t i = 0; i < device_paths.size(); ++i) {
+        const DevicePathSnapshot &path = device_paths[i];
+        const std::string prefix = "path" + std::to_string(i) + ".";
+        out.emplace_back(prefix + "sg_path", path.sg_path);
+        out.emplace_back(prefix + "hctl", path.hctl);
+        out.emplace_back(prefix + "state", path.state);
+        out.emplace_back(prefix + "device_state", path.device_state);
+        out.emplace_back(prefix + "commands", std::to_string(path.commands));
+        out.emplace_back(prefix + "failovers", std::to_string(path.failovers));
+    }
     for (int i = 0; i < transfer_mode_count; ++i)
         append_group(out, mode_prefix(i), modes[i], mode_counter_fields);
     for (int i = 1; i < data_path_count; ++i) // not DataPath::none: never counted

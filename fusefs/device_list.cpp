@@ -10,6 +10,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <map>
 #include <memory>
 
 namespace sgfs::fusefs
@@ -106,6 +107,15 @@ std::string format_device_line(const SgDeviceEntry &entry, const DiskInfo *info,
     return line;
 }
 
+std::string format_paths(const std::vector<DevicePathSnapshot> &paths)
+{
+    std::string text = "paths:";
+    for (const DevicePathSnapshot &path : paths)
+        text += " " + path.sg_path + " [" + path.hctl + "] " + path.state + ",";
+    text.pop_back();
+    return text;
+}
+
 int list_devices(const MountOptions &options)
 {
     DiskOptions disk_options = options.disk;
@@ -116,7 +126,15 @@ int list_devices(const MountOptions &options)
         std::fprintf(stderr, "sgfs: no sg devices found (is the sg module loaded?)\n");
         return 0;
     }
+    // The sg nodes already shown as paths of a disk, and that disk's node.
+    std::map<std::string, std::string> path_of;
     for (const SgDeviceEntry &entry : devices) {
+        if (const auto shown = path_of.find(entry.sg_path); shown != path_of.end()) {
+            const std::string line = format_device_line(entry, nullptr, {}) +
+                                     "  (another path to the disk of " + shown->second + ")";
+            std::printf("%s\n", line.c_str());
+            continue;
+        }
         std::unique_ptr<Disk> disk;
         std::string message;
         if (is_disk_device_type(entry.device_type)) {
@@ -134,8 +152,15 @@ int list_devices(const MountOptions &options)
             in_use = join_reasons(disk_in_use(disk->info(), system));
         else if (is_disk_device_type(entry.device_type))
             in_use = join_reasons(block_device_in_use(entry.block_device, system));
-        const std::string line =
+        std::string line =
             format_device_line(entry, disk ? &disk->info() : nullptr, message, in_use);
+        if (disk) {
+            const std::vector<DevicePathSnapshot> paths = disk->stats().device_paths;
+            if (paths.size() > 1)
+                line += "\n" + std::string(13, ' ') + format_paths(paths);
+            for (const DevicePathSnapshot &path : paths)
+                path_of.emplace(path.sg_path, entry.sg_path);
+        }
         std::printf("%s\n", line.c_str());
     }
     return 0;

@@ -1,6 +1,7 @@
 // `sgfs --list`: one line per sg device, like `lsscsi -g`, and for disks what opening them
 // found: capacity, logical/physical block size, max transfer, reserve granted, thin
-// provisioning, stable id, and whether the disk is in use.
+// provisioning, stable id, and whether the disk is in use. The other sg nodes of a disk's
+// logical unit (multipath) are listed as its paths, not opened again.
 #pragma once
 
 #include "mount_options.hpp"
@@ -8,6 +9,7 @@
 #include "sgfs/disk.hpp"
 
 #include <string>
+#include <vector>
 
 namespace sgfs::fusefs
 {
@@ -27,6 +29,10 @@ std::string provisioning_summary(const DiskInfo &info);
 // device line keeps its fields (the stable id last) for scripts.
 std::string format_device_line(const SgDeviceEntry &entry, const DiskInfo *info,
                                const std::string &open_error, const std::string &in_use = {});
+
+// "paths: /dev/sg3 [2:0:0:1] active, /dev/sg4 [3:0:0:1] standby": the paths of a disk
+// reached through several sg nodes of one logical unit.
+std::string format_paths(const std::vector<DevicePathSnapshot> &paths);
 
 // Lists every sg device on stdout, opening the disks read-only with `options.disk` (so
 // `sgfs --list -o reserve=4m` shows what the driver would grant). Returns the exit status.

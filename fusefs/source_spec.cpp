@@ -113,6 +113,18 @@ class DiskCollector
                            [&](const OpenedDisk &d) { return d.number == sg_number(sg_name); });
     }
 
+    // Whether /dev/<sg_name> is a path of a disk already opened: the disk found the other sg
+    // nodes of its logical unit itself (core/reattach.hpp), and serves them as one file.
+    bool is_path_of_opened(std::string_view sg_name) const
+    {
+        const std::string path = std::string(dev_prefix) + std::string(sg_name);
+        return std::any_of(opened_.begin(), opened_.end(), [&](const OpenedDisk &d) {
+            const auto paths = d.disk->stats().device_paths;
+            return std::any_of(paths.begin(), paths.end(),
+                               [&](const DevicePathSnapshot &p) { return p.sg_path == path; });
+        });
+    }
+
     // Opens /dev/<sg_name>: 0, or -errno with `message` saying why.
     int open(std::string_view sg_name, std::unique_ptr<Disk> &disk, std::string &message) const
     {
@@ -161,6 +173,8 @@ class DiskCollector
 std::string open_named(const std::string &sg_name, const std::string &spelled,
                        DiskCollector &collector)
 {
+    if (collector.is_path_of_opened(sg_name))
+        return {}; // another path of a disk named before it
     const SgDeviceEntry *entry = collector.find(sg_name);
     // sysfs is the quick way to reject a tape or a CD before sending it anything. A node
     // missing from sysfs (an odd container) still gets its chance: INQUIRY will tell.
@@ -187,7 +201,7 @@ std::string open_all(const std::vector<SgDeviceEntry> &devices, DiskCollector &c
     std::size_t candidates = 0;
     std::size_t refused = 0;
     for (const SgDeviceEntry &entry : devices) {
-        if (!is_disk_device_type(entry.device_type))
+        if (!is_disk_device_type(entry.device_type) || collector.is_path_of_opened(entry.name))
             continue;
         ++candidates;
         std::unique_ptr<Disk> disk;
@@ -224,7 +238,8 @@ std::string open_by_stable_id(const std::vector<std::string> &ids,
     for (const SgDeviceEntry &entry : devices) {
         if (missing.empty())
             break;
-        if (!is_disk_device_type(entry.device_type) || collector.has(entry.name))
+        if (!is_disk_device_type(entry.device_type) || collector.has(entry.name) ||
+            collector.is_path_of_opened(entry.name))
             continue;
         std::unique_ptr<Disk> disk;
         std::string message;
@@ -233,7 +248,7 @@ std::string open_by_stable_id(const std::vector<std::string> &ids,
                 first_failure = entry.sg_path + ": " + message;
             continue;
         }
-        // The first match wins: two sg nodes of one logical unit (multipath) share the id.
+        // The first match wins: the other sg nodes of its logical unit are its paths.
         if (missing.erase(disk->info().stable_id) == 1) {
             if (const std::string refused = collector.claim(*disk); !refused.empty())
                 return "sgfs: " + who(disk->info()) + " is " + refused;

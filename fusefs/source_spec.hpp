@@ -3,7 +3,9 @@
 //   sg0,/dev/sg2,wwn-... a comma list of sg names, sg paths and stable ids (DiskInfo::stable_id)
 //   sda,/dev/sdb         block device names and paths: the sg node of that disk
 // A disk in use (in_use.hpp) or served by another mount (disk_claim.hpp) is refused when
-// named and left out by `all`.
+// named and left out by `all`. The sg nodes of one logical unit (the same stable id, as
+// sysfs caches it) are one disk with several paths (core/reattach.hpp), named after the
+// first one opened: the lowest sg number for `all`, else the first named.
 // Parsing and matching against the sysfs listing are pure; opening is done through a
 // caller-supplied function so tests can stand in for Disk::open.
 #pragma once

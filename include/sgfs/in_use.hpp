@@ -65,13 +65,14 @@ struct InUseSystem {
 InUseSystem system_in_use();
 
 // Why `block_device` ("sda") is in use, one line per reason: "/dev/sda1 mounted at
-// /boot", "/dev/sda2 is active swap", "/dev/sda held by dm-0", "/dev/sda is open
-// exclusively by another program" (that last one only when nothing else explains it:
-// a btrfs, whose mountinfo number is not the disk's, or a program holding it with
-// O_EXCL). Empty when the disk is free. A disk without a block device has nothing to
-// check here. The last reason takes a probe: the whole disk is opened with O_EXCL and
-// closed again (a mount or mkfs in that instant gets EBUSY). A mount does not probe: it
-// checks block_device_users() and then opens for good (disk_claim.hpp).
+// /boot", "/dev/sda2 is active swap", "/dev/sda held by dm-0" ("held by dm-0
+// (multipath)" when dm-0 is a dm-multipath map: the LUN's paths are dm-multipath's), "/dev/sda is
+// open exclusively by another program" (that last one only when nothing else explains it: a btrfs,
+// whose mountinfo number is not the disk's, or a program holding it with O_EXCL). Empty when the
+// disk is free. A disk without a block device has nothing to check here. The last reason takes a
+// probe: the whole disk is opened with O_EXCL and closed again (a mount or mkfs in that instant
+// gets EBUSY). A mount does not probe: it checks block_device_users() and then opens for good
+// (disk_claim.hpp).
 std::vector<std::string> block_device_in_use(const std::string &block_device,
                                              const InUseSystem &system);
 // block_device_in_use() without the probe: mounts, swap and holders, read from /proc and

@@ -157,6 +157,16 @@ inline constexpr auto in_flight_counter_fields = std::to_array<CounterField<InFl
     {"above_8", &InFlightSnapshot::above_8},
 });
 
+// One path of a disk reached through several sg nodes of one logical unit (core/reattach.hpp).
+struct DevicePathSnapshot {
+    std::string sg_path;         // "/dev/sg3", where the path is or was last
+    std::string hctl;            // "2:0:0:1"
+    std::string state;           // "active" (IO goes here), "standby" or "lost"
+    std::string device_state;    // the SCSI device's sysfs state, as for the disk
+    std::uint64_t commands = 0;  // commands sent through it
+    std::uint64_t failovers = 0; // times it was lost while in use and another path took over
+};
+
 struct DeviceStatsSnapshot {
     // The path, as the reattaching wrapper (core/reattach.hpp) sees it. state: "online", or
     // "gone" once the device went away (IO fails with ENODEV until a disk with the same
@@ -170,6 +180,9 @@ struct DeviceStatsSnapshot {
     std::string gone_reason;
     std::uint64_t path_losses = 0; // times the device went away
     std::uint64_t reattaches = 0;  // times it was found again and swapped in
+    // Its paths, the first one the file is named after; empty for a disk without the
+    // wrapper. .stats keys "paths" (the count), then "path<N>.<key>" for each.
+    std::vector<DevicePathSnapshot> device_paths;
     std::array<ModeCountersSnapshot, transfer_mode_count> modes{};
     std::array<PathCountersSnapshot, data_path_count> paths{};
     std::uint64_t retries = 0;
@@ -188,7 +201,8 @@ struct DeviceStatsSnapshot {
     InFlightSnapshot in_flight;
 
     // Adds other's counters to these (a disk's history across reattaches); the path fields
-    // (state, device_state, gone_reason, path_losses, reattaches) are left as they are.
+    // (state, device_state, gone_reason, path_losses, reattaches, device_paths) are left as
+    // they are.
     void add_counters(const DeviceStatsSnapshot &other);
     // "key value" pairs, keys like "mmap.requested_commands", "read.zero_copy_bytes",
     // "errors.medium_error".

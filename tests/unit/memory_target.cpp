@@ -270,10 +270,32 @@ class MemoryChannel final : public Channel
 // The target
 
 MemoryTarget::MemoryTarget(TargetConfig config)
-    : config_(std::move(config)),
-      lock_(config_.copy_registry ? config_.copy_registry->mutex_ : std::make_shared<std::mutex>()),
-      mutex_(*lock_), store_(config_.block_count * config_.block_size, 0),
-      mapped_(config_.block_count, true)
+    : MemoryTarget(config,
+                   config.copy_registry ? config.copy_registry->mutex_
+                                        : std::make_shared<std::mutex>(),
+                   std::make_shared<Medium>(
+                       Medium{std::vector<std::uint8_t>(config.block_count * config.block_size, 0),
+                              std::vector<bool>(config.block_count, true)}))
+{
+    if (!config_.start_mapped)
+        unmap_locked(0, config_.block_count);
+}
+
+std::shared_ptr<MemoryTarget> MemoryTarget::another_port(MemoryTarget &unit)
+{
+    TargetConfig config;
+    {
+        const std::lock_guard lock(unit.mutex_);
+        config = unit.config_;
+    }
+    config.power_on_attention = false; // the unit has been on for a while
+    return std::shared_ptr<MemoryTarget>(new MemoryTarget(config, unit.lock_, unit.medium_));
+}
+
+MemoryTarget::MemoryTarget(TargetConfig config, std::shared_ptr<std::mutex> lock,
+                           std::shared_ptr<Medium> medium)
+    : config_(std::move(config)), lock_(std::move(lock)), mutex_(*lock_),
+      medium_(std::move(medium)), store_(medium_->store), mapped_(medium_->mapped)
 {
     if (config_.copy_registry) {
         const std::lock_guard lock(mutex_);
@@ -281,8 +303,6 @@ MemoryTarget::MemoryTarget(TargetConfig config)
     }
     if (config_.block_size == 0 || config_.unmap_granularity == 0)
         throw std::invalid_argument("MemoryTarget: block size and unmap granularity must be > 0");
-    if (!config_.start_mapped)
-        unmap_locked(0, config_.block_count);
     if (config_.power_on_attention)
         raise_unit_attention(0x29, 0x00);
 }

@@ -193,6 +193,11 @@ class MemoryTarget
 {
   public:
     explicit MemoryTarget(TargetConfig config = {});
+    // Another target port of `unit`'s logical unit (a second iSCSI portal, the other SAS
+    // expander): the same config (so the same VPD ids), store, map and lock, but its own
+    // fault rules, gone state, channels, log and counts, so that one path can fail alone.
+    // Make it before resizing either (each keeps its own block count).
+    static std::shared_ptr<MemoryTarget> another_port(MemoryTarget &unit);
     ~MemoryTarget();
     MemoryTarget(const MemoryTarget &) = delete;
     MemoryTarget &operator=(const MemoryTarget &) = delete;
@@ -259,6 +264,13 @@ class MemoryTarget
     friend class MemoryChannel;
     friend class MemoryTransport;
     struct Completion;
+    // What the ports of one logical unit share.
+    struct Medium {
+        std::vector<std::uint8_t> store;
+        std::vector<bool> mapped;
+    };
+    MemoryTarget(TargetConfig config, std::shared_ptr<std::mutex> lock,
+                 std::shared_ptr<Medium> medium);
     struct Received; // what submit() decided, carried to reap()
 
     // Called with mutex_ held.
@@ -292,8 +304,9 @@ class MemoryTarget
     std::shared_ptr<std::mutex> lock_;
     std::mutex &mutex_;
     mutable std::condition_variable changed_;
-    std::vector<std::uint8_t> store_;
-    std::vector<bool> mapped_;
+    std::shared_ptr<Medium> medium_;
+    std::vector<std::uint8_t> &store_; // medium_'s
+    std::vector<bool> &mapped_;
     struct Rule {
         Fault fault;
         unsigned matched = 0;

@@ -436,6 +436,38 @@ if two_paths; then
 	both_held() { sgfs_holds_block "$new1" && sgfs_holds_block "$p2_sg"; }
 	check "two paths: sgfs holds both block devices" both_held
 	sgfs_umount "$mnt"
+
+	# Multipath: both nodes named, one file with two paths; fio verify with 4 jobs runs
+	# while the session of the path in use is logged out and back in (sgfs(8) PATHS).
+	n_p1=${new1#/dev/} n_p2=${p2_sg#/dev/}
+	check "multipath: mount both paths of LUN 1" mount -t fuse.sgfs "$n_p1,$n_p2" "$mnt"
+	check "multipath: one file, named after the first path" bash -c "[[ \$(ls $mnt | grep -c '^sg') == 1 && -e $mnt/$n_p1 ]]"
+	check "multipath: .stats shows two paths" stat_is "$n_p1" paths 2
+	check "multipath: path0 is active" stat_is "$n_p1" path0.state active
+	check "multipath: path1 is standby" stat_is "$n_p1" path1.state standby
+	fio --name=mp --filename="$mnt/$n_p1" --rw=randwrite --bs=16k --size=8M --numjobs=4 \
+		--offset_increment=8M --ioengine=psync --verify=crc32c --do_verify=1 --loops=2 \
+		--group_reporting >"$work/fio-mp.out" 2>&1 &
+	fio_pid=$!
+	sleep 1
+	check "multipath: log out the session of the path in use, fio running" logout
+	sleep 1
+	check "multipath: log in again" login
+	wait "$fio_pid"
+	fio_rc=$?
+	grep -E "err=|WRITE:|READ:|verify" "$work/fio-mp.out" | sed 's/^/#   fio: /'
+	check "multipath: fio verify with 4 jobs: exit 0, no errors" bash -c "(( $fio_rc == 0 )) && grep -q 'err= 0' $work/fio-mp.out"
+	check "multipath: path1 took over" stat_is "$n_p1" path1.state active
+	check "multipath: path0 counted a failover" stat_is "$n_p1" path0.failovers 1
+	path0_back() {
+		dd if="$mnt/$n_p1" of=/dev/null bs=64k count=1 status=none
+		stat_is "$n_p1" path0.state standby
+	}
+	check "multipath: the path is taken back as a standby after the re-login" wait_until 20 path0_back
+	check "multipath: the file matches the backing file" cmp -n $((32 << 20)) "$mnt/$n_p1" "$luns/lun1.img"
+	sed 's/^/#   .stats: /' < <(awk -v d="$n_p1" '$1 == "device" { c = $2 } c == d' "$mnt/.stats" | grep -E "state|path")
+	sgfs_umount "$mnt"
+	new1=$(lun_sg 1)
 	iscsiadm -m node -T $iqn -p $portal2 --logout >/dev/null
 fi
 
