@@ -33,6 +33,8 @@ std::vector<std::string> expected_keys()
                             "zero_copy_bytes",
                             "readahead_bytes",
                             "readahead_hit_bytes",
+                            "capacity_attentions",
+                            "capacity_changes",
                             "errors.recovered",
                             "errors.unit_attention",
                             "errors.aborted_command",
