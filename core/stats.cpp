@@ -153,8 +153,8 @@ void DeviceStats::count_write_behind(std::uint64_t bytes, std::uint64_t outstand
     write_behind_.add<&WriteBehindSnapshot::writes>(1);
     write_behind_.add<&WriteBehindSnapshot::bytes>(bytes);
     std::uint64_t seen = write_behind_max_.load(std::memory_order_relaxed);
-    while (seen < outstanding && !write_behind_max_.compare_exchange_weak(
-                                     seen, outstanding, std::memory_order_relaxed)) {
+    while (seen < outstanding &&
+           !write_behind_max_.compare_exchange_weak(seen, outstanding, std::memory_order_relaxed)) {
     }
 }
 

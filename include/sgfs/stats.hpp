@@ -162,10 +162,10 @@ inline constexpr auto in_flight_counter_fields = std::to_array<CounterField<InFl
 // their file reports later (at its next write, fsync or close). `max_in_flight` is the most
 // such writes outstanding at once (each holds up to queue_depth channels).
 struct WriteBehindSnapshot {
-    std::uint64_t writes = 0;         // acknowledged before they completed
-    std::uint64_t bytes = 0;          // their bytes
+    std::uint64_t writes = 0;          // acknowledged before they completed
+    std::uint64_t bytes = 0;           // their bytes
     std::uint64_t deferred_errors = 0; // of those, failed: left for their file to report
-    std::uint64_t max_in_flight = 0;  // not in the table below: a maximum, never summed
+    std::uint64_t max_in_flight = 0;   // not in the table below: a maximum, never summed
 };
 // .stats keys "write_behind.<key>", then write_behind.max_in_flight.
 inline constexpr auto write_behind_counter_fields =
