@@ -6,6 +6,7 @@
 #include "engine_fixture.hpp"
 
 #include <cerrno>
+#include <cstring>
 #include <doctest/doctest.h>
 #include <memory>
 #include <thread>
@@ -189,6 +190,10 @@ TEST_CASE("a read after a write behind sees its data")
         reader.join();
         CHECK(read == data);
         CHECK(f.pending->drain().ok());
+        // Every READ reached the target with no WRITE outstanding (at most its own two).
+        for (const CommandRecord &record : f.data_commands())
+            if (record.opcode == opcode::read_10 || record.opcode == opcode::read_16)
+                CHECK(record.in_flight <= 2);
     }
 }
 
@@ -208,6 +213,7 @@ TEST_CASE("flush sends SYNCHRONIZE CACHE only after every write behind completed
     const auto log = f.target->log();
     REQUIRE(!log.empty());
     CHECK(log.back().opcode == opcode::synchronize_cache_10);
+    CHECK(log.back().in_flight == 1); // no WRITE was outstanding when it arrived
 }
 
 TEST_CASE("a partial-block write stays synchronous")
