@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <memory>
+#include <utility>
 
 namespace sgfs
 {
@@ -88,6 +89,63 @@ IoResult Disk::pwrite(const void *buffer, std::size_t length, std::uint64_t offs
         !refused.ok() || wanted == 0)
         return refused;
     return settled(write_range(buffer, wanted, offset));
+}
+
+IoResult Disk::pwrite(const void *buffer, std::size_t length, std::uint64_t offset, WriteMode mode,
+                      const WriteBehind &behind)
+{
+    if (IoResult earlier = behind.pending->take_failure(); !earlier.ok())
+        return earlier;
+    if (mode == WriteMode::synchronous)
+        return pwrite(buffer, length, offset);
+    std::uint64_t wanted = 0;
+    if (IoResult refused = refuse_write(*this, offset, length, "write", wanted);
+        !refused.ok() || wanted == 0)
+        return refused;
+    return settled(write_behind_range(buffer, wanted, offset, behind));
+}
+
+IoResult Disk::write_behind_range(const void *buffer, std::size_t length, std::uint64_t offset,
+                                  const WriteBehind &behind)
+{
+    static_cast<void>(behind); // nothing is left in flight here
+    return write_range(buffer, length, offset);
+}
+
+IoResult PendingWrites::drain()
+{
+    std::unique_lock lock(mutex_);
+    ended_.wait(lock, [this] { return in_flight_ == 0; });
+    return std::exchange(failure_, IoResult::success(0));
+}
+
+IoResult PendingWrites::take_failure()
+{
+    std::lock_guard lock(mutex_);
+    return std::exchange(failure_, IoResult::success(0));
+}
+
+std::size_t PendingWrites::in_flight() const
+{
+    std::lock_guard lock(mutex_);
+    return in_flight_;
+}
+
+void PendingWrites::begin()
+{
+    std::lock_guard lock(mutex_);
+    ++in_flight_;
+}
+
+void PendingWrites::end(const IoResult &outcome)
+{
+    {
+        std::lock_guard lock(mutex_);
+        --in_flight_;
+        if (!outcome.ok() && failure_.ok())
+            failure_ = outcome;
+    }
+    ended_.notify_all();
 }
 
 IoResult Disk::zero_range(std::uint64_t offset, std::uint64_t length, ZeroAllocation allocation)

@@ -8,11 +8,13 @@
 // Files: engine.cpp (open, probe, channels), engine_io.cpp (reads, writes, flush),
 // engine_capacity.cpp (capacity changes), engine_zero.cpp (zeroing), engine_punch.cpp (hole
 // punching), engine_map.cpp (provisioning runs: GET LBA STATUS), engine_copy.cpp (copies between
-// two engines), engine_offload.cpp (copies offloaded to the target's copy manager), readahead.cpp.
+// two engines), engine_offload.cpp (copies offloaded to the target's copy manager),
+// engine_write_behind.cpp (writes acknowledged once queued), readahead.cpp.
 //
 // Lock order: RangeLock (a write's blocks) before the Readahead mutex before a Pool lease;
 // never the other way. A copy takes the destination's RangeLock, then the two engines'
-// pools in address order.
+// pools in address order. A write acknowledged behind holds its RangeLock until its commands
+// complete (the reaper thread lets it go); the write-behind mutex is taken alone.
 #pragma once
 
 #include "channel.hpp"
@@ -28,12 +30,15 @@
 
 #include <atomic>
 #include <cerrno>
+#include <condition_variable>
+#include <deque>
 #include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <span>
 #include <string>
+#include <thread>
 #include <vector>
 
 namespace sgfs
@@ -56,6 +61,11 @@ class Engine final : public Disk
     // provisioning), then opens its channels. On failure returns -errno and one line.
     static int open(std::unique_ptr<Transport> transport, const DiskOptions &options,
                     std::unique_ptr<Engine> &out, std::string &message);
+
+    // Waits for the writes acknowledged behind (engine_write_behind.cpp).
+    ~Engine() override;
+    Engine(const Engine &) = delete;
+    Engine &operator=(const Engine &) = delete;
 
     const DiskInfo &info() const override { return info_; }
     void end_reader(ReaderId reader) override { readahead_.end_reader(reader); }
@@ -85,6 +95,8 @@ class Engine final : public Disk
     {
         return write_bytes(DataPath::write, buffer, length, offset);
     }
+    IoResult write_behind_range(const void *buffer, std::size_t length, std::uint64_t offset,
+                                const WriteBehind &behind) override; // engine_write_behind.cpp
     IoResult zero_within(std::uint64_t offset, std::uint64_t length,
                          ZeroAllocation allocation) override;                   // engine_zero.cpp
     IoResult punch_within(std::uint64_t offset, std::uint64_t length) override; // engine_punch.cpp
@@ -148,6 +160,27 @@ class Engine final : public Disk
         std::function<IoResult(std::uint64_t lba, std::uint64_t blocks, std::uint64_t done)>;
     IoResult write_pieces(std::uint64_t offset, std::uint64_t length,
                           const PartialBlockWriter &partial, const WholeBlockWriter &whole);
+
+    // ---- engine_write_behind.cpp ----
+    // Commands of one write acknowledged behind, with their channels and range lock.
+    struct BehindBatch;
+    // Queues whole blocks [lba, lba + blocks) (at most queue_depth commands) from `data`,
+    // copied into the channels' own memory, and returns once they are queued; the reaper
+    // completes them and reports to behind.pending. Waits for overlapping writes and for
+    // free channels. A batch that cannot be queued completes here: its failure is returned.
+    IoResult queue_behind(std::uint64_t lba, std::uint64_t blocks, const std::uint8_t *data,
+                          const WriteBehind &behind);
+    // Finishes every command of `batch`, lets its channels go and drops read-ahead over its
+    // blocks; the bytes before the first failure, or the failure.
+    IoResult complete_batch(BehindBatch &batch);
+    // The reaper thread: completes batches oldest first until the engine goes.
+    void reap_behind(const std::shared_ptr<std::atomic<bool>> &alive);
+    // Completes the oldest batch and reports it; returns what it held alive, for the caller
+    // to let go (it may be this engine).
+    std::shared_ptr<const void> complete_oldest();
+    // Waits while a write acknowledged behind over [lba, lba + blocks) is in flight (all
+    // of them when `blocks` is 0): what a read or a flush sees must include them.
+    void wait_for_writes_behind(std::uint64_t lba = 0, std::uint64_t blocks = 0);
 
     // ---- engine_zero.cpp ----
     // Reads VPD B2 (when listed) into info_.provisioning, with what READ CAPACITY(16) and
@@ -255,6 +288,17 @@ class Engine final : public Disk
     std::optional<Designator> copy_designator_;    // the NAA designator CSCDs name this LU by
     std::atomic<bool> offload_unsupported_{false}; // EXTENDED COPY was an invalid opcode
     std::atomic<unsigned> next_list_id_{0};        // LIST IDENTIFIER when SNLID is not set
+
+    // Write-behind: batches queued, oldest first (the front is the one being reaped), and
+    // the thread that reaps them, started with the first.
+    std::mutex behind_mutex_;
+    std::condition_variable behind_changed_;
+    std::deque<std::shared_ptr<BehindBatch>> behind_queue_;
+    std::atomic<std::size_t> behind_queued_{0}; // behind_queue_.size(), read without the mutex
+    bool behind_stopping_ = false;
+    std::thread behind_reaper_;
+    // False once the engine went on its reaper thread (its last holder was a batch).
+    std::shared_ptr<std::atomic<bool>> behind_alive_ = std::make_shared<std::atomic<bool>>(true);
 };
 
 } // namespace sgfs

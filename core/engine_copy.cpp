@@ -24,6 +24,9 @@ struct Engine::CopyStage {
 
 IoResult Engine::copy_to(Engine &target, std::uint64_t from, std::uint64_t to, std::uint64_t wanted)
 {
+    // The source's writes acknowledged behind are part of what is copied.
+    const BlockPlan source = plan_blocks(from, wanted, info_.logical_block_size);
+    wait_for_writes_behind(source.first_lba, source.block_count);
     // Within one disk, a punch could reach source bytes not yet read: those copy densely.
     if (&target == this && from < to + wanted && to < from + wanted)
         return dense_copy_to(target, from, to, wanted);

@@ -96,9 +96,12 @@ IoResult Engine::read_bytes(DataPath path, void *buffer, std::size_t length, std
 {
     auto *out = static_cast<std::uint8_t *>(buffer);
     const std::uint32_t block = info_.logical_block_size;
+    const BlockPlan blocks = plan_blocks(offset, length, block);
+    // A write acknowledged behind over these blocks is in the file already: read after it.
+    wait_for_writes_behind(blocks.first_lba, blocks.block_count);
     IoResult failed;
     const int rc = for_each_piece(
-        plan_blocks(offset, length, block), length, block,
+        blocks, length, block,
         [&](std::uint64_t lba, std::uint32_t skip, std::uint64_t bytes, std::uint64_t done) {
             AlignedBuffer scratch(block);
             failed = transfer_blocks(path, false, lba, 1, scratch.data());
@@ -121,6 +124,8 @@ ReadView Engine::view_range(std::size_t length, std::uint64_t offset, ReaderId r
     const BlockPlan plan = plan_blocks(offset, length, block);
     if (IoResult present = check_present(); !present.ok())
         return ReadView(std::move(present));
+    // Before read-ahead serves it: a write behind over it drops stale windows as it ends.
+    wait_for_writes_behind(plan.first_lba, plan.block_count);
     if (readahead_.enabled() && reader != no_reader) {
         // Queue what follows first, so the device works while this reply is copied.
         readahead_.advance({plan.first_lba, plan.block_count}, reader, capacity_bytes() / block);
@@ -217,6 +222,8 @@ IoResult Engine::write_pieces(std::uint64_t offset, std::uint64_t length,
 
 IoResult Engine::flush_cache()
 {
+    // SYNCHRONIZE CACHE covers the writes that completed: every one acknowledged first.
+    wait_for_writes_behind();
     if (IoResult present = check_present(); !present.ok())
         return present;
     auto lease = plain_pool_.acquire();

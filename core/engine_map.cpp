@@ -46,6 +46,8 @@ IoResult Engine::lba_status(std::uint64_t lba, std::vector<LbaStatus> &out)
 
 Mapping Engine::map_within(std::uint64_t offset)
 {
+    // A write acknowledged behind may be filling a hole: the map is asked after it.
+    wait_for_writes_behind();
     const std::uint64_t capacity = capacity_bytes();
     Mapping all_data{IoResult::success(0), false, capacity};
     const Provisioning &p = info_.provisioning;

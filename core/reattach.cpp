@@ -239,6 +239,17 @@ class ReattachingDisk final : public Disk
         return run([&](Disk &disk) { return disk.pwrite(buffer, length, offset); });
     }
 
+    // The commands in flight hold the disk they run on, so that a lost one is not swapped
+    // out (two disks of one device) before they end.
+    IoResult write_behind_range(const void *buffer, std::size_t length, std::uint64_t offset,
+                                const WriteBehind &behind) override
+    {
+        return run_on([&](const std::shared_ptr<Disk> &disk) {
+            return disk->pwrite(buffer, length, offset, WriteMode::behind,
+                                WriteBehind{behind.pending, disk});
+        });
+    }
+
     IoResult zero_within(std::uint64_t offset, std::uint64_t length,
                          ZeroAllocation allocation) override
     {

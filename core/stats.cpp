@@ -148,6 +148,16 @@ void DeviceStats::count_queued(std::uint64_t outstanding)
     }
 }
 
+void DeviceStats::count_write_behind(std::uint64_t bytes, std::uint64_t outstanding)
+{
+    write_behind_.add<&WriteBehindSnapshot::writes>(1);
+    write_behind_.add<&WriteBehindSnapshot::bytes>(bytes);
+    std::uint64_t seen = write_behind_max_.load(std::memory_order_relaxed);
+    while (seen < outstanding &&
+           !write_behind_max_.compare_exchange_weak(seen, outstanding, std::memory_order_relaxed)) {
+    }
+}
+
 DeviceStatsSnapshot DeviceStats::snapshot() const
 {
     DeviceStatsSnapshot snap;
@@ -165,6 +175,8 @@ DeviceStatsSnapshot DeviceStats::snapshot() const
     offload_.load_into(snap.offload);
     in_flight_.load_into(snap.in_flight);
     snap.in_flight.max = in_flight_max_.load(std::memory_order_relaxed);
+    write_behind_.load_into(snap.write_behind);
+    snap.write_behind.max_in_flight = write_behind_max_.load(std::memory_order_relaxed);
     return snap;
 }
 
@@ -181,6 +193,9 @@ void DeviceStatsSnapshot::add_counters(const DeviceStatsSnapshot &other)
     add_group(offload, other.offload, offload_counter_fields);
     add_group(in_flight, other.in_flight, in_flight_counter_fields);
     in_flight.max = std::max(in_flight.max, other.in_flight.max);
+    add_group(write_behind, other.write_behind, write_behind_counter_fields);
+    write_behind.max_in_flight =
+        std::max(write_behind.max_in_flight, other.write_behind.max_in_flight);
 }
 
 std::vector<std::pair<std::string, std::string>> DeviceStatsSnapshot::fields() const
@@ -216,6 +231,8 @@ std::vector<std::pair<std::string, std::string>> DeviceStatsSnapshot::fields() c
     append_group(out, "in_flight.", in_flight, in_flight_counter_fields);
     out.emplace_back("in_flight.max", std::to_string(in_flight.max));
     out.emplace_back("in_flight.mean", hundredths_text(in_flight.mean_hundredths()));
+    append_group(out, "write_behind.", write_behind, write_behind_counter_fields);
+    out.emplace_back("write_behind.max_in_flight", std::to_string(write_behind.max_in_flight));
     return out;
 }
 

@@ -24,6 +24,10 @@ struct Filesystem::OpenFile {
     bool writable;
     std::string stats_text;      // /.stats: generated at open, so one read sequence is consistent
     ReaderId reader = no_reader; // disk files: read-ahead is this open's alone
+    // Disk files: how writes are answered (fixed at open from its flags and the mount's
+    // write_behind), and the writes answered before the disk had them.
+    WriteMode write_mode = WriteMode::synchronous;
+    std::shared_ptr<PendingWrites> pending = std::make_shared<PendingWrites>();
 };
 
 namespace
@@ -578,12 +582,21 @@ int Filesystem::open(fuse_ino_t inode, fuse_file_info &fi) const
         // because other hosts or the raw sg node may have changed the disk meanwhile.
         fi.direct_io = options_.cache == CacheMode::none ? 1 : 0;
         fi.keep_cache = 0;
-        fi.fh = reinterpret_cast<std::uint64_t>(new OpenFile{*node, writable, {}, new_reader()});
+        fi.fh = reinterpret_cast<std::uint64_t>(
+            new OpenFile{*node, writable, {}, new_reader(), write_mode_for(fi.flags)});
         break;
     }
     // A handle that cannot have written has nothing to flush at close.
     fi.noflush = writable ? 0 : 1;
     return 0;
+}
+
+// O_SYNC includes O_DSYNC's bit: either asks for writes the device has.
+WriteMode Filesystem::write_mode_for(int flags) const
+{
+    if (!options_.write_behind || (flags & (O_DIRECT | O_DSYNC)) != 0)
+        return WriteMode::synchronous;
+    return WriteMode::behind;
 }
 
 ReadView Filesystem::read(const OpenFile &file, std::size_t size, off_t offset) const
@@ -627,7 +640,8 @@ int Filesystem::write(const OpenFile &file, const char *data, std::size_t size, 
     // Core's rules, like a block device's: read-only is EROFS, a write that starts at or
     // past the end ENOSPC, one that crosses the end writes what fits (a short count).
     const auto start = static_cast<std::uint64_t>(offset);
-    const IoResult result = slot.disk->pwrite(data, size, start);
+    const IoResult result =
+        slot.disk->pwrite(data, size, start, file.write_mode, WriteBehind{file.pending, {}});
     if (!result.ok()) {
         // Past the end and read-only are the request's own faults, not the disk's.
         if (result.error != -ENOSPC && result.error != -EROFS)
@@ -819,16 +833,30 @@ int Filesystem::sync_disk(DiskSlot &slot, const char *why)
     return 0;
 }
 
+int Filesystem::drain_writes(const OpenFile &file, const char *why) const
+{
+    const IoResult drained = file.pending->drain();
+    if (drained.ok())
+        return 0;
+    const DiskSlot &slot = slot_of(file.node);
+    fuse_log(FUSE_LOG_ERR, "sgfs: %s: a write answered before it was done failed (%s): %s\n",
+             slot.disk->info().name.c_str(), why, drained.message.c_str());
+    return -as_errno(drained.error);
+}
+
 int Filesystem::flush(const OpenFile &file)
 {
     if (file.node.kind != NodeKind::disk_file || !file.writable)
         return 0;
     DiskSlot &slot = slot_of(file.node);
+    // This file's writes answered behind end first; their failure is close()'s.
+    const int drained = drain_writes(file, "close");
     // Only when something was written since the last SYNCHRONIZE CACHE: a close after
     // reading, or the release that follows a close's flush, costs no command.
     if (!slot.unsynced_writes.exchange(false, std::memory_order_acq_rel))
-        return 0;
-    return sync_disk(slot, "close");
+        return drained;
+    const int synced = sync_disk(slot, "close");
+    return drained != 0 ? drained : synced;
 }
 
 void Filesystem::release(OpenFile *file)
@@ -846,10 +874,13 @@ int Filesystem::fsync(const OpenFile &file)
     if (file.node.kind != NodeKind::disk_file)
         return 0;
     DiskSlot &slot = slot_of(file.node);
+    // Every write of this file answered behind ends before SYNCHRONIZE CACHE is sent.
+    const int drained = drain_writes(file, "fsync");
     // Always sent: a cleared flag may only mean another thread's SYNCHRONIZE CACHE is
     // still in flight, and fsync must not return before the data is durable.
     slot.unsynced_writes.store(false, std::memory_order_release);
-    return sync_disk(slot, "fsync");
+    const int synced = sync_disk(slot, "fsync");
+    return drained != 0 ? drained : synced;
 }
 
 int Filesystem::readdir(fuse_req_t req, fuse_ino_t inode, std::size_t size, off_t offset,

@@ -1,9 +1,10 @@
 // The FUSE low-level operations over the Tree and the opened Disks.
 //
 // Locking: fusefs itself takes no lock. The tree is immutable after mount, a handle
-// (OpenFile) is immutable after open(), and the only per-disk mutable state here is one
-// atomic flag. All locks live inside core's Disk, and we never hold anything of ours
-// while calling into it, so there is no lock order to get wrong on this side.
+// (OpenFile) is immutable after open() but for its PendingWrites (core's, which locks
+// itself), and the only per-disk mutable state here is one atomic flag. All locks live inside
+// core's Disk, and we never hold anything of ours while calling into it, so there is no lock order
+// to get wrong on this side.
 #pragma once
 
 #include "fuse_api.hpp"
@@ -98,9 +99,14 @@ class Filesystem
     // gives up (a failure, too many runs) the answer errs towards data, which is always
     // allowed; a hole is reported only where mapping() said so.
     int lseek(const OpenFile &file, off_t offset, int whence, off_t &found) const;
+    // close(): waits for the file's writes answered behind (their failure, not reported
+    // yet, is returned), then SYNCHRONIZE CACHE when the disk has unsynced writes.
     int flush(const OpenFile &file);
     // Ends a handle open() made (fi.fh): flushes like close() would, then frees it.
     void release(OpenFile *file);
+    // Waits for every write of the file answered behind, then SYNCHRONIZE CACHE: returns
+    // only when all of them are durable; the first failure not reported yet, or the
+    // flush's.
     int fsync(const OpenFile &file);
     int readdir(fuse_req_t req, fuse_ino_t inode, std::size_t size, off_t offset,
                 std::vector<char> &buffer) const;
@@ -125,6 +131,12 @@ class Filesystem
     const DiskSlot &slot_of(const Node &node) const { return *slots_[node.disk_index]; }
     DiskSlot &slot_of(const Node &node) { return *slots_[node.disk_index]; }
     int sync_disk(DiskSlot &slot, const char *why);
+    // How a disk file opened with `flags` is written: behind unless the mount said
+    // nowrite_behind or the file asked for O_DIRECT, O_SYNC or O_DSYNC.
+    WriteMode write_mode_for(int flags) const;
+    // Waits for `file`'s writes answered behind: 0, or the first failure among them not
+    // reported yet (logged, as for `why`).
+    int drain_writes(const OpenFile &file, const char *why) const;
     int truncate_disk(DiskSlot &slot, off_t size);
     // A node's attributes as the kernel gets them: the tree's, with a disk file's st_size
     // (the size now, Disk::capacity_bytes) and st_blocks from the disk.

@@ -127,6 +127,15 @@ Mount options (-o). SIZE is a number with an optional k, m or g suffix (powers o
                         target) become EXTENDED COPY: the data never crosses the
                         host; a refusal falls back to copying through sgfs
                         (default copy_offload)
+  write_behind, nowrite_behind
+                        whole-block writes of a file opened without O_DIRECT,
+                        O_SYNC or O_DSYNC are answered once their commands are
+                        queued (at most queue_depth in flight), like a block
+                        device's page cache: such a write is not on the disk until
+                        fsync, and is lost if sgfs is killed or the power fails
+                        before; its error comes at the file's next write, fsync or
+                        close. nowrite_behind: every write waits for the disk
+                        (default write_behind)
   aligned_writes, noaligned_writes
                         receive requests into buffers that put write data on a
                         page boundary, so direct IO sends it without a copy

@@ -129,13 +129,14 @@ struct FlagSpec {
     FlagField field;
 };
 
-constexpr std::array<FlagSpec, 7> flag_table = {{
+constexpr std::array<FlagSpec, 8> flag_table = {{
     {"fua", "nofua", &DiskOptions::fua},
     {"readahead", "noreadahead", &DiskOptions::readahead},
     {"ro", "rw", &DiskOptions::read_only},
     {"aligned_writes", "noaligned_writes", &MountOptions::aligned_writes},
     {"copy_file_range", "nocopy_file_range", &MountOptions::copy_file_range},
     {"copy_offload", "nocopy_offload", &DiskOptions::copy_offload},
+    {"write_behind", "nowrite_behind", &MountOptions::write_behind},
     {"debug", "", &MountOptions::debug},
 }};
 

@@ -25,6 +25,10 @@ struct MountOptions {
     // copy_file_range(2) between two disk files moved sg fd to sg fd (nocopy_file_range:
     // the kernel copies through FUSE read and write instead).
     bool copy_file_range = true;
+    // Whole-block writes of files opened without O_DIRECT, O_SYNC or O_DSYNC acknowledged
+    // once queued on the device (WriteMode::behind); nowrite_behind: every write waits for
+    // the device.
+    bool write_behind = true;
     std::optional<uid_t> uid; // owner of the disk files instead of the /dev/sgN node's
     std::optional<gid_t> gid;
     std::optional<mode_t> umask; // disk files 0666 & ~umask instead of the node's mode

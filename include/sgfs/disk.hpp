@@ -6,10 +6,12 @@
 #include "sgfs/io_mode.hpp"
 #include "sgfs/stats.hpp"
 
+#include <condition_variable>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <span>
 #include <string>
 #include <sys/types.h>
@@ -154,6 +156,51 @@ class ReadView
     std::unique_ptr<Pin> pin_;
 };
 
+// How a write may be acknowledged. synchronous: once the device has it (the command
+// completed). behind: whole blocks may be acknowledged once their commands are queued on the
+// device, as a block device's page cache does; their completion is reported to the file's
+// PendingWrites. Unaligned heads and tails (read-modify-write) stay synchronous.
+enum class WriteMode { synchronous, behind };
+
+// One open file's writes acknowledged before they completed, and the first failure among
+// them not yet reported. Shared by the file and the commands in flight (shared_ptr); safe
+// from any thread.
+class PendingWrites
+{
+  public:
+    PendingWrites() = default;
+    PendingWrites(const PendingWrites &) = delete;
+    PendingWrites &operator=(const PendingWrites &) = delete;
+
+    // Waits until every write begun on this file has completed, then returns the first
+    // failure among them not reported yet (which is then reported: the next call returns
+    // success), or success.
+    IoResult drain();
+    // The first failure not reported yet, without waiting (then reported), or success.
+    IoResult take_failure();
+    // Writes begun and not yet ended.
+    std::size_t in_flight() const;
+
+    // ---- for the disk that runs the writes ----
+    // One write acknowledged early starts; end() follows exactly once, with its outcome.
+    void begin();
+    void end(const IoResult &outcome);
+
+  private:
+    mutable std::mutex mutex_;
+    std::condition_variable ended_;
+    std::size_t in_flight_ = 0;
+    IoResult failure_; // the first unreported failure; ok() when none
+};
+
+// What a write acknowledged behind carries to its commands: where their outcome goes, and
+// what must live until they complete (a wrapper's disk, so that it is not swapped out while
+// IO still runs on it).
+struct WriteBehind {
+    std::shared_ptr<PendingWrites> pending;
+    std::shared_ptr<const void> hold;
+};
+
 // Who reads: one open file, so that read-ahead serves it only what was read for it, after it
 // was opened, and drops that at its end (end_reader). Never reused within a process.
 using ReaderId = std::uint64_t;
@@ -216,6 +263,15 @@ class Disk
     // Any offset, any length: unaligned head/tail are read-modify-write, serialized against
     // overlapping IO. A write crossing the end writes what fits (a short count).
     IoResult pwrite(const void *buffer, std::size_t length, std::uint64_t offset);
+    // pwrite for an open file whose writes are tracked in `behind.pending` (not null). A
+    // failure of an earlier write acknowledged behind that was not reported yet is returned
+    // first, instead of writing (and so reported once). Then with WriteMode::behind the
+    // whole blocks of the range may be acknowledged once queued (a disk without an engine
+    // writes synchronously); the bytes are then the bytes queued, and a failure of those
+    // commands is carried by behind.pending. Reads and writes overlapping a write still in
+    // flight wait for it; flush() waits for every one of them before SYNCHRONIZE CACHE.
+    IoResult pwrite(const void *buffer, std::size_t length, std::uint64_t offset, WriteMode mode,
+                    const WriteBehind &behind);
     // Makes [offset, offset + length) read as zeros, with the device's own means where it
     // has them (WRITE SAME; with UNMAP where unmapped blocks read zero and `allocation`
     // allows it) and zero buffers written elsewhere; unaligned head and tail bytes are
@@ -236,7 +292,7 @@ class Disk
     // The bytes the device holds data for (st_blocks): the capacity less the holes mapping()
     // finds, or the capacity when the disk has none or more runs than a quick look counts.
     std::uint64_t stored_bytes();
-    // SYNCHRONIZE CACHE.
+    // SYNCHRONIZE CACHE, after every write acknowledged behind on this disk completed.
     IoResult flush() { return settled(flush_cache()); }
     virtual DeviceStatsSnapshot stats() const = 0;
     // The engine doing this disk's IO now (see EnginePin); none by default.
@@ -247,6 +303,10 @@ class Disk
     // The default stages the data through read_range().
     virtual ReadView view_range(std::size_t length, std::uint64_t offset, ReaderId reader);
     virtual IoResult write_range(const void *buffer, std::size_t length, std::uint64_t offset) = 0;
+    // WriteMode::behind, the range inside the disk and not empty, behind.pending not null.
+    // The default writes synchronously through write_range().
+    virtual IoResult write_behind_range(const void *buffer, std::size_t length,
+                                        std::uint64_t offset, const WriteBehind &behind);
     // The default writes zero buffers through write_range() (which keeps blocks mapped).
     virtual IoResult zero_within(std::uint64_t offset, std::uint64_t length,
                                  ZeroAllocation allocation);

@@ -167,6 +167,24 @@ struct DevicePathSnapshot {
     std::uint64_t failovers = 0; // times it was lost while in use and another path took over
 };
 
+// Write-behind (Disk::pwrite with WriteMode::behind, core/engine_write_behind.cpp): writes
+// acknowledged once their commands were queued, and the failures of those commands, which
+// their file reports later (at its next write, fsync or close). `max_in_flight` is the most
+// such writes outstanding at once (each holds up to queue_depth channels).
+struct WriteBehindSnapshot {
+    std::uint64_t writes = 0;          // acknowledged before they completed
+    std::uint64_t bytes = 0;           // their bytes
+    std::uint64_t deferred_errors = 0; // of those, failed: left for their file to report
+    std::uint64_t max_in_flight = 0;   // not in the table below: a maximum, never summed
+};
+// .stats keys "write_behind.<key>", then write_behind.max_in_flight.
+inline constexpr auto write_behind_counter_fields =
+    std::to_array<CounterField<WriteBehindSnapshot>>({
+        {"writes", &WriteBehindSnapshot::writes},
+        {"bytes", &WriteBehindSnapshot::bytes},
+        {"deferred_errors", &WriteBehindSnapshot::deferred_errors},
+    });
+
 struct DeviceStatsSnapshot {
     // The path, as the reattaching wrapper (core/reattach.hpp) sees it. state: "online", or
     // "gone" once the device went away (IO fails with ENODEV until a disk with the same
@@ -199,6 +217,7 @@ struct DeviceStatsSnapshot {
     ZeroCountersSnapshot zero;
     OffloadCountersSnapshot offload;
     InFlightSnapshot in_flight;
+    WriteBehindSnapshot write_behind;
 
     // Adds other's counters to these (a disk's history across reattaches); the path fields
     // (state, device_state, gone_reason, path_losses, reattaches, device_paths) are left as
@@ -328,6 +347,11 @@ class DeviceStats
     void count_queued(std::uint64_t outstanding);
     void count_queue_failed() { in_flight_now_.fetch_sub(1, std::memory_order_relaxed); }
     void count_reaped() { in_flight_now_.fetch_sub(1, std::memory_order_relaxed); }
+    // A write acknowledged behind of `bytes`, with `outstanding` such writes (itself
+    // included) not yet complete.
+    void count_write_behind(std::uint64_t bytes, std::uint64_t outstanding);
+    // A write acknowledged behind that failed: its file reports the failure later.
+    void count_deferred_error() { write_behind_.add<&WriteBehindSnapshot::deferred_errors>(1); }
     DeviceStatsSnapshot snapshot() const;
 
   private:
@@ -340,6 +364,8 @@ class DeviceStats
     CounterSet<in_flight_counter_fields> in_flight_{};
     std::atomic<std::uint64_t> in_flight_now_{0}; // being queued or queued, not yet reaped
     std::atomic<std::uint64_t> in_flight_max_{0};
+    CounterSet<write_behind_counter_fields> write_behind_{};
+    std::atomic<std::uint64_t> write_behind_max_{0};
 };
 
 } // namespace sgfs

@@ -75,7 +75,11 @@ std::vector<std::string> expected_keys()
                             "in_flight.at_5_8",
                             "in_flight.above_8",
                             "in_flight.max",
-                            "in_flight.mean"})
+                            "in_flight.mean",
+                            "write_behind.writes",
+                            "write_behind.bytes",
+                            "write_behind.deferred_errors",
+                            "write_behind.max_in_flight"})
         keys.emplace_back(key);
     return keys;
 }
