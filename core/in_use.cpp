@@ -248,7 +248,7 @@ std::vector<std::string> block_device_users(const std::string &block_device,
             reasons.push_back(path + " is active swap");
         const fs::path node_dir = node.name == block_device ? disk_dir : disk_dir / node.name;
         for (const std::string &holder : holders(node_dir))
-            reasons.push_back(path + " held by " + holder + multipath_note(system, holder));
+            reasons.push_back((path + " held by " += holder) += multipath_note(system, holder));
     }
     return reasons;
 }

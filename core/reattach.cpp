@@ -664,7 +664,8 @@ std::vector<std::size_t> ReattachingDisk::adopt_paths(bool probe_unknown, bool c
     }
     std::vector<std::size_t> added;
     std::lock_guard lock(mutex_);
-    for (auto &[entry, disk] : found) {
+    for (auto &one : found) {
+        const SgDeviceEntry &entry = one.first;
         const auto lost_here = [&](const Path &path) {
             return !path.disk && path.node == entry.name;
         };
@@ -677,7 +678,7 @@ std::vector<std::size_t> ReattachingDisk::adopt_paths(bool probe_unknown, bool c
         place->node = entry.name;
         place->hctl = entry.hctl;
         place->sg_path = entry.sg_path;
-        place->disk = std::move(disk);
+        place->disk = std::move(one.second);
         added.push_back(static_cast<std::size_t>(place - paths_.begin()));
     }
     return added;
