@@ -326,6 +326,12 @@ std::string DiskClaims::reclaim(const DiskInfo &disk)
     return {};
 }
 
+void DiskClaims::forget(const DiskInfo &disk)
+{
+    std::lock_guard lock(mutex_);
+    claims_.erase(claim_key(disk));
+}
+
 void DiskClaims::drop_cached_pages(const DiskInfo &disk)
 {
     std::lock_guard lock(mutex_);

@@ -2,6 +2,7 @@
 
 #include "connection.hpp"
 #include "device_figures.hpp"
+#include "sgfs/disk_claim.hpp"
 
 #include <algorithm>
 #include <atomic>
@@ -9,6 +10,7 @@
 #include <cstring>
 #include <fcntl.h>
 #include <linux/falloc.h>
+#include <mutex>
 #include <span>
 #include <string_view>
 #include <sys/statvfs.h>
@@ -20,7 +22,7 @@ namespace sgfs::fusefs
 
 // What fi->fh points at, from open() to release().
 struct Filesystem::OpenFile {
-    const Node &node;
+    NodeKind kind;
     bool writable;
     std::string stats_text;      // /.stats: generated at open, so one read sequence is consistent
     ReaderId reader = no_reader; // disk files: read-ahead is this open's alone
@@ -28,6 +30,7 @@ struct Filesystem::OpenFile {
     // write_behind), and the writes answered before the disk had them.
     WriteMode write_mode = WriteMode::synchronous;
     std::shared_ptr<PendingWrites> pending = std::make_shared<PendingWrites>();
+    std::shared_ptr<DiskSlot> slot; // disk files: kept open while this handle is
 };
 
 namespace
@@ -41,8 +44,9 @@ ReaderId new_reader()
     return next.fetch_add(1, std::memory_order_relaxed);
 }
 
-// The tree never changes while mounted, so the kernel may keep names and attributes as
-// long as it likes; a day is "forever" without surprising anyone debugging a stale view.
+// The kernel may keep names and attributes as long as it likes: a disk added or removed
+// while mounted is announced (Filesystem::add_disk, remove_disk), so nothing goes stale
+// unseen. A day is "forever" without surprising anyone debugging a stale view.
 constexpr double cache_timeout_seconds = 24 * 60 * 60;
 
 Filesystem &filesystem_of(fuse_req_t req)
@@ -100,7 +104,8 @@ void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
     fuse_entry_param entry{};
     const int rc = filesystem_of(req).lookup(parent, name, entry);
-    // A name that does not exist never will: answer ENOENT as a cacheable negative entry.
+    // ENOENT as a cacheable negative entry: a name that appears later (a disk added) is
+    // invalidated then (Filesystem::add_disk).
     if (rc == 0 || rc == -ENOENT)
         fuse_reply_entry(req, &entry);
     else
@@ -134,15 +139,16 @@ void op_setattr(fuse_req_t req, fuse_ino_t inode, struct stat *wanted, int to_se
 
 void op_readlink(fuse_req_t req, fuse_ino_t inode)
 {
-    const char *target = nullptr;
+    std::string target;
     const int rc = filesystem_of(req).readlink(inode, target);
     if (rc == 0)
-        fuse_reply_readlink(req, target);
+        fuse_reply_readlink(req, target.c_str());
     else
         fuse_reply_err(req, -rc);
 }
 
-// The tree is fixed: nothing can be created, removed or renamed.
+// Only the disks' coming and going changes the tree: nothing can be created, removed or
+// renamed through the mount.
 void op_mknod(fuse_req_t req, fuse_ino_t, const char *, mode_t, dev_t)
 {
     fuse_reply_err(req, EPERM);
@@ -284,6 +290,19 @@ void op_readdir(fuse_req_t req, fuse_ino_t inode, std::size_t size, off_t offset
         fuse_reply_err(req, -rc);
 }
 
+void op_forget(fuse_req_t req, fuse_ino_t inode, std::uint64_t count)
+{
+    filesystem_of(req).forget(inode, count);
+    fuse_reply_none(req);
+}
+
+void op_forget_multi(fuse_req_t req, std::size_t count, fuse_forget_data *forgets)
+{
+    for (std::size_t i = 0; i < count; ++i)
+        filesystem_of(req).forget(forgets[i].ino, forgets[i].nlookup);
+    fuse_reply_none(req);
+}
+
 void op_statfs(fuse_req_t req, fuse_ino_t)
 {
     struct statvfs stat {
@@ -328,6 +347,8 @@ const fuse_lowlevel_ops &Filesystem::operations()
         o.init = op_init;
         o.destroy = op_destroy;
         o.lookup = op_lookup;
+        o.forget = op_forget;
+        o.forget_multi = op_forget_multi;
         o.getattr = op_getattr;
         o.setattr = op_setattr;
         o.readlink = op_readlink;
@@ -363,21 +384,60 @@ Filesystem::Filesystem(std::vector<std::unique_ptr<Disk>> disks, Tree tree, Moun
     : tree_(std::move(tree)), options_(std::move(options))
 {
     for (auto &disk : disks) {
-        auto slot = std::make_unique<DiskSlot>();
+        auto slot = std::make_shared<DiskSlot>();
         slot->disk = std::move(disk);
         slot->announced_size.store(slot->disk->capacity_bytes(), std::memory_order_release);
-        slots_.push_back(std::move(slot));
+        slots_.emplace(next_slot_key_++, std::move(slot));
     }
 }
 
+Filesystem::DiskSlot::~DiskSlot()
+{
+    if (claims_to_forget && disk)
+        claims_to_forget->forget(disk->info());
+}
+
+std::vector<std::shared_ptr<Filesystem::DiskSlot>> Filesystem::all_slots() const
+{
+    const std::shared_lock lock(tree_mutex_);
+    std::vector<std::shared_ptr<DiskSlot>> slots;
+    for (const auto &[key, slot] : slots_)
+        slots.push_back(slot);
+    return slots;
+}
+
+Filesystem::NodeState Filesystem::state_locked(const Node &node) const
+{
+    NodeState state;
+    state.inode = node.inode;
+    state.kind = node.kind;
+    state.attr = node.attr;
+    state.link_target = node.link_target;
+    if (node.kind == NodeKind::disk_file && !node.detached)
+        if (const auto it = slots_.find(node.disk_index); it != slots_.end())
+            state.slot = it->second;
+    return state;
+}
+
+std::optional<Filesystem::NodeState> Filesystem::node_state(InodeNumber inode) const
+{
+    const std::shared_lock lock(tree_mutex_);
+    const Node *node = tree_.find(inode);
+    if (!node)
+        return std::nullopt;
+    return state_locked(*node);
+}
+
+// The worker limit is set once, for the disks found at mount: a disk added later shares
+// the workers there are.
 unsigned Filesystem::max_threads() const
 {
-    return loop_workers(options_.disk.queue_depth * static_cast<unsigned>(slots_.size()));
+    return loop_workers(options_.disk.queue_depth * static_cast<unsigned>(all_slots().size()));
 }
 
 int Filesystem::reopen_disks(const DiskOpener &open_disk, std::string &message)
 {
-    for (auto &slot : slots_) {
+    for (const auto &slot : all_slots()) {
         const DiskInfo before = slot->disk->info();
         // Closed first: the old descriptors' reserve buffers would otherwise be held twice.
         slot->disk.reset();
@@ -402,7 +462,7 @@ int Filesystem::reopen_disks(const DiskOpener &open_disk, std::string &message)
 std::string Filesystem::stats_text() const
 {
     std::vector<DeviceReport> reports;
-    for (const auto &slot : slots_) {
+    for (const auto &slot : all_slots()) {
         const Disk &disk = *slot->disk;
         reports.push_back(
             {disk.info().name, device_figures(live_info(disk), disk.stats(), options_)});
@@ -412,46 +472,61 @@ std::string Filesystem::stats_text() const
 
 void Filesystem::init(fuse_conn_info &conn) const
 {
-    configure_connection(conn, options_.disk.queue_depth * static_cast<unsigned>(slots_.size()));
+    configure_connection(conn,
+                         options_.disk.queue_depth * static_cast<unsigned>(all_slots().size()));
 }
 
 void Filesystem::destroy()
 {
-    for (auto &slot : slots_)
+    for (const auto &slot : all_slots())
         if (slot->unsynced_writes.exchange(false))
             (void)sync_disk(*slot, "unmount");
 }
 
-int Filesystem::lookup(fuse_ino_t parent, const char *name, fuse_entry_param &entry) const
+int Filesystem::lookup(fuse_ino_t parent, const char *name, fuse_entry_param &entry)
 {
     entry.attr_timeout = cache_timeout_seconds;
     entry.entry_timeout = cache_timeout_seconds;
-    const Node *node = tree_.lookup(parent, name);
-    if (!node)
-        return tree_.find(parent) ? -ENOENT : -ENOTDIR;
-    entry.ino = node->inode;
-    fill_attributes(*node, entry.attr);
+    NodeState state;
+    {
+        // Exclusive: the reply is a reference the kernel holds until forget().
+        const std::unique_lock lock(tree_mutex_);
+        const Node *node = tree_.lookup(parent, name);
+        if (!node)
+            return tree_.find(parent) ? -ENOENT : -ENOTDIR;
+        tree_.remember_lookup(node->inode);
+        state = state_locked(*node);
+    }
+    entry.ino = state.inode;
+    fill_attributes(state, entry.attr);
     return 0;
+}
+
+void Filesystem::forget(fuse_ino_t inode, std::uint64_t count)
+{
+    const std::unique_lock lock(tree_mutex_);
+    tree_.forget(inode, count);
 }
 
 int Filesystem::getattr(fuse_ino_t inode, struct stat &attr) const
 {
-    const Node *node = tree_.find(inode);
-    if (!node)
+    const auto state = node_state(inode);
+    if (!state)
         return -ENOENT;
-    fill_attributes(*node, attr);
+    fill_attributes(*state, attr);
     return 0;
 }
 
 // The kernel asks again after each write, truncation and fallocate (they invalidate the
 // cached size and blocks), so st_blocks follows punches and writes without a timeout.
-void Filesystem::fill_attributes(const Node &node, struct stat &attr) const
+void Filesystem::fill_attributes(const NodeState &node, struct stat &attr) const
 {
     attr = node.attr;
-    if (node.kind != NodeKind::disk_file)
+    // A removed disk's file keeps the figures it had.
+    if (node.kind != NodeKind::disk_file || !node.slot)
         return;
-    attr.st_size = static_cast<off_t>(slot_of(node).disk->capacity_bytes());
-    const std::uint64_t stored = slot_of(node).disk->stored_bytes();
+    attr.st_size = static_cast<off_t>(node.slot->disk->capacity_bytes());
+    const std::uint64_t stored = node.slot->disk->stored_bytes();
     attr.st_blocks = static_cast<blkcnt_t>((stored + 511) / 512);
 }
 
@@ -459,7 +534,7 @@ int Filesystem::setattr(fuse_ino_t inode, int to_set, off_t size, struct stat &a
                         StaleRange &stale)
 {
     stale = {};
-    const Node *node = tree_.find(inode);
+    const auto node = node_state(inode);
     if (!node)
         return -ENOENT;
     // Owner and mode come from the sg node or the mount options, not from chmod.
@@ -467,8 +542,10 @@ int Filesystem::setattr(fuse_ino_t inode, int to_set, off_t size, struct stat &a
         return -EPERM;
     if ((to_set & FUSE_SET_ATTR_SIZE) && node->kind != NodeKind::disk_file)
         return node->is_directory() ? -EISDIR : -EPERM;
+    if ((to_set & FUSE_SET_ATTR_SIZE) && !node->slot)
+        return -ENODEV;
     if (to_set & FUSE_SET_ATTR_SIZE) {
-        DiskSlot &slot = slot_of(*node);
+        DiskSlot &slot = *node->slot;
         if (int rc = truncate_disk(slot, size); rc != 0)
             return rc;
         const auto capacity = static_cast<off_t>(slot.disk->capacity_bytes());
@@ -494,10 +571,10 @@ void Filesystem::invalidate_cached(fuse_ino_t inode, const StaleRange &stale) co
 
 void Filesystem::follow_capacity(fuse_ino_t inode)
 {
-    const Node *node = tree_.find(inode);
-    if (node == nullptr || node->kind != NodeKind::disk_file)
+    const auto node = node_state(inode);
+    if (!node || node->kind != NodeKind::disk_file || !node->slot)
         return;
-    DiskSlot &slot = slot_of(*node);
+    DiskSlot &slot = *node->slot;
     const std::uint64_t now = slot.disk->capacity_bytes();
     std::uint64_t told = slot.announced_size.load(std::memory_order_acquire);
     if (told == now ||
@@ -512,12 +589,13 @@ void Filesystem::follow_capacity(fuse_ino_t inode)
                  std::strerror(-rc));
 }
 
-int Filesystem::refresh_capacity(std::size_t index)
+int Filesystem::refresh_capacity(InodeNumber inode)
 {
-    if (index >= slots_.size())
+    const auto node = node_state(inode);
+    if (!node || node->kind != NodeKind::disk_file || !node->slot)
         return -ENODEV;
-    const int rc = slots_[index]->disk->refresh_capacity();
-    follow_capacity(tree_.disk_inode(index));
+    const int rc = node->slot->disk->refresh_capacity();
+    follow_capacity(inode);
     return rc;
 }
 
@@ -543,20 +621,20 @@ int Filesystem::truncate_disk(DiskSlot &slot, off_t size)
     return 0;
 }
 
-int Filesystem::readlink(fuse_ino_t inode, const char *&target) const
+int Filesystem::readlink(fuse_ino_t inode, std::string &target) const
 {
-    const Node *node = tree_.find(inode);
+    const auto node = node_state(inode);
     if (!node)
         return -ENOENT;
     if (node->kind != NodeKind::by_id_link)
         return -EINVAL;
-    target = node->link_target.c_str();
+    target = node->link_target;
     return 0;
 }
 
 int Filesystem::open(fuse_ino_t inode, fuse_file_info &fi) const
 {
-    const Node *node = tree_.find(inode);
+    const auto node = node_state(inode);
     if (!node)
         return -ENOENT;
     const bool writable = (fi.flags & O_ACCMODE) != O_RDONLY;
@@ -572,10 +650,14 @@ int Filesystem::open(fuse_ino_t inode, fuse_file_info &fi) const
         // The length of the text is unknown until it is generated; direct_io makes the
         // kernel read until a short read instead of trusting st_size (0, like /proc).
         fi.direct_io = 1;
-        fi.fh = reinterpret_cast<std::uint64_t>(new OpenFile{*node, false, stats_text()});
+        fi.fh = reinterpret_cast<std::uint64_t>(
+            new OpenFile{node->kind, false, stats_text(), no_reader, nullptr});
         break;
     case NodeKind::disk_file:
-        if (writable && slot_of(*node).disk->info().read_only)
+        // Removed from the mount (a stale dentry the kernel has not dropped yet).
+        if (!node->slot)
+            return -ENOENT;
+        if (writable && node->slot->disk->info().read_only)
             return -EROFS;
         // cache=none: the caller's request size reaches the disk and nothing is cached
         // twice. cache=page: ordinary page cache, dropped at each open (keep_cache off)
@@ -583,7 +665,8 @@ int Filesystem::open(fuse_ino_t inode, fuse_file_info &fi) const
         fi.direct_io = options_.cache == CacheMode::none ? 1 : 0;
         fi.keep_cache = 0;
         fi.fh = reinterpret_cast<std::uint64_t>(
-            new OpenFile{*node, writable, {}, new_reader(), write_mode_for(fi.flags)});
+            new OpenFile{node->kind, writable, {}, new_reader(), write_mode_for(fi.flags),
+                         std::make_shared<PendingWrites>(), node->slot});
         break;
     }
     // A handle that cannot have written has nothing to flush at close.
@@ -604,7 +687,7 @@ ReadView Filesystem::read(const OpenFile &file, std::size_t size, off_t offset) 
     if (offset < 0)
         return ReadView(IoResult::failure(-EINVAL, {}));
     const auto start = static_cast<std::uint64_t>(offset);
-    if (file.node.kind == NodeKind::stats_file) {
+    if (file.kind == NodeKind::stats_file) {
         const std::string &text = file.stats_text;
         const std::size_t from = std::min<std::uint64_t>(start, text.size());
         const std::size_t length = std::min(size, text.size() - from);
@@ -616,7 +699,7 @@ ReadView Filesystem::read(const OpenFile &file, std::size_t size, off_t offset) 
         return ReadView(IoResult::success(length), std::move(pieces), nullptr);
     }
 
-    const DiskSlot &slot = slot_of(file.node);
+    const DiskSlot &slot = *file.slot;
     // Core cuts the read at the capacity: at or past the end it has no data (EOF).
     ReadView view = slot.disk->read_view(size, start, file.reader);
     if (!view.result().ok()) {
@@ -632,11 +715,11 @@ int Filesystem::write(const OpenFile &file, const char *data, std::size_t size, 
     written = 0;
     if (offset < 0)
         return -EINVAL;
-    if (file.node.kind != NodeKind::disk_file || !file.writable)
+    if (file.kind != NodeKind::disk_file || !file.writable)
         return -EBADF;
     if (size == 0)
         return 0;
-    DiskSlot &slot = slot_of(file.node);
+    DiskSlot &slot = *file.slot;
     // Core's rules, like a block device's: read-only is EROFS, a write that starts at or
     // past the end ENOSPC, one that crosses the end writes what fits (a short count).
     const auto start = static_cast<std::uint64_t>(offset);
@@ -666,16 +749,16 @@ int Filesystem::copy_file_range(const OpenFile &source, off_t offset_in,
         return -EINVAL;
     // .stats is no disk: EOPNOTSUPP makes the kernel fall back to read and write for this
     // one copy only.
-    if (source.node.kind != NodeKind::disk_file || destination.node.kind != NodeKind::disk_file)
+    if (source.kind != NodeKind::disk_file || destination.kind != NodeKind::disk_file)
         return -EOPNOTSUPP;
     if (!destination.writable)
         return -EBADF;
-    DiskSlot &to = slot_of(destination.node);
+    DiskSlot &to = *destination.slot;
     if (length == 0)
         return 0;
     // The reply's count is 32 bits wide; the kernel asks for less than 2 GiB anyway.
     length = std::min<std::size_t>(length, max_copy_bytes);
-    const DiskSlot &from = slot_of(source.node);
+    const DiskSlot &from = *source.slot;
     const auto start_in = static_cast<std::uint64_t>(offset_in);
     const auto start_out = static_cast<std::uint64_t>(offset_out);
     const IoResult result = copy_range(*from.disk, start_in, *to.disk, start_out, length);
@@ -742,11 +825,11 @@ int Filesystem::fallocate(const OpenFile &file, int mode, off_t offset, off_t le
                        (action == FALLOC_FL_PUNCH_HOLE && keep_size);
     // .stats is a regular file to the kernel (not ENODEV's "not a regular file"), whose
     // every mode is unsupported.
-    if (!known || file.node.kind != NodeKind::disk_file)
+    if (!known || file.kind != NodeKind::disk_file)
         return -EOPNOTSUPP;
     if (!file.writable)
         return -EBADF;
-    DiskSlot &slot = slot_of(file.node);
+    DiskSlot &slot = *file.slot;
     const DiskInfo &info = slot.disk->info();
     if (info.read_only)
         return -EROFS;
@@ -786,9 +869,9 @@ int Filesystem::lseek(const OpenFile &file, off_t offset, int whence, off_t &fou
     if (whence != SEEK_DATA && whence != SEEK_HOLE)
         return -EINVAL;
     // .stats has size 0: every offset is at or past its end.
-    if (file.node.kind != NodeKind::disk_file || offset < 0)
+    if (file.kind != NodeKind::disk_file || offset < 0)
         return -ENXIO;
-    const DiskSlot &slot = slot_of(file.node);
+    const DiskSlot &slot = *file.slot;
     const std::uint64_t capacity = slot.disk->capacity_bytes();
     auto at = static_cast<std::uint64_t>(offset);
     if (at >= capacity)
@@ -838,7 +921,7 @@ int Filesystem::drain_writes(const OpenFile &file, const char *why) const
     const IoResult drained = file.pending->drain();
     if (drained.ok())
         return 0;
-    const DiskSlot &slot = slot_of(file.node);
+    const DiskSlot &slot = *file.slot;
     fuse_log(FUSE_LOG_ERR, "sgfs: %s: a write answered before it was done failed (%s): %s\n",
              slot.disk->info().name.c_str(), why, drained.message.c_str());
     return -as_errno(drained.error);
@@ -846,9 +929,9 @@ int Filesystem::drain_writes(const OpenFile &file, const char *why) const
 
 int Filesystem::flush(const OpenFile &file)
 {
-    if (file.node.kind != NodeKind::disk_file || !file.writable)
+    if (file.kind != NodeKind::disk_file || !file.writable)
         return 0;
-    DiskSlot &slot = slot_of(file.node);
+    DiskSlot &slot = *file.slot;
     // This file's writes answered behind end first; their failure is close()'s.
     const int drained = drain_writes(file, "close");
     // Only when something was written since the last SYNCHRONIZE CACHE: a close after
@@ -865,15 +948,15 @@ void Filesystem::release(OpenFile *file)
     // close() has returned already, so an error here can only be logged (sync_disk did).
     (void)flush(*owned);
     // No read of this file runs any more: what was read ahead for it goes.
-    if (owned->node.kind == NodeKind::disk_file)
-        slot_of(owned->node).disk->end_reader(owned->reader);
+    if (owned->kind == NodeKind::disk_file)
+        owned->slot->disk->end_reader(owned->reader);
 }
 
 int Filesystem::fsync(const OpenFile &file)
 {
-    if (file.node.kind != NodeKind::disk_file)
+    if (file.kind != NodeKind::disk_file)
         return 0;
-    DiskSlot &slot = slot_of(file.node);
+    DiskSlot &slot = *file.slot;
     // Every write of this file answered behind ends before SYNCHRONIZE CACHE is sent.
     const int drained = drain_writes(file, "fsync");
     // Always sent: a cleared flag may only mean another thread's SYNCHRONIZE CACHE is
@@ -886,29 +969,41 @@ int Filesystem::fsync(const OpenFile &file)
 int Filesystem::readdir(fuse_req_t req, fuse_ino_t inode, std::size_t size, off_t offset,
                         std::vector<char> &buffer) const
 {
+    // Only the tree: fuse_add_direntry is a pure function of the buffer.
+    const std::shared_lock lock(tree_mutex_);
     const Node *dir = tree_.find(inode);
     if (!dir)
         return -ENOENT;
     if (!dir->is_directory())
         return -ENOTDIR;
-    // Entry i is ".", "..", then the children; an entry's offset is the index of the next.
-    const std::size_t count = 2 + dir->children.size();
     buffer.resize(size);
     std::size_t used = 0;
-    for (auto i = static_cast<std::size_t>(std::max<off_t>(offset, 0)); i < count; ++i) {
-        const Node *entry = i == 0   ? dir
-                            : i == 1 ? tree_.find(dir->parent)
-                                     : tree_.find(dir->children[i - 2]);
-        const char *name = i == 0 ? "." : i == 1 ? ".." : entry->name.c_str();
+    const auto add = [&](const char *name, const struct stat &of, off_t next) {
         struct stat attr {
         };
-        attr.st_ino = entry->attr.st_ino;
-        attr.st_mode = entry->attr.st_mode;
-        const std::size_t needed = fuse_add_direntry(req, buffer.data() + used, size - used, name,
-                                                     &attr, static_cast<off_t>(i + 1));
+        attr.st_ino = of.st_ino;
+        attr.st_mode = of.st_mode;
+        const std::size_t needed =
+            fuse_add_direntry(req, buffer.data() + used, size - used, name, &attr, next);
         if (needed > size - used)
-            break;
+            return false;
         used += needed;
+        return true;
+    };
+    // Offsets: "." is followed by 1, ".." by 2, the child with inode n by n + 3; going on
+    // from offset o >= 2 means the children whose inode is above o - 3.
+    bool room = true;
+    if (offset < 1)
+        room = add(".", dir->attr, 1);
+    if (room && offset < 2) {
+        const Node *parent = tree_.find(dir->parent);
+        room = add("..", parent ? parent->attr : dir->attr, 2);
+    }
+    const InodeNumber after = offset < 3 ? 0 : static_cast<InodeNumber>(offset) - 3;
+    for (auto it = std::upper_bound(dir->children.begin(), dir->children.end(), after);
+         room && it != dir->children.end(); ++it) {
+        const Node *child = tree_.find(*it);
+        room = add(child->name.c_str(), child->attr, static_cast<off_t>(child->inode + 3));
     }
     buffer.resize(used);
     return 0;
@@ -922,14 +1017,17 @@ int Filesystem::statfs(struct statvfs &stat) const
     // all of them; a disk's own granularity would only spare it some zeroing.
     constexpr unsigned long block = 4096;
     std::uint64_t bytes = 0;
-    for (const auto &slot : slots_)
+    for (const auto &slot : all_slots())
         bytes += slot->disk->capacity_bytes();
     stat.f_bsize = block;
     stat.f_frsize = block;
     stat.f_blocks = (bytes + block - 1) / block;
     stat.f_bfree = 0; // the disks are the files: there is no room to create anything
     stat.f_bavail = 0;
-    stat.f_files = tree_.node_count();
+    {
+        const std::shared_lock lock(tree_mutex_);
+        stat.f_files = tree_.node_count();
+    }
     stat.f_ffree = 0;
     stat.f_favail = 0;
     stat.f_namemax = 255;
@@ -938,13 +1036,13 @@ int Filesystem::statfs(struct statvfs &stat) const
 
 int Filesystem::getxattr(fuse_ino_t inode, const char *name, std::string &value) const
 {
-    const Node *node = tree_.find(inode);
+    const auto node = node_state(inode);
     if (!node)
         return -ENOENT;
     const std::string_view wanted(name);
-    if (node->kind != NodeKind::disk_file || !wanted.starts_with(xattr_prefix))
+    if (!node->slot || !wanted.starts_with(xattr_prefix))
         return -ENODATA;
-    const Disk &disk = *slot_of(*node).disk;
+    const Disk &disk = *node->slot->disk;
     const std::string_view key = wanted.substr(std::strlen(xattr_prefix));
     for (auto &[figure, text] : device_figures(live_info(disk), disk.stats(), options_)) {
         if (figure == key) {
@@ -957,12 +1055,12 @@ int Filesystem::getxattr(fuse_ino_t inode, const char *name, std::string &value)
 
 int Filesystem::listxattr(fuse_ino_t inode, std::string &names) const
 {
-    const Node *node = tree_.find(inode);
+    const auto node = node_state(inode);
     if (!node)
         return -ENOENT;
-    if (node->kind != NodeKind::disk_file)
+    if (!node->slot)
         return 0;
-    const Disk &disk = *slot_of(*node).disk;
+    const Disk &disk = *node->slot->disk;
     for (const auto &[figure, text] : device_figures(live_info(disk), disk.stats(), options_)) {
         names += xattr_prefix;
         names += figure;
@@ -973,10 +1071,117 @@ int Filesystem::listxattr(fuse_ino_t inode, std::string &names) const
 
 int Filesystem::setxattr(fuse_ino_t inode, const char *name) const
 {
-    if (!tree_.find(inode))
+    if (!node_state(inode))
         return -ENOENT;
     // Our own attributes are figures, not storage; nothing else can be stored at all.
     return std::string_view(name).starts_with(xattr_prefix) ? -EPERM : -ENOTSUP;
+}
+
+namespace
+{
+
+// The disk file's owner and mode come from its /dev/sgN node, as at mount.
+DiskNodeSource node_source(const DiskInfo &info)
+{
+    DiskNodeSource source;
+    source.info = info;
+    // stat() only fails in a race with the node's removal; then the file is root's alone,
+    // the safe side.
+    struct stat node {
+    };
+    if (::stat(info.sg_path.c_str(), &node) == 0) {
+        source.uid = node.st_uid;
+        source.gid = node.st_gid;
+        source.mode = node.st_mode & 07777;
+    }
+    return source;
+}
+
+} // namespace
+
+void Filesystem::notify_names(const std::vector<Tree::Name> &names, bool removed) const
+{
+    if (session_ == nullptr)
+        return;
+    for (const Tree::Name &name : names) {
+        // -ENOENT: the kernel has no dentry of that name (nobody looked it up): fine.
+        const int rc = removed ? fuse_lowlevel_notify_delete(session_, name.parent, name.inode,
+                                                             name.name.c_str(), name.name.size())
+                               : fuse_lowlevel_notify_inval_entry(
+                                     session_, name.parent, name.name.c_str(), name.name.size());
+        if (rc != 0 && rc != -ENOENT)
+            fuse_log(FUSE_LOG_WARNING, "sgfs: cannot tell the kernel that %s %s: %s\n",
+                     name.name.c_str(), removed ? "is gone" : "exists", std::strerror(-rc));
+    }
+    // The directories changed (size, times): their cached attributes go too.
+    if (!names.empty()) {
+        (void)fuse_lowlevel_notify_inval_inode(session_, root_inode, -1, 0);
+        (void)fuse_lowlevel_notify_inval_inode(session_, by_id_inode, -1, 0);
+    }
+}
+
+InodeNumber Filesystem::add_disk(std::unique_ptr<Disk> disk)
+{
+    // Outside the lock: stat() of the node, and the disk's info.
+    const DiskNodeSource source = node_source(disk->info());
+    auto slot = std::make_shared<DiskSlot>();
+    slot->disk = std::move(disk);
+    std::vector<Tree::Name> added;
+    {
+        const std::unique_lock lock(tree_mutex_);
+        const std::size_t key = next_slot_key_++;
+        added = tree_.add_disk(key, source);
+        if (!added.empty())
+            slots_.emplace(key, slot);
+    }
+    if (added.empty())
+        return 0; // `slot` closes the disk here, outside the lock
+    notify_names(added, false);
+    return added.front().inode;
+}
+
+std::string Filesystem::remove_disk(const std::string &sg_path)
+{
+    std::shared_ptr<DiskSlot> removed;
+    std::string name;
+    std::vector<Tree::Name> names;
+    {
+        const std::unique_lock lock(tree_mutex_);
+        for (auto it = slots_.begin(); it != slots_.end(); ++it) {
+            if (it->second->disk->info().sg_path != sg_path)
+                continue;
+            names = tree_.remove_disk(it->first);
+            removed = std::move(it->second);
+            slots_.erase(it);
+            break;
+        }
+    }
+    if (!removed)
+        return {};
+    name = removed->disk->info().name;
+    removed->claims_to_forget = options_.disk.claims;
+    notify_names(names, true);
+    // Dropped here, outside the lock: the last reference closes the disk (unless a
+    // handle still holds it).
+    return name;
+}
+
+std::string Filesystem::disk_with_stable_id(const std::string &stable_id) const
+{
+    if (stable_id.empty())
+        return {};
+    for (const auto &slot : all_slots())
+        if (slot->disk->info().stable_id == stable_id)
+            return slot->disk->info().name;
+    return {};
+}
+
+std::optional<DiskInfo> Filesystem::disk_on_node(const std::string &sg_path) const
+{
+    for (const auto &slot : all_slots())
+        if (slot->disk->info().sg_path == sg_path)
+            return slot->disk->info();
+    return std::nullopt;
 }
 
 void Filesystem::log_io_error(const DiskSlot &slot, const char *what, std::size_t length,

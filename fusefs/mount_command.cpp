@@ -150,6 +150,7 @@ int mount_command(const CommandLine &command)
     settings.subtype = options.subtype.value_or("sgfs");
     settings.foreground = command.foreground;
     settings.single_threaded = command.single_threaded;
+    settings.hotplug = spec.all;
     return serve(filesystem, options, settings);
 }
 

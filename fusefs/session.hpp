@@ -17,6 +17,9 @@ struct SessionSettings {
     std::string subtype;    // the "sgfs" of fuse.sgfs
     bool foreground = false;
     bool single_threaded = false;
+    // The source selects by rule (`all`): disks added and removed while mounted come and
+    // go (hotplug.hpp).
+    bool hotplug = false;
 };
 
 // The -o string libfuse creates a session with: fsname, subtype, max_read (which init must

@@ -84,6 +84,21 @@ std::string a_partition(const std::string &spelled, const SgDeviceEntry &disk)
            "; sgfs serves whole disks (" + disk.block_device + " or " + disk.sg_path + ")";
 }
 
+// Opens `sg_path`: 0, or -errno with `message` saying why.
+int open_path(const std::string &sg_path, const DiskOpener &open_disk, std::unique_ptr<Disk> &disk,
+              std::string &message)
+{
+    message.clear();
+    const int rc = open_disk(sg_path, disk, message);
+    if (rc < 0 && message.empty())
+        message = std::strerror(-rc);
+    if (rc >= 0 && !disk) {
+        message = "opened without a disk";
+        return -EIO;
+    }
+    return rc < 0 ? rc : 0;
+}
+
 struct OpenedDisk {
     unsigned long number;
     std::unique_ptr<Disk> disk;
@@ -128,17 +143,11 @@ class DiskCollector
     // Opens /dev/<sg_name>: 0, or -errno with `message` saying why.
     int open(std::string_view sg_name, std::unique_ptr<Disk> &disk, std::string &message) const
     {
-        const std::string path = std::string(dev_prefix) + std::string(sg_name);
-        message.clear();
-        const int rc = open_disk_(path, disk, message);
-        if (rc < 0 && message.empty())
-            message = std::strerror(-rc);
-        if (rc >= 0 && !disk) {
-            message = "opened without a disk";
-            return -EIO;
-        }
-        return rc < 0 ? rc : 0;
+        return open_path(std::string(dev_prefix) + std::string(sg_name), open_disk_, disk, message);
     }
+
+    const DiskOpener &opener() const { return open_disk_; }
+    const DiskClaimer &claimer() const { return claim_disk_; }
 
     // Claims an opened disk for the mount: "" or why not ("in use: ...").
     std::string claim(const Disk &disk) const
@@ -204,18 +213,13 @@ std::string open_all(const std::vector<SgDeviceEntry> &devices, DiskCollector &c
         if (!is_disk_device_type(entry.device_type) || collector.is_path_of_opened(entry.name))
             continue;
         ++candidates;
-        std::unique_ptr<Disk> disk;
-        std::string message;
-        if (collector.open(entry.name, disk, message) < 0) {
-            warnings.push_back("sgfs: skipping " + entry.sg_path + ": " + message);
+        DiscoveredDisk found = open_discovered_disk(entry, collector.opener(), collector.claimer());
+        if (!found.disk) {
+            warnings.push_back(std::move(found.skipped));
+            refused += found.refused ? 1 : 0;
             continue;
         }
-        if (const std::string why = collector.claim(*disk); !why.empty()) {
-            warnings.push_back("sgfs: skipping " + who(disk->info()) + ": " + why);
-            ++refused;
-            continue;
-        }
-        collector.keep(entry.name, std::move(disk));
+        collector.keep(entry.name, std::move(found.disk));
     }
     if (candidates == 0)
         return "sgfs: no SCSI disks found (sgfs --list shows every sg device)";
@@ -267,6 +271,25 @@ std::string open_by_stable_id(const std::vector<std::string> &ids,
 }
 
 } // namespace
+
+DiscoveredDisk open_discovered_disk(const SgDeviceEntry &entry, const DiskOpener &open_disk,
+                                    const DiskClaimer &claim_disk)
+{
+    DiscoveredDisk found;
+    std::string message;
+    if (open_path(entry.sg_path, open_disk, found.disk, message) < 0) {
+        found.disk.reset();
+        found.skipped = "sgfs: skipping " + entry.sg_path + ": " + message;
+        return found;
+    }
+    if (const std::string why = claim_disk ? claim_disk(found.disk->info()) : std::string();
+        !why.empty()) {
+        found.skipped = "sgfs: skipping " + who(found.disk->info()) + ": " + why;
+        found.refused = true;
+        found.disk.reset();
+    }
+    return found;
+}
 
 std::string parse_source(std::string_view source, SourceSpec &out)
 {

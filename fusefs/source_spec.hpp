@@ -52,6 +52,17 @@ using DiskClaimer = std::function<std::string(const DiskInfo &disk)>;
 // names. Returns "" or the one-line error (a partition, a block device of no sg disk).
 std::string resolve_block_devices(SourceSpec &spec, const std::vector<SgDeviceEntry> &devices);
 
+// One disk a rule (`all`) found, opened and claimed: `disk`, or `skipped` (one warning
+// line) saying why not, `refused` when it was the claim (in use, served elsewhere). The
+// one path by which `all` takes a disk, at mount and for a disk added while mounted.
+struct DiscoveredDisk {
+    std::unique_ptr<Disk> disk;
+    std::string skipped;
+    bool refused = false;
+};
+DiscoveredDisk open_discovered_disk(const SgDeviceEntry &entry, const DiskOpener &open_disk,
+                                    const DiskClaimer &claim_disk);
+
 // Resolves `spec` against `devices` (sorted by sg number, as enumerate_sg_devices returns
 // them) and opens every disk it names, and claims it with `claim_disk` (when given).
 // Explicitly named disks must all open and be claimed, or nothing is returned; `all` skips

@@ -105,6 +105,10 @@ class DiskClaims
     // The disk is back, maybe as another block device: "" when it is held again (or was
     // never claimed), else why not, worded as for claim().
     std::string reclaim(const DiskInfo &disk);
+    // The disk was removed from the mount for good (hot plug) and its last user is gone:
+    // everything held for it is let go (lock file, block devices), so that it may be
+    // claimed again if it returns. No-op for a disk this mount has not claimed.
+    void forget(const DiskInfo &disk);
     // After a flush: the pages of the held block devices are dropped from the page cache.
     // Our hold keeps them alive, and sgfs writes past them: a buffered reader of /dev/sdX
     // (blkid, cmp) would see data cached before the write. No-op for an unclaimed disk.

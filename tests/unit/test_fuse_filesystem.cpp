@@ -4,6 +4,7 @@
 // and st_blocks.
 #include "engine_fixture.hpp"
 #include "filesystem.hpp"
+#include "hotplug.hpp"
 
 #include <algorithm>
 #include <cerrno>
@@ -11,6 +12,7 @@
 #include <doctest/doctest.h>
 #include <fcntl.h>
 #include <linux/falloc.h>
+#include <map>
 #include <unistd.h>
 #include <vector>
 
@@ -1023,4 +1025,314 @@ TEST_CASE("end to end on an Engine: a punch reads zero on the device, seeks and 
     REQUIRE(m.fs->getxattr(4, "user.sgfs.max_write_same_bytes", value) == 0);
     CHECK(value == std::to_string(EngineMount::thin_config().max_write_same_blocks * 512));
     CHECK(m.fs->stats_text().find("\n  lbpu 1\n") != std::string::npos);
+}
+
+// ---- disks added and removed while mounted ----
+
+namespace
+{
+
+DiskInfo other_disk_info(const std::string &name, const std::string &stable_id)
+{
+    DiskInfo info = disk_info();
+    info.name = name;
+    info.sg_path = "/dev/" + name;
+    info.stable_id = stable_id;
+    return info;
+}
+
+// The names of a readdir buffer (struct fuse_dirent: ino, off, namelen, type, name,
+// padded to 8 bytes), with the offset each says to go on from.
+std::vector<std::pair<std::string, off_t>> directory_entries(const std::vector<char> &buffer)
+{
+    std::vector<std::pair<std::string, off_t>> entries;
+    std::size_t at = 0;
+    while (at + 24 <= buffer.size()) {
+        std::uint64_t off = 0;
+        std::uint32_t namelen = 0;
+        std::memcpy(&off, buffer.data() + at + 8, 8);
+        std::memcpy(&namelen, buffer.data() + at + 16, 4);
+        entries.emplace_back(std::string(buffer.data() + at + 24, namelen),
+                             static_cast<off_t>(off));
+        at += (24 + namelen + 7) / 8 * 8;
+    }
+    return entries;
+}
+
+std::vector<std::string> names_of(const std::vector<std::pair<std::string, off_t>> &entries)
+{
+    std::vector<std::string> names;
+    for (const auto &entry : entries)
+        names.push_back(entry.first);
+    return names;
+}
+
+} // namespace
+
+TEST_CASE("a disk added while mounted can be looked up, opened and read by its link")
+{
+    Fixture f;
+    Journal journal;
+    const InodeNumber inode =
+        f.fs->add_disk(std::make_unique<FakeDisk>(other_disk_info("sg1", "wwn-1"), journal));
+    REQUIRE(inode > f.disk_inode());
+    fuse_entry_param entry{};
+    REQUIRE(f.fs->lookup(root_inode, "sg1", entry) == 0);
+    CHECK(entry.ino == inode);
+    CHECK(entry.attr.st_size == static_cast<off_t>(capacity));
+    REQUIRE(f.fs->lookup(by_id_inode, "wwn-1", entry) == 0);
+    std::string target;
+    REQUIRE(f.fs->readlink(entry.ino, target) == 0);
+    CHECK(target == "../sg1");
+    CHECK(f.fs->disk_with_stable_id("wwn-1") == "sg1");
+    CHECK(f.fs->disk_on_node("/dev/sg1").has_value());
+    CHECK(f.fs->stats_text().find("sg1") != std::string::npos);
+
+    fuse_file_info fi{};
+    REQUIRE(f.open(inode, O_RDWR, fi) == 0);
+    std::size_t written = 0;
+    REQUIRE(f.fs->write(Fixture::handle(fi), "abcd", 4, 512, written) == 0);
+    CHECK(journal.writes.size() == 1);
+    CHECK(f.journal.writes.empty()); // the new disk's write, not sg0's
+    f.fs->release(&Fixture::handle(fi));
+
+    // A second disk with a name the mount has is left out.
+    Journal clash;
+    CHECK(f.fs->add_disk(std::make_unique<FakeDisk>(other_disk_info("sg0", "wwn-9"), clash)) == 0);
+    CHECK(f.fs->disk_with_stable_id("wwn-9").empty());
+}
+
+TEST_CASE("a removed disk leaves the tree; an open handle keeps it until released")
+{
+    Fixture f;
+    Journal journal;
+    const InodeNumber inode =
+        f.fs->add_disk(std::make_unique<FakeDisk>(other_disk_info("sg1", "wwn-1"), journal));
+    fuse_entry_param entry{};
+    REQUIRE(f.fs->lookup(root_inode, "sg1", entry) == 0);
+    fuse_file_info fi{};
+    REQUIRE(f.open(inode, O_RDWR, fi) == 0);
+
+    CHECK(f.fs->remove_disk("/dev/sg9").empty());
+    CHECK(f.fs->remove_disk("/dev/sg1") == "sg1");
+    CHECK(f.fs->lookup(root_inode, "sg1", entry) == -ENOENT);
+    CHECK(f.fs->lookup(by_id_inode, "wwn-1", entry) == -ENOENT);
+    CHECK_FALSE(f.fs->disk_on_node("/dev/sg1"));
+    CHECK(f.fs->stats_text().find("sg1") == std::string::npos);
+    // The kernel still knows the inode: it answers, with no links left.
+    struct stat attr {
+    };
+    REQUIRE(f.fs->getattr(inode, attr) == 0);
+    CHECK(attr.st_nlink == 0);
+    fuse_file_info again{};
+    CHECK(f.open(inode, O_RDONLY, again) == -ENOENT);
+
+    // The handle's disk is still there: IO reaches it, close flushes it.
+    std::size_t written = 0;
+    REQUIRE(f.fs->write(Fixture::handle(fi), "abcd", 4, 0, written) == 0);
+    CHECK(journal.writes.size() == 1);
+    f.fs->release(&Fixture::handle(fi));
+    CHECK(journal.flushes == 1);
+
+    f.fs->forget(inode, 1);
+    CHECK(f.fs->getattr(inode, attr) == -ENOENT);
+    // sg0 is untouched.
+    CHECK(f.fs->getattr(f.disk_inode(), attr) == 0);
+}
+
+TEST_CASE("readdir goes on where it stopped when disks come and go in between")
+{
+    Fixture f;
+    std::vector<Journal> journals(3);
+    for (int i = 1; i <= 3; ++i)
+        REQUIRE(f.fs->add_disk(std::make_unique<FakeDisk>(
+                    other_disk_info("sg" + std::to_string(i), "wwn-" + std::to_string(i)),
+                    journals[i - 1])) != 0);
+    std::vector<char> buffer;
+    REQUIRE(f.fs->readdir(nullptr, root_inode, 4096, 0, buffer) == 0);
+    const auto all = directory_entries(buffer);
+    CHECK(names_of(all) ==
+          std::vector<std::string>{".", "..", "by-id", ".stats", "sg0", "sg1", "sg2", "sg3"});
+
+    // Stop after sg1, then remove sg1 (the last one listed) and sg2, add sg4.
+    const off_t after_sg1 = all[5].second;
+    CHECK(f.fs->remove_disk("/dev/sg1") == "sg1");
+    CHECK(f.fs->remove_disk("/dev/sg2") == "sg2");
+    Journal fourth;
+    REQUIRE(f.fs->add_disk(std::make_unique<FakeDisk>(other_disk_info("sg4", "wwn-4"), fourth)) !=
+            0);
+    REQUIRE(f.fs->readdir(nullptr, root_inode, 4096, after_sg1, buffer) == 0);
+    CHECK(names_of(directory_entries(buffer)) == std::vector<std::string>{"sg3", "sg4"});
+
+    // From the start: what is there now, once each.
+    REQUIRE(f.fs->readdir(nullptr, root_inode, 4096, 0, buffer) == 0);
+    CHECK(names_of(directory_entries(buffer)) ==
+          std::vector<std::string>{".", "..", "by-id", ".stats", "sg0", "sg3", "sg4"});
+    REQUIRE(f.fs->readdir(nullptr, by_id_inode, 4096, 0, buffer) == 0);
+    CHECK(names_of(directory_entries(buffer)) ==
+          std::vector<std::string>{".", "..", "wwn-0x5000000000000000", "wwn-3", "wwn-4"});
+}
+
+namespace
+{
+
+// A host whose sysfs lists `devices` and whose disks open as fakes with `ids`; the claim
+// refuses what `in_use` names, as DiskClaims would.
+struct FakeHotplugHost {
+    std::vector<SgDeviceEntry> devices;
+    std::map<std::string, std::string> ids;    // sg path -> stable id
+    std::map<std::string, std::string> in_use; // stable id -> reason
+    std::vector<std::string> opened, claimed;
+    std::vector<std::unique_ptr<Journal>> journals;
+
+    void plug(const std::string &name, int type = 0)
+    {
+        SgDeviceEntry entry;
+        entry.name = name;
+        entry.sg_path = "/dev/" + name;
+        entry.device_type = type;
+        devices.push_back(entry);
+    }
+    void unplug(const std::string &name)
+    {
+        std::erase_if(devices, [&](const SgDeviceEntry &e) { return e.name == name; });
+    }
+    Hotplug hotplug(Filesystem &filesystem)
+    {
+        return Hotplug(
+            filesystem,
+            [this](const std::string &path, std::unique_ptr<Disk> &out, std::string &) {
+                opened.push_back(path);
+                journals.push_back(std::make_unique<Journal>());
+                out = std::make_unique<FakeDisk>(other_disk_info(path.substr(5), ids[path]),
+                                                 *journals.back());
+                return 0;
+            },
+            [this](const DiskInfo &disk) {
+                claimed.push_back(disk.sg_path);
+                const auto it = in_use.find(disk.stable_id);
+                return it == in_use.end() ? std::string() : it->second;
+            },
+            [this] { return devices; });
+    }
+};
+
+DeviceEvent event(DeviceEvent::Kind kind, const std::string &name)
+{
+    DeviceEvent e;
+    e.kind = kind;
+    e.name = name;
+    e.subsystem = "scsi_generic";
+    return e;
+}
+
+} // namespace
+
+TEST_CASE("uevents: sg nodes added and removed, a whole disk changed, the rest ignored")
+{
+    CHECK(device_event_from("add", "scsi_generic", "sg3", "")->kind == DeviceEvent::Kind::added);
+    CHECK(device_event_from("add", "scsi_generic", "sg3", "")->name == "sg3");
+    CHECK(device_event_from("remove", "scsi_generic", "sg3", "")->kind ==
+          DeviceEvent::Kind::removed);
+    CHECK_FALSE(device_event_from("bind", "scsi_generic", "sg3", ""));
+    CHECK(device_event_from("change", "block", "sdb", "disk")->kind == DeviceEvent::Kind::changed);
+    CHECK_FALSE(device_event_from("change", "block", "sdb1", "partition"));
+    CHECK(device_event_from("change", "scsi_disk", "2:0:0:0", "")->kind ==
+          DeviceEvent::Kind::changed);
+    CHECK_FALSE(device_event_from("add", "block", "sdb", "disk"));
+    CHECK_FALSE(device_event_from("add", "scsi_generic", "", ""));
+}
+
+TEST_CASE("hot add: a new disk is served after the settle time, through the claim")
+{
+    Fixture f;
+    FakeHotplugHost host;
+    host.ids["/dev/sg1"] = "wwn-1";
+    Hotplug hotplug = host.hotplug(*f.fs);
+    const auto t0 = Hotplug::Clock::time_point{} + std::chrono::hours(1);
+
+    host.plug("sg1");
+    hotplug.handle(event(DeviceEvent::Kind::added, "sg1"), t0);
+    CHECK(hotplug.act_on_due(t0) == t0 + Hotplug::add_settle);
+    CHECK(host.opened.empty());
+    CHECK(hotplug.act_on_due(t0 + Hotplug::add_settle) == Hotplug::Clock::time_point::max());
+    CHECK(host.opened == std::vector<std::string>{"/dev/sg1"});
+    CHECK(host.claimed == std::vector<std::string>{"/dev/sg1"});
+    fuse_entry_param entry{};
+    CHECK(f.fs->lookup(root_inode, "sg1", entry) == 0);
+    CHECK(f.fs->lookup(by_id_inode, "wwn-1", entry) == 0);
+
+    // A repeated add of a served node opens nothing.
+    hotplug.handle(event(DeviceEvent::Kind::added, "sg1"), t0);
+    hotplug.act_on_due(t0 + Hotplug::add_settle);
+    CHECK(host.opened.size() == 1);
+
+    // Not a disk (a tape), or gone again before the settle time: never opened.
+    host.plug("sg2", 1);
+    hotplug.handle(event(DeviceEvent::Kind::added, "sg2"), t0);
+    hotplug.handle(event(DeviceEvent::Kind::added, "sg3"), t0);
+    hotplug.act_on_due(t0 + Hotplug::add_settle);
+    CHECK(host.opened.size() == 1);
+}
+
+TEST_CASE("hot add: a disk in use is left out, as at mount")
+{
+    Fixture f;
+    FakeHotplugHost host;
+    host.ids["/dev/sg1"] = "wwn-1";
+    host.in_use["wwn-1"] = "in use: /dev/sdb1 mounted at /srv";
+    Hotplug hotplug = host.hotplug(*f.fs);
+    const auto t0 = Hotplug::Clock::time_point{} + std::chrono::hours(1);
+    host.plug("sg1");
+    hotplug.handle(event(DeviceEvent::Kind::added, "sg1"), t0);
+    hotplug.act_on_due(t0 + Hotplug::add_settle);
+    CHECK(host.claimed == std::vector<std::string>{"/dev/sg1"});
+    fuse_entry_param entry{};
+    CHECK(f.fs->lookup(root_inode, "sg1", entry) == -ENOENT);
+    CHECK(f.fs->disk_with_stable_id("wwn-1").empty());
+}
+
+TEST_CASE("hot remove: the file goes after the grace time unless the stable id comes back")
+{
+    Fixture f;
+    FakeHotplugHost host;
+    host.ids["/dev/sg1"] = "wwn-1";
+    host.ids["/dev/sg2"] = "wwn-1"; // sg1's disk back on another node
+    host.ids["/dev/sg3"] = "wwn-3";
+    Hotplug hotplug = host.hotplug(*f.fs);
+    const auto t0 = Hotplug::Clock::time_point{} + std::chrono::hours(1);
+    for (const char *name : {"sg1", "sg3"}) {
+        host.plug(name);
+        hotplug.handle(event(DeviceEvent::Kind::added, name), t0);
+    }
+    hotplug.act_on_due(t0 + Hotplug::add_settle);
+    fuse_entry_param entry{};
+    REQUIRE(f.fs->lookup(root_inode, "sg1", entry) == 0);
+    REQUIRE(f.fs->lookup(root_inode, "sg3", entry) == 0);
+
+    // sg1 goes and its id comes back as sg2 within the grace time: sg1 stays, no sg2.
+    const auto t1 = t0 + std::chrono::seconds(10);
+    host.unplug("sg1");
+    hotplug.handle(event(DeviceEvent::Kind::removed, "sg1"), t1);
+    host.plug("sg2");
+    hotplug.handle(event(DeviceEvent::Kind::added, "sg2"), t1);
+    hotplug.act_on_due(t1 + Hotplug::add_settle);
+    hotplug.act_on_due(t1 + Hotplug::removal_grace);
+    CHECK(f.fs->lookup(root_inode, "sg1", entry) == 0);
+    CHECK(f.fs->lookup(root_inode, "sg2", entry) == -ENOENT);
+    CHECK(host.claimed.size() == 2); // sg2 was refused before the mount's claim was asked
+
+    // sg3 goes for good: served until the grace time is over, then not.
+    const auto t2 = t1 + std::chrono::seconds(10);
+    host.unplug("sg3");
+    hotplug.handle(event(DeviceEvent::Kind::removed, "sg3"), t2);
+    CHECK(hotplug.act_on_due(t2) == t2 + Hotplug::removal_grace);
+    CHECK(f.fs->lookup(root_inode, "sg3", entry) == 0);
+    hotplug.act_on_due(t2 + Hotplug::removal_grace);
+    CHECK(f.fs->lookup(root_inode, "sg3", entry) == -ENOENT);
+    CHECK(f.fs->lookup(by_id_inode, "wwn-3", entry) == -ENOENT);
+
+    // A removed node no disk of the mount uses is nothing to do.
+    hotplug.handle(event(DeviceEvent::Kind::removed, "sg7"), t2);
+    CHECK(hotplug.act_on_due(t2) == Hotplug::Clock::time_point::max());
 }

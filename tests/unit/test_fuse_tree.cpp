@@ -373,6 +373,93 @@ TEST_CASE("duplicate and unsafe stable ids get no link")
     CHECK(tree.find(by_id->children[0])->link_target == "../sg0");
 }
 
+TEST_CASE("a disk added while mounted gets a new file and link, above every inode used")
+{
+    Tree tree(two_disks(), TreeOptions{});
+    const InodeNumber highest = tree.node_count(); // inodes 1..n, none freed yet
+    DiskNodeSource added;
+    added.info = disk_info("sg5", "wwn-0x5000000000000005");
+    added.mode = 0600;
+    const std::vector<Tree::Name> names = tree.add_disk(7, added);
+    REQUIRE(names.size() == 2);
+    CHECK(names[0].parent == root_inode);
+    CHECK(names[0].name == "sg5");
+    CHECK(names[1].parent == by_id_inode);
+    CHECK(names[1].name == "wwn-0x5000000000000005");
+    CHECK(names[0].inode == highest + 1);
+    CHECK(names[1].inode == highest + 2);
+
+    const Node *file = tree.lookup(root_inode, "sg5");
+    REQUIRE(file);
+    CHECK(file->inode == tree.disk_inode(7));
+    CHECK(file->disk_index == 7);
+    CHECK(file->attr.st_size == static_cast<off_t>(added.info.capacity_bytes));
+    CHECK((file->attr.st_mode & 07777) == 0600);
+    CHECK(tree.lookup(by_id_inode, "wwn-0x5000000000000005")->link_target == "../sg5");
+    // Listed last: children stay in inode order, which readdir's offsets rely on.
+    CHECK(tree.find(root_inode)->children.back() == file->inode);
+
+    // A name the mount has already is left out, and so is a second key for one disk.
+    DiskNodeSource clash;
+    clash.info = disk_info("sg0", "wwn-0x50000000000000ff");
+    CHECK(tree.add_disk(8, clash).empty());
+    CHECK(tree.add_disk(7, added).empty());
+    CHECK(tree.disk_inode(8) == 0);
+}
+
+TEST_CASE("a removed disk leaves its directories; its inode lives until forgotten, never reused")
+{
+    Tree tree(two_disks(), TreeOptions{});
+    const InodeNumber sg0 = tree.disk_inode(0);
+    const InodeNumber link = tree.lookup(by_id_inode, "wwn-0x5000000000000000")->inode;
+    tree.remember_lookup(sg0);
+    tree.remember_lookup(sg0);
+    const std::size_t before = tree.node_count();
+
+    const std::vector<Tree::Name> removed = tree.remove_disk(0);
+    REQUIRE(removed.size() == 2);
+    CHECK(removed[0].inode == sg0);
+    CHECK(removed[0].name == "sg0");
+    CHECK(removed[1].inode == link);
+    CHECK(removed[1].parent == by_id_inode);
+    CHECK_FALSE(tree.lookup(root_inode, "sg0"));
+    CHECK_FALSE(tree.lookup(by_id_inode, "wwn-0x5000000000000000"));
+    CHECK(tree.disk_inode(0) == 0);
+    CHECK(tree.find(by_id_inode)->children.empty());
+    // The link was never looked up: freed at once. The file the kernel knows stays.
+    CHECK_FALSE(tree.find(link));
+    const Node *detached = tree.find(sg0);
+    REQUIRE(detached);
+    CHECK(detached->detached);
+    CHECK(detached->attr.st_nlink == 0);
+    CHECK(tree.node_count() == before - 1);
+    tree.forget(sg0, 1);
+    CHECK(tree.find(sg0));
+    tree.forget(sg0, 1);
+    CHECK_FALSE(tree.find(sg0));
+    CHECK(tree.remove_disk(0).empty());
+
+    // The same disk back: new inodes, never the old ones.
+    auto disks = two_disks();
+    const std::vector<Tree::Name> back = tree.add_disk(2, disks[0]);
+    REQUIRE(back.size() == 2);
+    CHECK(back[0].inode > link);
+    CHECK(back[1].inode > back[0].inode);
+    CHECK(tree.lookup(root_inode, "sg0")->inode == back[0].inode);
+}
+
+TEST_CASE("forgetting a node that stays in the tree keeps it")
+{
+    Tree tree(two_disks(), TreeOptions{});
+    const InodeNumber sg1 = tree.disk_inode(1);
+    tree.remember_lookup(sg1);
+    tree.forget(sg1, 5); // more than remembered: clamped, not wrapped
+    CHECK(tree.find(sg1));
+    CHECK(tree.find(sg1)->lookups == 0);
+    tree.forget(root_inode, 1);
+    CHECK(tree.find(root_inode));
+}
+
 TEST_CASE("figures: identity and settings, then the transfer statistics")
 {
     DiskInfo info = disk_info("sg0", "wwn-0x5000000000000000");
