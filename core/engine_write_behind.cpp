@@ -72,6 +72,12 @@ IoResult Engine::write_behind_range(const void *buffer, std::size_t length, std:
     // Partial blocks are read-modify-write: synchronous, like writes without a file.
     if (!plan.aligned() || behind.pending == nullptr)
         return write_bytes(DataPath::write, buffer, length, offset);
+    // Where the command would run from the caller's memory (direct IO, or indirect IO
+    // that the driver copies itself), going behind would add a copy: stay synchronous.
+    const std::size_t first_bytes =
+        std::size_t{std::min<std::uint64_t>(plan.block_count, max_blocks_)} * block;
+    if (policy_.place(first_bytes, true).home == DataHome::caller)
+        return write_bytes(DataPath::write, buffer, length, offset);
     if (IoResult present = check_present(); !present.ok())
         return present;
     const auto *in = static_cast<const std::uint8_t *>(buffer);
