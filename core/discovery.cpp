@@ -1,5 +1,7 @@
 #include "sgfs/discovery.hpp"
 
+#include "reattach.hpp"
+
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
@@ -28,6 +30,11 @@ int sg_number(const std::string &name)
 }
 
 } // namespace
+
+std::string cached_stable_id(const SgDeviceEntry &entry, const std::string &sysfs_root)
+{
+    return cached_stable_id_of(sysfs_root + "/class/scsi_generic/" + entry.name + "/device");
+}
 
 std::vector<SgDeviceEntry> enumerate_sg_devices(const std::string &sysfs_root)
 {

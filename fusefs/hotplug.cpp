@@ -126,6 +126,12 @@ Hotplug::Clock::time_point Hotplug::act_on_due(Clock::time_point now)
             ++it;
             continue;
         }
+        // A node with its id is there again (back, but refused for now: in use, say): the
+        // disk is lost, not removed; reattach decides when it is served again.
+        if (present_with_id(it->stable_id)) {
+            it = pending_removals_.erase(it);
+            continue;
+        }
         // Still on the removed node (a reattach would have moved it elsewhere).
         if (const std::string name = filesystem_.remove_disk(it->sg_path); !name.empty())
             fuse_log(FUSE_LOG_NOTICE, "sgfs: %s: disk removed (%s gone); /%s is no longer served\n",
@@ -139,6 +145,16 @@ Hotplug::Clock::time_point Hotplug::act_on_due(Clock::time_point now)
     for (const PendingRemoval &removal : pending_removals_)
         next = std::min(next, removal.due);
     return next;
+}
+
+bool Hotplug::present_with_id(const std::string &stable_id) const
+{
+    if (stable_id.empty())
+        return false;
+    const std::vector<SgDeviceEntry> devices = list_devices_();
+    return std::any_of(devices.begin(), devices.end(), [&](const SgDeviceEntry &entry) {
+        return cached_stable_id(entry) == stable_id;
+    });
 }
 
 void Hotplug::add_now(const std::string &sg_name)

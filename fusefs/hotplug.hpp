@@ -64,6 +64,8 @@ class Hotplug
         Clock::time_point due;
     };
     void run();
+    // Whether an sg node sysfs knows by `stable_id` exists now (its cached VPD pages).
+    bool present_with_id(const std::string &stable_id) const;
     void add_now(const std::string &sg_name);
     void on_changed(const DeviceEvent &event);
 

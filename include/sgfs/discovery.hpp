@@ -19,6 +19,9 @@ struct SgDeviceEntry {
 
 // Every sg device under `sysfs_root`/class/scsi_generic, sorted by sg number.
 std::vector<SgDeviceEntry> enumerate_sg_devices(const std::string &sysfs_root = "/sys");
+// The stable id (as DiskInfo::stable_id) of `entry` from the VPD pages sysfs cached when
+// the device was scanned, without sending it a command; "" when sysfs has none.
+std::string cached_stable_id(const SgDeviceEntry &entry, const std::string &sysfs_root = "/sys");
 // Whether sgfs serves a device of this SCSI peripheral device type as a disk: direct
 // access (0x00) and simplified direct access, RBC (0x0e). The one place that says so.
 bool is_disk_device_type(int peripheral_device_type);
