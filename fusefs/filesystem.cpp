@@ -650,8 +650,8 @@ int Filesystem::open(fuse_ino_t inode, fuse_file_info &fi) const
         // The length of the text is unknown until it is generated; direct_io makes the
         // kernel read until a short read instead of trusting st_size (0, like /proc).
         fi.direct_io = 1;
-        fi.fh = reinterpret_cast<std::uint64_t>(
-            new OpenFile{node->kind, false, stats_text(), no_reader, nullptr});
+        fi.fh = reinterpret_cast<std::uint64_t>(new OpenFile{
+            node->kind, false, stats_text(), no_reader, WriteMode::synchronous, nullptr, nullptr});
         break;
     case NodeKind::disk_file:
         // Removed from the mount (a stale dentry the kernel has not dropped yet).
@@ -664,9 +664,13 @@ int Filesystem::open(fuse_ino_t inode, fuse_file_info &fi) const
         // because other hosts or the raw sg node may have changed the disk meanwhile.
         fi.direct_io = options_.cache == CacheMode::none ? 1 : 0;
         fi.keep_cache = 0;
-        fi.fh = reinterpret_cast<std::uint64_t>(
-            new OpenFile{node->kind, writable, {}, new_reader(), write_mode_for(fi.flags),
-                         std::make_shared<PendingWrites>(), node->slot});
+        fi.fh = reinterpret_cast<std::uint64_t>(new OpenFile{node->kind,
+                                                             writable,
+                                                             {},
+                                                             new_reader(),
+                                                             write_mode_for(fi.flags),
+                                                             std::make_shared<PendingWrites>(),
+                                                             node->slot});
         break;
     }
     // A handle that cannot have written has nothing to flush at close.

@@ -9,7 +9,8 @@
 // while telling the kernel (fuse_lowlevel_notify_*), and nothing else of ours is taken
 // under it; Disk's own locks live in core. A handle (OpenFile) holds its DiskSlot by
 // shared_ptr, so a disk removed from the tree stays open (and fails or works as core
-// decides for a lost disk) until its last handle is released. A handle's PendingWrites (core's) locks itself.
+// decides for a lost disk) until its last handle is released. A handle's PendingWrites (core's)
+// locks itself.
 #pragma once
 
 #include "fuse_api.hpp"
