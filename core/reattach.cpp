@@ -449,9 +449,11 @@ void ReattachingDisk::retire_path_locked(std::size_t index, const std::string &w
     const DiskInfo node = path.disk->info();
     retiring_.push_back({index, std::move(path.disk)});
     path.disk.reset();
-    ++path_losses_;
     const bool was_active = current_ && index == active_;
+    // A loss of the disk's IO path; a standby that goes (even one adopted a moment ago,
+    // before it carried IO) is no loss of the disk.
     if (was_active) {
+        ++path_losses_;
         current_.reset();
         failing_from_ = index;
     }
@@ -571,7 +573,18 @@ std::shared_ptr<Disk> ReattachingDisk::take_over(bool look_now)
             // IO still running on a lost path: two engines of one device at once would
             // defeat the write range lock.
             if (retiring_.empty()) {
+                // With no failover under way the disk was gone: a search adopted this path
+                // (and let mutex_ go) before it could take it, so this is the reattach.
+                const bool reattach = failing_from_ == no_path;
                 activate_locked(standby);
+                if (reattach) {
+                    ++reattaches_;
+                    gone_reason_.clear();
+                    refused_.clear();
+                    events.lines.push_back("sgfs: " + who() + ": back as " +
+                                           where(current_->info().sg_path, current_->info().hctl) +
+                                           ", reattached");
+                }
                 break;
             }
             if (std::chrono::steady_clock::now() >= deadline) {
@@ -732,16 +745,23 @@ std::shared_ptr<Disk> ReattachingDisk::search(bool now_regardless)
     std::shared_ptr<Disk> disk;
     {
         std::lock_guard lock(mutex_);
-        if (!current_) {
+        // mutex_ was let go while the paths were adopted: one may be lost again already.
+        std::size_t chosen = no_path;
+        for (const std::size_t index : added)
+            if (paths_[index].disk) {
+                chosen = index;
+                break;
+            }
+        if (!current_ && chosen != no_path) {
             const DiskInfo &before = *info_.load(std::memory_order_relaxed);
-            const DiskInfo &back = paths_[added.front()].disk->info();
+            const DiskInfo &back = paths_[chosen].disk->info();
             if (before.capacity_bytes != back.capacity_bytes)
                 line = "; capacity now " + std::to_string(back.capacity_bytes) + " bytes (was " +
                        std::to_string(before.capacity_bytes) + ")";
             line = "back as " + where(back.sg_path, back.hctl) + ", reattached" + line;
             if (added.size() > 1)
                 line += "; " + std::to_string(added.size()) + " paths";
-            activate_locked(added.front());
+            activate_locked(chosen);
             ++reattaches_;
             gone_reason_.clear();
             refused_.clear();
