@@ -5,6 +5,7 @@
 #include <chrono>
 #include <doctest/doctest.h>
 #include <thread>
+#include <vector>
 
 using namespace sgfs;
 using namespace std::chrono_literals;
