@@ -240,10 +240,15 @@ class ReattachingDisk final : public Disk
     }
 
     // The commands in flight hold the disk they run on, so that a lost one is not swapped
-    // out (two disks of one device) before they end.
+    // out (two disks of one device) before they end. A disk with several paths writes
+    // synchronously: a write acknowledged behind that fails with its path could only be
+    // reported, while a synchronous one is retried on the next path before it returns
+    // (run), so that no error of a lost path reaches the caller.
     IoResult write_behind_range(const void *buffer, std::size_t length, std::uint64_t offset,
                                 const WriteBehind &behind) override
     {
+        if (has_several_paths())
+            return write_range(buffer, length, offset);
         return run_on([&](const std::shared_ptr<Disk> &disk) {
             return disk->pwrite(buffer, length, offset, WriteMode::behind,
                                 WriteBehind{behind.pending, disk});
@@ -324,6 +329,12 @@ class ReattachingDisk final : public Disk
     std::vector<std::size_t> adopt_paths(bool probe_unknown, bool claim, std::string &refused);
     bool is_live_path_locked(const SgDeviceEntry &entry) const;
     std::size_t live_standby_locked() const;
+    // More than one path was ever found (paths_ never shrinks, so this stays true once so).
+    bool has_several_paths() const
+    {
+        std::lock_guard lock(mutex_);
+        return paths_.size() > 1;
+    }
     // Standbys whose SCSI device sysfs shows lost are taken out.
     void drop_lost_standbys_locked(Events &events);
     void retire_path_locked(std::size_t index, const std::string &why, Events &events);

@@ -27,11 +27,12 @@ namespace
 
 constexpr std::size_t kib = 1024;
 
-DiskOptions options_of()
+DiskOptions options_of(IoMode mode = IoMode::indirect)
 {
     DiskOptions options;
-    options.io_mode = IoMode::indirect;
+    options.io_mode = mode;
     options.max_io = 16 * kib;
+    options.reserve = options.max_io;
     options.queue_depth = 4;
     options.readahead = false;
     options.timeout_seconds = 5;
@@ -41,6 +42,7 @@ DiskOptions options_of()
 // sysfs as the test sets it: sg nodes by number, each a target port, with the stable id
 // sysfs cached for it at scan time; the clock and the log.
 struct FakeSystem {
+    DiskOptions options = options_of();
     std::map<unsigned, std::shared_ptr<MemoryTarget>> nodes;
     std::map<unsigned, std::string> cached_ids;
     std::chrono::steady_clock::time_point clock{};
@@ -53,7 +55,7 @@ struct FakeSystem {
         std::unique_ptr<Engine> engine;
         std::string message;
         REQUIRE(Engine::open(std::make_unique<MemoryTransport>(port, memory_node_facts(number)),
-                             options_of(), engine, message) == 0);
+                             options, engine, message) == 0);
         cached_ids[number] = engine->info().stable_id;
     }
     int open(const std::string &path, std::unique_ptr<Disk> &out, std::string &message)
@@ -63,8 +65,8 @@ struct FakeSystem {
             if (facts.path != path)
                 continue;
             std::unique_ptr<Engine> engine;
-            const int rc = Engine::open(std::make_unique<MemoryTransport>(target, facts),
-                                        options_of(), engine, message);
+            const int rc = Engine::open(std::make_unique<MemoryTransport>(target, facts), options,
+                                        engine, message);
             if (rc == 0)
                 out = std::move(engine);
             return rc;
@@ -138,8 +140,9 @@ struct TwoPaths {
     std::shared_ptr<MemoryTarget> b = MemoryTarget::another_port(*a);
     std::unique_ptr<Disk> disk;
 
-    TwoPaths()
+    explicit TwoPaths(IoMode mode = IoMode::indirect)
     {
+        system.options = options_of(mode);
         a->poke(0, pattern(a->bytes(), 1));
         system.add(3, a);
         system.add(4, b);
@@ -257,6 +260,47 @@ TEST_CASE("a path failing mid-write: the write completes through the other, no e
         CAPTURE(static_cast<int>(form));
         fails_mid_write(form);
     }
+}
+
+TEST_CASE("writes asked to go behind on a disk with two paths are synchronous: a failing path "
+          "costs no error")
+{
+    // io=mmap: where a single path's writes would be acknowledged behind (the mmap area).
+    TwoPaths s(IoMode::mmap);
+    const std::size_t length = 256 * kib;
+    const Bytes data = pattern(length, 13);
+    const std::uint64_t offset = 64 * kib;
+    const std::size_t rule =
+        s.a->inject(path_fails_at((offset + 96 * kib) / 512, GoneForm::reap_fails));
+    const auto pending = std::make_shared<PendingWrites>();
+    const IoResult result =
+        s.disk->pwrite(data.data(), length, offset, WriteMode::behind, WriteBehind{pending, {}});
+    INFO(result.message);
+    REQUIRE(result.ok());
+    CHECK(result.bytes == length);
+    CHECK(pending->in_flight() == 0); // nothing was left in flight: completed before return
+    CHECK(pending->drain().ok());
+    CHECK(s.a->fired(rule) == 1);
+    CHECK(s.a->equals(offset, data));
+    CHECK(s.path(1).state == "active");
+    CHECK(s.disk->stats().write_behind.writes == 0);
+    CHECK(s.disk->flush().ok());
+}
+
+TEST_CASE("a disk of one path still writes behind through the reattaching wrapper")
+{
+    FakeSystem system;
+    system.options = options_of(IoMode::mmap);
+    const auto port = std::make_shared<MemoryTarget>();
+    system.add(3, port);
+    const std::unique_ptr<Disk> disk = system.wrap(3);
+    const Bytes data = pattern(128 * kib, 17);
+    const auto pending = std::make_shared<PendingWrites>();
+    REQUIRE(disk->pwrite(data.data(), data.size(), 0, WriteMode::behind, WriteBehind{pending, {}})
+                .ok());
+    CHECK(pending->drain().ok());
+    CHECK(port->equals(0, data));
+    CHECK(disk->stats().write_behind.writes > 0);
 }
 
 TEST_CASE("threads writing while a path fails: every write completes, the data is there")
