@@ -22,7 +22,8 @@
 #                               tcm_loop target and tpgt, backed by sparse files in
 #                               /run/sgfs-lio; OPTs: block=512|4096, thin (emulate_tpu=1
 #                               and emulate_tpws=1), tpu, tpws, ro, file=PATH (an existing
-#                               backing file, kept). Waits for the sg and sd nodes; silent
+#                               backing file, kept), iblock=DEV (iblock over the block
+#                               device DEV, kept). Waits for the sg and sd nodes; silent
 #                               on success, says why on stderr and undoes it all on failure
 #   lio_devices                 "NAME /dev/sgN /dev/sdX BACKING_FILE" per LUN, LUN order
 #   lio_teardown                remove the LUNs, target, backstores and files it made
@@ -273,7 +274,7 @@ _lio_scsi_device() {
 
 lio_setup() {
 	local spec name size opts opt block ro tpu tpws file own backstore serial i dev
-	local sg blk loop hba sgs blks lun attrib
+	local sg blk loop hba sgs blks lun attrib iblock
 	local -a attribs
 	local -a _LIO_LUNS=()
 	_lio_load
@@ -299,7 +300,7 @@ lio_setup() {
 			return 1
 		fi
 		size=$(_lio_bytes "$size")
-		block=512 ro=0 tpu=0 tpws=0 file=$_LIO_DIR/$name.img own=1 loop=-
+		block=512 ro=0 tpu=0 tpws=0 file=$_LIO_DIR/$name.img own=1 loop=- iblock=0
 		for opt in ${opts//,/ }; do
 			case $opt in
 			block=512 | block=4096) block=${opt#block=} ;;
@@ -308,6 +309,7 @@ lio_setup() {
 			tpu) tpu=1 ;;
 			tpws) tpws=1 ;;
 			file=*) file=${opt#file=} own=0 ;;
+			iblock=*) file=${opt#iblock=} own=0 iblock=1 ;;
 			*)
 				echo "lio_setup: unknown option '$opt' in '$spec'" >&2
 				lio_teardown
@@ -321,7 +323,12 @@ lio_setup() {
 		fi
 		# Hex digits only after "lun": LIO derives the NAA id from the serial's hex digits.
 		serial=$(printf 'lun%03d%013x' "$i" $((i + 1)))
-		if ((ro)); then
+		if ((iblock)); then
+			# A block device of the caller's (its faults become the LUN's: dm "error").
+			hba=iblock_0
+			backstore=$_LIO_CFG/core/$hba/$name
+			mkdir -p "$backstore" && _lio_write "udev_path=$file" "$backstore/control"
+		elif ((ro)); then
 			# fileio has no read-only switch; iblock does, over a read-only loop device.
 			modprobe loop && loop=$(losetup -r -f --show "$file") || { lio_teardown; return 1; }
 			hba=iblock_0
