@@ -1188,6 +1188,17 @@ std::optional<DiskInfo> Filesystem::disk_on_node(const std::string &sg_path) con
     return std::nullopt;
 }
 
+InodeNumber Filesystem::disk_inode_on_device(const std::string &device) const
+{
+    const std::shared_lock lock(tree_mutex_);
+    for (const auto &[key, slot] : slots_) {
+        const DiskInfo &info = slot->disk->info();
+        if (!device.empty() && (info.block_device == device || info.hctl == device))
+            return tree_.disk_inode(key);
+    }
+    return 0;
+}
+
 void Filesystem::log_io_error(const DiskSlot &slot, const char *what, std::size_t length,
                               std::uint64_t offset, const IoResult &result) const
 {

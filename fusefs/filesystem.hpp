@@ -138,6 +138,9 @@ class Filesystem
     std::string disk_with_stable_id(const std::string &stable_id) const;
     // The info of the disk of this mount that uses the sg node `sg_path` now, if any.
     std::optional<DiskInfo> disk_on_node(const std::string &sg_path) const;
+    // The file of the disk that uses the block device or SCSI device `device` now ("sda",
+    // "2:0:0:0": what a "change" uevent names), or 0.
+    InodeNumber disk_inode_on_device(const std::string &device) const;
     int statfs(struct statvfs &stat) const;
     int getxattr(fuse_ino_t inode, const char *name, std::string &value) const;
     int listxattr(fuse_ino_t inode, std::string &names) const;

@@ -14,21 +14,22 @@ namespace sgfs::fusefs
 {
 
 Hotplug::Hotplug(Filesystem &filesystem, DiskOpener open_disk, DiskClaimer claim_disk,
-                 std::function<std::vector<SgDeviceEntry>()> list_devices)
+                 std::function<std::vector<SgDeviceEntry>()> list_devices, bool add_and_remove)
     : filesystem_(filesystem), open_disk_(std::move(open_disk)), claim_disk_(std::move(claim_disk)),
-      list_devices_(std::move(list_devices))
+      list_devices_(std::move(list_devices)), add_and_remove_(add_and_remove)
 {
 }
 
-int Hotplug::start(Filesystem &filesystem, const DiskOptions &options,
+int Hotplug::start(Filesystem &filesystem, const DiskOptions &options, bool add_and_remove,
                    std::unique_ptr<Hotplug> &out, std::string &message)
 {
     // The mount's own claims: the same hold, and the same refusals, as at mount.
     DiskClaimer claim = [claims = options.claims](const DiskInfo &disk) {
         return claims ? claims->claim(disk) : std::string();
     };
-    auto hotplug = std::make_unique<Hotplug>(filesystem, disk_opener(options), std::move(claim),
-                                             [] { return enumerate_sg_devices(); });
+    auto hotplug = std::make_unique<Hotplug>(
+        filesystem, disk_opener(options), std::move(claim), [] { return enumerate_sg_devices(); },
+        add_and_remove);
     if (const int rc = DeviceMonitor::open(hotplug->monitor_, message); rc < 0)
         return rc;
     hotplug->stop_fd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -80,6 +81,8 @@ void Hotplug::run()
 void Hotplug::handle(const DeviceEvent &event, Clock::time_point now)
 {
     const std::string sg_path = "/dev/" + event.name;
+    if (!add_and_remove_ && event.kind != DeviceEvent::Kind::changed)
+        return;
     switch (event.kind) {
     case DeviceEvent::Kind::added:
         pending_adds_[event.name] = now + add_settle;
@@ -203,9 +206,13 @@ void Hotplug::add_now(const std::string &sg_name)
 
 void Hotplug::on_changed(const DeviceEvent &event)
 {
-    // Capacity changes (issue 16, item 2) hook in here: find the disk whose block device
-    // (or SCSI disk) `event.name` is and call Disk::refresh_capacity() on it.
-    static_cast<void>(event);
+    const InodeNumber inode = filesystem_.disk_inode_on_device(event.name);
+    if (inode == 0)
+        return; // not a disk of this mount, or one whose block device changed only
+    // The disk logs a capacity change it finds (and counts it in .stats).
+    if (const int rc = filesystem_.refresh_capacity(inode); rc < 0 && rc != -ENODEV)
+        fuse_log(FUSE_LOG_WARNING, "sgfs: %s changed, but its capacity could not be read: %s\n",
+                 event.name.c_str(), std::strerror(-rc));
 }
 
 } // namespace sgfs::fusefs

@@ -1,7 +1,9 @@
-// Hot plug for a mount that selects its disks by rule (`all`): the kernel's uevents
-// (sgfs/device_monitor.hpp) are turned into files added to and removed from the
-// Filesystem, on a thread of their own.
-//
+// The kernel's uevents (sgfs/device_monitor.hpp) for a mount, on a thread of their own.
+// For every mount, a "change" of a served disk (sd saw a new capacity: a rescan, or its own
+// command met CAPACITY DATA HAS CHANGED) makes the disk read its capacity again
+// (Disk::refresh_capacity), so the file's size follows even while nothing reads or writes
+// through sgfs. For a mount that selects its disks by rule (`all`: add_and_remove), disks
+// also come and go:
 // - A new sg node: after add_settle (the sd driver binds its block device a moment after
 //   the sg node appears, and the claim must hold that too) it is opened and claimed by
 //   open_discovered_disk, the path `all` takes at mount: same in-use rule, same claim, same
@@ -12,7 +14,6 @@
 //   handles as it always has). Otherwise the disk's file and by-id link go
 //   (Filesystem::remove_disk); open handles keep the disk, which fails IO with ENODEV as a
 //   lost disk does, until they are closed.
-// - A "change" of a disk: the hook for capacity changes (see on_changed).
 // Every event sgfs acts on is logged (fuse_log: syslog once daemonized, else stderr).
 #pragma once
 
@@ -38,8 +39,9 @@ class Hotplug
     static constexpr std::chrono::milliseconds removal_grace{3000};
 
     // Starts listening and the thread: 0, or -errno with `message` saying why (the mount
-    // then serves the disks it has, as for an explicit source).
-    static int start(Filesystem &filesystem, const DiskOptions &options,
+    // then serves the disks it has, as for an explicit source, and their sizes follow
+    // only on their own IO). add_and_remove: the source selects by rule.
+    static int start(Filesystem &filesystem, const DiskOptions &options, bool add_and_remove,
                      std::unique_ptr<Hotplug> &out, std::string &message);
     // Stops the thread; a disk being opened is finished first.
     ~Hotplug();
@@ -54,7 +56,7 @@ class Hotplug
 
     // Without a monitor or thread: for the unit tests, which call handle and act_on_due.
     Hotplug(Filesystem &filesystem, DiskOpener open_disk, DiskClaimer claim_disk,
-            std::function<std::vector<SgDeviceEntry>()> list_devices);
+            std::function<std::vector<SgDeviceEntry>()> list_devices, bool add_and_remove = true);
 
   private:
     struct PendingRemoval {
@@ -73,6 +75,7 @@ class Hotplug
     DiskOpener open_disk_;
     DiskClaimer claim_disk_;
     std::function<std::vector<SgDeviceEntry>()> list_devices_;
+    const bool add_and_remove_;
     std::unique_ptr<DeviceMonitor> monitor_;
     int stop_fd_ = -1;
     std::map<std::string, Clock::time_point> pending_adds_; // sg name -> due

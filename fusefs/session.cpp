@@ -192,12 +192,12 @@ int serve(Filesystem &filesystem, const MountOptions &options, const SessionSett
     // Started after the reopen (the daemon's own descriptors) and stopped, by scope, before
     // the unmount: it tells the kernel of the names it adds and removes.
     std::unique_ptr<Hotplug> hotplug;
-    if (settings.hotplug) {
-        std::string message;
-        if (Hotplug::start(filesystem, options.disk, hotplug, message) < 0)
-            fuse_log(FUSE_LOG_WARNING, "sgfs: disks added later will not be served: %s\n",
-                     message.c_str());
-    }
+    if (std::string message;
+        Hotplug::start(filesystem, options.disk, settings.hotplug, hotplug, message) < 0)
+        fuse_log(FUSE_LOG_WARNING, "sgfs: %s: %s\n",
+                 settings.hotplug ? "disks added later will not be served"
+                                  : "capacity changes are seen only on IO",
+                 message.c_str());
     const int rc = run_loop(session.get(), filesystem.max_threads(), settings.single_threaded,
                             options.aligned_writes);
     // A positive rc is the signal that ended the loop: a normal way to stop.

@@ -18,7 +18,7 @@ struct SessionSettings {
     bool foreground = false;
     bool single_threaded = false;
     // The source selects by rule (`all`): disks added and removed while mounted come and
-    // go (hotplug.hpp).
+    // go (hotplug.hpp). Capacity changes are followed for every source.
     bool hotplug = false;
 };
 

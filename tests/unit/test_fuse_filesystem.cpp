@@ -920,6 +920,7 @@ namespace
 struct EngineMount {
     std::shared_ptr<test::MemoryTarget> target;
     std::unique_ptr<Filesystem> fs;
+    const Disk *disk = nullptr; // the filesystem's
     fuse_file_info writer{};
 
     static test::TargetConfig thin_config()
@@ -934,15 +935,17 @@ struct EngineMount {
         return config;
     }
 
-    EngineMount() : target(std::make_shared<test::MemoryTarget>(thin_config()))
+    explicit EngineMount(IoMode mode = IoMode::indirect)
+        : target(std::make_shared<test::MemoryTarget>(thin_config()))
     {
         std::unique_ptr<Engine> engine;
         std::string message;
-        const int rc = test::open_engine(target, test::test_options(), engine, message);
+        const int rc = test::open_engine(target, test::test_options(mode), engine, message);
         INFO("Engine::open: " << message);
         REQUIRE(rc == 0);
         DiskNodeSource source;
         source.info = engine->info();
+        disk = engine.get();
         std::vector<std::unique_ptr<Disk>> disks;
         disks.push_back(std::move(engine));
         fs = std::make_unique<Filesystem>(std::move(disks), Tree({source}, TreeOptions{}),
@@ -1068,6 +1071,21 @@ std::vector<std::string> names_of(const std::vector<std::pair<std::string, off_t
 }
 
 } // namespace
+
+TEST_CASE("write(2) of whole blocks with io=mmap is answered behind; fsync has it on the disk")
+{
+    EngineMount m(IoMode::mmap);
+    const test::Bytes data = test::pattern(256 * 1024, 9);
+    std::size_t written = 0;
+    REQUIRE(m.fs->write(m.file(), reinterpret_cast<const char *>(data.data()), data.size(), 4096,
+                        written) == 0);
+    CHECK(written == data.size());
+    REQUIRE(m.fs->fsync(m.file()) == 0);
+    CHECK(m.target->equals(4096, data));
+    const DeviceStatsSnapshot stats = m.disk->stats();
+    CHECK(stats.write_behind.writes > 0);
+    CHECK(stats.write_behind.bytes == data.size());
+}
 
 TEST_CASE("a disk added while mounted can be looked up, opened and read by its link")
 {
@@ -1335,4 +1353,41 @@ TEST_CASE("hot remove: the file goes after the grace time unless the stable id c
     // A removed node no disk of the mount uses is nothing to do.
     hotplug.handle(event(DeviceEvent::Kind::removed, "sg7"), t2);
     CHECK(hotplug.act_on_due(t2) == Hotplug::Clock::time_point::max());
+}
+
+TEST_CASE("a change uevent of a served disk rereads its capacity, for an explicit source too")
+{
+    EngineMount m;
+    // An explicit source: the listener follows capacity changes only, opens nothing.
+    std::vector<std::string> opened;
+    Hotplug hotplug(
+        *m.fs,
+        [&opened](const std::string &path, std::unique_ptr<Disk> &, std::string &) {
+            opened.push_back(path);
+            return -ENXIO;
+        },
+        [](const DiskInfo &) { return std::string(); },
+        [] { return std::vector<SgDeviceEntry>(); }, /*add_and_remove=*/false);
+    const auto size = [&m] {
+        struct stat attr {
+        };
+        REQUIRE(m.fs->getattr(4, attr) == 0);
+        return static_cast<std::uint64_t>(attr.st_size);
+    };
+    REQUIRE(size() == capacity);
+    m.target->resize(2 * capacity / 512);
+
+    const auto now = Hotplug::Clock::now();
+    DeviceEvent changed = event(DeviceEvent::Kind::changed, "9:0:0:7"); // not this mount's
+    changed.subsystem = "scsi_disk";
+    hotplug.handle(changed, now);
+    CHECK(size() == capacity);
+    changed.name = m.disk->info().hctl; // the SCSI disk of the served one
+    hotplug.handle(changed, now);
+    CHECK(size() == 2 * capacity);
+    CHECK(m.disk->stats().capacity_changes == 1);
+
+    hotplug.handle(event(DeviceEvent::Kind::added, "sg5"), now);
+    hotplug.act_on_due(now + std::chrono::seconds(5));
+    CHECK(opened.empty());
 }

@@ -89,6 +89,18 @@ rescan_sd
 check "sd, rescanned, says 16 MiB" test "$(blockdev --getsize64 "$sd")" = $small
 check "the data below the new end is intact: sgfs reads what sd reads with O_DIRECT" \
 	cmp <(dd if="$file" bs=1M iflag=direct status=none) <(dd if="$sd" bs=1M iflag=direct status=none)
+
+# --- grown while idle: sd sees it first --------------------------------------------------
+# Nothing reads or writes through sgfs: sd's rescan takes the attention and announces the
+# new size with a "change" uevent, which sgfs's listener turns into a capacity re-read.
+echo 1 >"$virtual_gb"
+rescan_sd
+check "grown while sgfs is idle, sd rescanned: st_size follows from the uevent (1 GiB)" \
+	size_becomes $big
+check ".stats: three capacity changes" test "$(sgfs_stat "$mnt" "$name" capacity_changes)" = 3
+echo 0 >"$virtual_gb"
+rescan_sd
+check "and back (16 MiB), again with no IO through sgfs" size_becomes $small
 diag ".stats: $(grep -E '^ *(capacity_|errors.unit_attention|errors.lba)' "$mnt/.stats" | tr -s ' ' | tr '\n' ';')"
 sgfs_umount "$mnt"
 rm -rf "$work"
