@@ -164,6 +164,10 @@ class Engine final : public Disk
     // ---- engine_write_behind.cpp ----
     // Commands of one write acknowledged behind, with their channels and range lock.
     struct BehindBatch;
+    // A write with a partial head or tail block: those are read-modify-write, synchronous;
+    // the whole blocks between them go behind (write_behind_range).
+    IoResult write_behind_partial(const void *buffer, std::size_t length, std::uint64_t offset,
+                                  const WriteBehind &behind);
     // Queues whole blocks [lba, lba + blocks) (at most queue_depth commands) from `data`,
     // copied into the channels' own memory, and returns once they are queued; the reaper
     // completes them and reports to behind.pending. Waits for overlapping writes and for

@@ -69,9 +69,10 @@ IoResult Engine::write_behind_range(const void *buffer, std::size_t length, std:
 {
     const std::uint32_t block = info_.logical_block_size;
     const BlockPlan plan = plan_blocks(offset, length, block);
-    // Partial blocks are read-modify-write: synchronous, like writes without a file.
-    if (!plan.aligned() || behind.pending == nullptr)
+    if (behind.pending == nullptr)
         return write_bytes(DataPath::write, buffer, length, offset);
+    if (!plan.aligned())
+        return write_behind_partial(buffer, length, offset, behind);
     // Where the command would run from the caller's memory (direct IO, or indirect IO
     // that the driver copies itself), going behind would add a copy: stay synchronous.
     const std::size_t first_bytes =
@@ -94,6 +95,35 @@ IoResult Engine::write_behind_range(const void *buffer, std::size_t length, std:
         done += blocks;
     }
     return IoResult::success(length);
+}
+
+// Partial blocks are read-modify-write, synchronous like writes without a file; the whole
+// blocks between them still go behind. (The kernel's FUSE cuts a direct_io write whose
+// buffer does not start on a page at its page limit: a 1 MiB write from malloc-ed memory
+// arrives as 1 MiB - 16 bytes and 16 bytes, neither of them whole blocks.) The head is
+// written before the middle is queued and the tail after: they share no block with it.
+IoResult Engine::write_behind_partial(const void *buffer, std::size_t length, std::uint64_t offset,
+                                      const WriteBehind &behind)
+{
+    const std::uint32_t block = info_.logical_block_size;
+    const auto *in = static_cast<const std::uint8_t *>(buffer);
+    IoResult failed = IoResult::success(0);
+    // A failed piece's bytes count from its own start: the pieces before it were done.
+    const auto ended = [&failed](IoResult result, std::uint64_t done) {
+        failed = std::move(result);
+        if (!failed.ok())
+            failed.bytes += done;
+        return failed.error;
+    };
+    for_each_piece(
+        plan_blocks(offset, length, block), length, block,
+        [&](std::uint64_t lba, std::uint32_t skip, std::uint64_t bytes, std::uint64_t done) {
+            return ended(write_bytes(DataPath::write, in + done, bytes, lba * block + skip), done);
+        },
+        [&](std::uint64_t lba, std::uint64_t blocks, std::uint64_t done) {
+            return ended(write_behind_range(in + done, blocks * block, lba * block, behind), done);
+        });
+    return failed.ok() ? IoResult::success(length) : failed;
 }
 
 IoResult Engine::queue_behind(std::uint64_t lba, std::uint64_t blocks, const std::uint8_t *data,

@@ -9,6 +9,7 @@
 #include <cstring>
 #include <doctest/doctest.h>
 #include <memory>
+#include <span>
 #include <thread>
 
 using namespace sgfs;
@@ -242,6 +243,36 @@ TEST_CASE("a partial-block write stays synchronous")
     CHECK(f.target->in_flight() == 0);
     CHECK(f.target->equals(10, data));
     CHECK(f.stats().write_behind.writes == 0);
+}
+
+TEST_CASE("partial ends are read-modify-write; the whole blocks between them go behind")
+{
+    BehindFixture f;
+    const Bytes before = pattern(4 * command_bytes, 43);
+    f.target->poke(0, before);
+    // As the kernel's FUSE cuts a 1 MiB direct_io write from a buffer 16 bytes into a page:
+    // all but 16 bytes, then those 16.
+    const Bytes data = pattern(2 * command_bytes, 44);
+    const std::size_t cut = data.size() - 16;
+    const IoResult first = f.write(Bytes(data.begin(), data.begin() + cut), 0);
+    CHECK(first.ok());
+    CHECK(first.bytes == cut);
+    const IoResult second = f.write(Bytes(data.begin() + cut, data.end()), cut);
+    CHECK(second.ok());
+    // Both ends of a range inside a block, and a range with a partial head too.
+    const Bytes middle = pattern(command_bytes + 300, 45);
+    const std::uint64_t at = 2 * command_bytes + 100;
+    CHECK(f.write(middle, at).ok());
+    CHECK(f.pending->drain().ok());
+    CHECK(f.target->equals(0, data));
+    CHECK(f.target->equals(at, middle));
+    CHECK(f.target->equals(2 * command_bytes, std::span(before).subspan(2 * command_bytes, 100)));
+    const std::uint64_t after = at + middle.size();
+    CHECK(f.target->equals(after, std::span(before).subspan(after)));
+    const WriteBehindSnapshot behind = f.stats().write_behind;
+    CHECK(behind.writes >= 2);
+    CHECK(behind.bytes == (cut - cut % block) + (middle.size() - (block - 100) - (after % block)));
+    CHECK(f.target->violations().empty());
 }
 
 TEST_CASE("a device lost with writes behind in flight: ENODEV at drain")
