@@ -169,11 +169,11 @@ class Engine final : public Disk
     IoResult write_behind_partial(const void *buffer, std::size_t length, std::uint64_t offset,
                                   const WriteBehind &behind);
     // Queues whole blocks [lba, lba + blocks) (at most queue_depth commands) from `data`,
-    // copied into the channels' own memory, and returns once they are queued; the reaper
+    // copied into `placement`'s memory (never the caller's), and returns once queued; the reaper
     // completes them and reports to behind.pending. Waits for overlapping writes and for
     // free channels. A batch that cannot be queued completes here: its failure is returned.
     IoResult queue_behind(std::uint64_t lba, std::uint64_t blocks, const std::uint8_t *data,
-                          const WriteBehind &behind);
+                          Placement placement, const WriteBehind &behind);
     // Finishes every command of `batch`, lets its channels go and drops read-ahead over its
     // blocks; the bytes before the first failure, or the failure.
     IoResult complete_batch(BehindBatch &batch);

@@ -77,7 +77,8 @@ IoResult Engine::write_behind_range(const void *buffer, std::size_t length, std:
     // that the driver copies itself), going behind would add a copy: stay synchronous.
     const std::size_t first_bytes =
         std::size_t{std::min<std::uint64_t>(plan.block_count, max_blocks_)} * block;
-    if (policy_.place(first_bytes, true).home == DataHome::caller)
+    const Placement placement = policy_.place_behind(first_bytes);
+    if (placement.home == DataHome::caller)
         return write_bytes(DataPath::write, buffer, length, offset);
     if (IoResult present = check_present(); !present.ok())
         return present;
@@ -87,7 +88,7 @@ IoResult Engine::write_behind_range(const void *buffer, std::size_t length, std:
     for (std::uint64_t done = 0; done < plan.block_count;) {
         const std::uint64_t blocks = std::min(batch_blocks, plan.block_count - done);
         if (IoResult queued =
-                queue_behind(plan.first_lba + done, blocks, in + done * block, behind);
+                queue_behind(plan.first_lba + done, blocks, in + done * block, placement, behind);
             !queued.ok()) {
             queued.bytes += done * block;
             return queued;
@@ -127,16 +128,9 @@ IoResult Engine::write_behind_partial(const void *buffer, std::size_t length, st
 }
 
 IoResult Engine::queue_behind(std::uint64_t lba, std::uint64_t blocks, const std::uint8_t *data,
-                              const WriteBehind &behind)
+                              Placement placement, const WriteBehind &behind)
 {
     const std::uint32_t block = info_.logical_block_size;
-    const std::size_t first_bytes =
-        std::size_t{std::min<std::uint64_t>(blocks, max_blocks_)} * block;
-    // The caller's memory does not outlive the reply: never the caller's home.
-    Placement placement = policy_.place(first_bytes, true);
-    if (placement.home == DataHome::caller)
-        placement.home = DataHome::bounce;
-
     auto batch = std::make_shared<BehindBatch>(write_ranges_, lba, blocks);
     readahead_.invalidate(batch->blocks);
     batch->behind = behind;

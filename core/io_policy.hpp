@@ -70,6 +70,20 @@ struct IoPolicy {
         return {chosen, DataHome::caller};
     }
 
+    // A write answered before its commands complete (write-behind): its data must not stay
+    // in the caller's memory, which goes with the reply, so it goes where a copy is made
+    // anyway. mmap: the mmap area, as always. auto: the mmap area too where a command would
+    // run from the caller's memory by direct IO: the one copy lets the device work on this
+    // write while the next one arrives, where direct IO from the caller's memory would keep
+    // the caller waiting for every command. indirect, direct, and auto below mmap_min: the
+    // caller's memory, which the caller must wait for (the write is synchronous).
+    Placement place_behind(std::size_t bytes) const
+    {
+        if (mode == IoMode::automatic && bytes >= mmap_min)
+            return {TransferMode::mmap, DataHome::mmap_area};
+        return place(bytes, true);
+    }
+
     // A read whose data is handed out where it lands (a read view, a read-ahead window):
     // never the caller's memory.
     Placement place_landing(std::size_t bytes) const
