@@ -73,10 +73,15 @@ if [[ -n ${syslogd_pid:-} ]]; then
 		until_true 5 grep -q "sgfs: .*disk removed" "$work/syslog"
 fi
 
-# --- soak: IO cycles while disks come and go ------------------------------------------------
-# Three workers open, read, write and close the first disk in a loop while hosts are added
-# and removed; the daemon's fd count must come back to what it was after a warm-up, and its
-# resident memory must not creep (the bound is a memory figure, not a time).
+# --- soak: IO cycles while disks come and go and a path flaps ---------------------------
+# Three workers open, read, write and close the first disk in a loop for SGFS_SOAK_SECONDS
+# (40 in CI; longer by hand) while hosts are added and removed every 8 s, and a second
+# disk's path flaps (its SCSI device set offline for a second, then running: a path lost
+# and back, which sgfs takes as a loss and a reattach) under a reader that expects the
+# failures of the offline second. The daemon's fd count must come back to what it was after
+# a warm-up, and its resident memory must not creep (the bound is a memory figure, not a
+# time).
+soak_seconds=${SGFS_SOAK_SECONDS:-40}
 file=$mnt/${first_sg#/dev/}
 cycle() {
 	local end=$((SECONDS + $1)) n=0
@@ -88,29 +93,69 @@ cycle() {
 	done
 	echo "$n"
 }
+# flapping_reader SECONDS FILE: reads FILE in a loop; counts the reads that worked and failed.
+flapping_reader() {
+	local end=$((SECONDS + $1)) good=0 bad=0
+	while ((SECONDS < end)); do
+		if dd if="$2" of=/dev/null bs=64k count=2 skip=$((RANDOM % 200)) iflag=direct \
+			status=none 2>/dev/null; then
+			good=$((good + 1))
+		else
+			bad=$((bad + 1))
+			sleep 0.2
+		fi
+	done
+	echo "$good $bad"
+}
 rss() { awk '/^VmRSS:/ { print $2 }' "/proc/$daemon/status"; }
 fds() { ls "/proc/$daemon/fd" | wc -l; }
+# The disk whose path flaps: added now, served for the whole soak.
+echo 1 >"$add_host"
+until_true 10 test -n "$(new_sg)" || exit 1
+flap_sg=$(new_sg)
+flap_file=$mnt/${flap_sg#/dev/}
+flap_hctl=$(sdebug_devices | awk -v sg="$flap_sg" '$2 == sg { print $1 }')
+flap_state=/sys/class/scsi_device/$flap_hctl/device/state
+until_true 10 test -f "$flap_file" || exit 1
 cycle 3 >/dev/null
+flapping_reader 2 "$flap_file" >/dev/null
 warm_rss=$(rss) warm_fds=$(fds)
 pids=()
 for w in 1 2 3; do
-	cycle 20 >"$work/cycles.$w" &
+	cycle "$soak_seconds" >"$work/cycles.$w" &
 	pids+=($!)
 done
-for round in 1 2; do
+flapping_reader "$soak_seconds" "$flap_file" >"$work/flapping" &
+flap_reader=$!
+end=$((SECONDS + soak_seconds))
+rounds=0 flaps=0
+while ((SECONDS + 8 <= end)); do
 	echo 1 >"$add_host"
-	sleep 4
+	echo offline >"$flap_state" && flaps=$((flaps + 1))
+	sleep 1
+	echo running >"$flap_state"
+	sleep 3
 	echo -1 >"$add_host"
 	sleep 4
+	rounds=$((rounds + 1))
 done
 ok=1
 for pid in "${pids[@]}"; do wait "$pid" || ok=0; done
-check "soak: every IO cycle worked while disks came and went" test $ok = 1
+wait "$flap_reader"
+check "soak: every IO cycle on the first disk worked while disks came and went" test $ok = 1
+read -r flap_good flap_bad <"$work/flapping"
+check "soak: the flapping disk is served again after its last flap" \
+	until_true 10 dd if="$flap_file" of=/dev/null bs=64k count=1 iflag=direct status=none
 # The last host removed: its file goes after the grace; then the fds it held are closed.
-until_true 10 bash -c "test \$(ls '$mnt' | grep -c '^sg') = 1"
+until_true 10 bash -c "test \$(ls '$mnt' | grep -c '^sg') = 2"
 end_rss=$(rss) end_fds=$(fds)
-diag "soak: $(cat "$work"/cycles.* | awk "{ s += \$1 } END { print s }") cycles; VmRSS ${warm_rss} kB after" \
-	"warm-up, ${end_rss} kB at the end; fds ${warm_fds} -> ${end_fds}"
+diag "soak: ${soak_seconds} s, $rounds add/remove rounds, $flaps flaps;" \
+	"$(cat "$work"/cycles.* | awk "{ s += \$1 } END { print s }") cycles on the first disk," \
+	"reads of the flapping disk: $flap_good worked, $flap_bad failed while offline;" \
+	"VmRSS ${warm_rss} kB after warm-up, ${end_rss} kB at the end; fds ${warm_fds} -> ${end_fds}"
+diag "soak: .stats of the flapping disk: $(grep -E '^ *(path_losses|reattaches|state) ' "$mnt/.stats" | tr -s ' ' | tr '\n' ';')"
+check "soak: the flapping disk was lost and reattached" \
+	test "$(sgfs_stat "$mnt" "${flap_sg#/dev/}" reattaches)" -ge 1
 check "soak: the daemon's fd count is back to its warm-up value" test "$end_fds" = "$warm_fds"
 check "soak: VmRSS grew less than 16 MiB" test $((end_rss - warm_rss)) -lt 16384
 
