@@ -1075,7 +1075,7 @@ std::vector<std::string> names_of(const std::vector<std::pair<std::string, off_t
 TEST_CASE("write(2) of whole blocks with io=mmap is answered behind; fsync has it on the disk")
 {
     EngineMount m(IoMode::mmap);
-    const test::Bytes data = test::pattern(256 * 1024, 9);
+    const test::Bytes data = test::pattern(std::size_t{256} * 1024, 9);
     std::size_t written = 0;
     REQUIRE(m.fs->write(m.file(), reinterpret_cast<const char *>(data.data()), data.size(), 4096,
                         written) == 0);
