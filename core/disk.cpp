@@ -98,6 +98,12 @@ IoResult Disk::pwrite(const void *buffer, std::size_t length, std::uint64_t offs
         return earlier;
     if (mode == WriteMode::synchronous)
         return pwrite(buffer, length, offset);
+    return pwrite_behind(buffer, length, offset, behind);
+}
+
+IoResult Disk::pwrite_behind(const void *buffer, std::size_t length, std::uint64_t offset,
+                             const WriteBehind &behind)
+{
     std::uint64_t wanted = 0;
     if (IoResult refused = refuse_write(*this, offset, length, "write", wanted);
         !refused.ok() || wanted == 0)
@@ -116,13 +122,17 @@ IoResult PendingWrites::drain()
 {
     std::unique_lock lock(mutex_);
     ended_.wait(lock, [this] { return in_flight_ == 0; });
+    given_to_write_ = false;
     return std::exchange(failure_, IoResult::success(0));
 }
 
 IoResult PendingWrites::take_failure()
 {
     std::lock_guard lock(mutex_);
-    return std::exchange(failure_, IoResult::success(0));
+    if (failure_.ok() || given_to_write_)
+        return IoResult::success(0);
+    given_to_write_ = true;
+    return failure_;
 }
 
 std::size_t PendingWrites::in_flight() const
@@ -142,8 +152,10 @@ void PendingWrites::end(const IoResult &outcome)
     {
         std::lock_guard lock(mutex_);
         --in_flight_;
-        if (!outcome.ok() && failure_.ok())
+        if (!outcome.ok() && failure_.ok()) {
             failure_ = outcome;
+            given_to_write_ = false;
+        }
     }
     ended_.notify_all();
 }

@@ -5,13 +5,15 @@
 //   - bounded: a batch takes its channels from the engine's pool (queue_depth of them) and
 //     keeps them until its commands complete, so a writer waits when all are busy;
 //   - one copy: the caller's memory (FUSE's buffer) is gone after the reply, so the data is
-//     copied once into the channel's own memory (its mmap area in mmap IO, as a synchronous
-//     write does too, else its bounce buffer), which stays with the command;
+//     copied once into the channel's mmap area (IoPolicy::place_behind: io=mmap, and
+//     io=auto from mmap_min up), which stays with the command; where the mode runs commands
+//     from the caller's memory (io=direct, io=indirect) writes stay synchronous;
 //   - ordered: a batch holds its blocks' RangeLock until it completes, so an overlapping
 //     write waits for it; reads (and copies from these blocks, and mapping) wait for
 //     overlapping batches; read-ahead over the blocks is dropped before and at completion;
 //   - reported: a batch's failure goes to its file's PendingWrites, which returns it at the
-//     file's next write, fsync or close, once; flush() waits for every batch first.
+//     file's next write and again at its next fsync or close; flush() waits for every
+//     batch first.
 //
 // Locking: behind_mutex_ guards the queue and is never held across IO or another lock. The
 // reaper thread finishes the oldest batch's commands without it, then lets the channels go,
@@ -71,15 +73,16 @@ IoResult Engine::write_behind_range(const void *buffer, std::size_t length, std:
     const BlockPlan plan = plan_blocks(offset, length, block);
     if (behind.pending == nullptr)
         return write_bytes(DataPath::write, buffer, length, offset);
-    if (!plan.aligned())
-        return write_behind_partial(buffer, length, offset, behind);
     // Where the command would run from the caller's memory (direct IO, or indirect IO
-    // that the driver copies itself), going behind would add a copy: stay synchronous.
+    // that the driver copies itself), going behind would add a copy: stay synchronous, the
+    // whole range under one range lock.
     const std::size_t first_bytes =
         std::size_t{std::min<std::uint64_t>(plan.block_count, max_blocks_)} * block;
     const Placement placement = policy_.place_behind(first_bytes);
     if (placement.home == DataHome::caller)
         return write_bytes(DataPath::write, buffer, length, offset);
+    if (!plan.aligned())
+        return write_behind_partial(buffer, length, offset, behind);
     if (IoResult present = check_present(); !present.ok())
         return present;
     const auto *in = static_cast<const std::uint8_t *>(buffer);
@@ -131,6 +134,9 @@ IoResult Engine::queue_behind(std::uint64_t lba, std::uint64_t blocks, const std
                               Placement placement, const WriteBehind &behind)
 {
     const std::uint32_t block = info_.logical_block_size;
+    // The caller's memory does not outlive the reply: never the caller's home.
+    if (placement.home == DataHome::caller)
+        placement.home = DataHome::bounce;
     auto batch = std::make_shared<BehindBatch>(write_ranges_, lba, blocks);
     readahead_.invalidate(batch->blocks);
     batch->behind = behind;

@@ -727,6 +727,9 @@ int Filesystem::write(const OpenFile &file, const char *data, std::size_t size, 
     // Core's rules, like a block device's: read-only is EROFS, a write that starts at or
     // past the end ENOSPC, one that crosses the end writes what fits (a short count).
     const auto start = static_cast<std::uint64_t>(offset);
+    // Before the write: one that fails part-way may have written or queued some of it, and
+    // close must still send SYNCHRONIZE CACHE.
+    slot.unsynced_writes.store(true, std::memory_order_release);
     const IoResult result =
         slot.disk->pwrite(data, size, start, file.write_mode, WriteBehind{file.pending, {}});
     if (!result.ok()) {
@@ -735,7 +738,6 @@ int Filesystem::write(const OpenFile &file, const char *data, std::size_t size, 
             log_io_error(slot, "write", size, start, result);
         return -as_errno(result.error);
     }
-    slot.unsynced_writes.store(true, std::memory_order_release);
     written = static_cast<std::size_t>(result.bytes);
     return 0;
 }

@@ -134,9 +134,10 @@ Mount options (-o). SIZE is a number with an optional k, m or g suffix (powers o
                         queued (at most queue_depth in flight), like a block
                         device's page cache: such a write is not on the disk until
                         fsync, and is lost if sgfs is killed or the power fails
-                        before; its error comes at the file's next write, fsync or
-                        close. Disks with several paths write synchronously
-                        (a write on a failing path is retried on the next).
+                        before; its error comes at the file's next write and
+                        again at its fsync or close. Disks with several paths write
+                        synchronously (a write on a failing path is retried on the
+                        next).
                         nowrite_behind: every write waits for the disk
                         (default write_behind)
   aligned_writes, noaligned_writes

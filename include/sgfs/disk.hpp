@@ -163,8 +163,11 @@ class ReadView
 enum class WriteMode { synchronous, behind };
 
 // One open file's writes acknowledged before they completed, and the first failure among
-// them not yet reported. Shared by the file and the commands in flight (shared_ptr); safe
-// from any thread.
+// them not yet reported. A failure is reported twice at most: once to a write (which may
+// not reach the writer: the kernel's FUSE turns a failed later piece of one write(2) into a
+// short count and drops its error), and once to the next drain, which fsync and close make,
+// so that neither of them returns 0 over a failed write. Shared by the file and the
+// commands in flight (shared_ptr); safe from any thread.
 class PendingWrites
 {
   public:
@@ -173,10 +176,11 @@ class PendingWrites
     PendingWrites &operator=(const PendingWrites &) = delete;
 
     // Waits until every write begun on this file has completed, then returns the first
-    // failure among them not reported yet (which is then reported: the next call returns
-    // success), or success.
+    // failure among them not drained yet (reported to a write or not), or success; the next
+    // drain returns success unless another write fails.
     IoResult drain();
-    // The first failure not reported yet, without waiting (then reported), or success.
+    // For a write: the first failure no write was given yet, without waiting, or success.
+    // It stays for the next drain.
     IoResult take_failure();
     // Writes begun and not yet ended.
     std::size_t in_flight() const;
@@ -190,7 +194,8 @@ class PendingWrites
     mutable std::mutex mutex_;
     std::condition_variable ended_;
     std::size_t in_flight_ = 0;
-    IoResult failure_; // the first unreported failure; ok() when none
+    IoResult failure_;            // the first failure not drained; ok() when none
+    bool given_to_write_ = false; // failure_ was returned by take_failure already
 };
 
 // What a write acknowledged behind carries to its commands: where their outcome goes, and
@@ -264,14 +269,20 @@ class Disk
     // overlapping IO. A write crossing the end writes what fits (a short count).
     IoResult pwrite(const void *buffer, std::size_t length, std::uint64_t offset);
     // pwrite for an open file whose writes are tracked in `behind.pending` (not null). A
-    // failure of an earlier write acknowledged behind that was not reported yet is returned
-    // first, instead of writing (and so reported once). Then with WriteMode::behind the
+    // failure of an earlier write acknowledged behind that no write was given yet is
+    // returned first, instead of writing (PendingWrites::take_failure; the next drain
+    // returns it again). Then with WriteMode::behind the
     // whole blocks of the range may be acknowledged once queued (a disk without an engine
     // writes synchronously); the bytes are then the bytes queued, and a failure of those
     // commands is carried by behind.pending. Reads and writes overlapping a write still in
     // flight wait for it; flush() waits for every one of them before SYNCHRONIZE CACHE.
     IoResult pwrite(const void *buffer, std::size_t length, std::uint64_t offset, WriteMode mode,
                     const WriteBehind &behind);
+    // The WriteMode::behind part of that pwrite alone, without looking at earlier failures:
+    // for a wrapper (core/reattach.cpp) whose own pwrite did, so that an earlier batch's
+    // failure is neither taken twice nor mistaken for this write's.
+    IoResult pwrite_behind(const void *buffer, std::size_t length, std::uint64_t offset,
+                           const WriteBehind &behind);
     // Makes [offset, offset + length) read as zeros, with the device's own means where it
     // has them (WRITE SAME; with UNMAP where unmapped blocks read zero and `allocation`
     // allows it) and zero buffers written elsewhere; unaligned head and tail bytes are
