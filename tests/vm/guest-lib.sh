@@ -35,7 +35,8 @@
 #
 # sgfs mounts and checks against an oracle:
 #   sgfs_mounted DIR, sgfs_umount DIR, mount_gets_ebusy DEV DIR
-#   sgfs_stat MOUNT DEVICE KEY  one counter of DEVICE (sgN) in MOUNT/.stats (0 if absent)
+#   sgfs_stat MOUNT DEVICE KEY  one counter of DEVICE (sgN) in MOUNT/.stats ("absent:KEY"
+#                               and a failure if it is not there)
 #   odd_io_against_backing FILE BACKING LABEL [BLOCK_DEVICE]
 #                               odd writes through FILE, fsync, then checks: BACKING (and
 #                               BLOCK_DEVICE with O_DIRECT) hold them, odd reads equal BACKING
@@ -580,10 +581,12 @@ mount_gets_ebusy() {
 }
 
 # sgfs_stat MOUNT DEVICE KEY: the value of KEY in DEVICE's block ("device sgN", then
-# "  key value" lines) of MOUNT/.stats; 0 when the key is absent.
+# "  key value" lines) of MOUNT/.stats. An absent key (a misspelt one, or a device that is
+# not there) prints "absent:KEY" and fails, so that no numeric check can pass on it.
 sgfs_stat() {
 	awk -v dev="device $2" -v key="$3" '$0 == dev { in_dev = 1; next } /^device / { in_dev = 0 }
-		in_dev && $1 == key { print $2; found = 1; exit } END { if (!found) print 0 }' "$1/.stats"
+		in_dev && $1 == key { print $2; found = 1; exit }
+		END { if (!found) { print "absent:" key; exit 1 } }' "$1/.stats"
 }
 
 # --- the filesystem against an oracle it did not write -----------------------------------
