@@ -24,6 +24,7 @@
 #include "range_lock.hpp"
 #include "readahead.hpp"
 #include "sgfs/disk.hpp"
+#include "sgfs/extent.hpp"
 #include "slot.hpp"
 #include "unmap_plan.hpp"
 #include "zero_plan.hpp"
@@ -160,6 +161,10 @@ class Engine final : public Disk
         std::function<IoResult(std::uint64_t lba, std::uint64_t blocks, std::uint64_t done)>;
     IoResult write_pieces(std::uint64_t offset, std::uint64_t length,
                           const PartialBlockWriter &partial, const WholeBlockWriter &whole);
+    // The walk alone, without the lock and the read-ahead drops: the pieces in order until
+    // one fails; the failure's bytes count the pieces before it.
+    IoResult walk_pieces(const BlockPlan &plan, std::uint64_t length,
+                         const PartialBlockWriter &partial, const WholeBlockWriter &whole) const;
 
     // ---- engine_write_behind.cpp ----
     // Commands of one write acknowledged behind, with their channels and range lock.

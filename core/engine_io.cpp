@@ -199,6 +199,15 @@ IoResult Engine::write_pieces(std::uint64_t offset, std::uint64_t length,
     const BlockPlan plan = plan_blocks(offset, length, block);
     auto held = write_ranges_.lock(plan.first_lba, plan.first_lba + plan.block_count);
     readahead_.invalidate({plan.first_lba, plan.block_count});
+    IoResult failed = walk_pieces(plan, length, partial, whole);
+    // A window read ahead while this write ran may hold old or new data: drop it.
+    readahead_.invalidate({plan.first_lba, plan.block_count});
+    return failed;
+}
+
+IoResult Engine::walk_pieces(const BlockPlan &plan, std::uint64_t length,
+                             const PartialBlockWriter &partial, const WholeBlockWriter &whole) const
+{
     IoResult failed = IoResult::success(0);
     // A failed piece's bytes count from its own start: the pieces before it were done.
     const auto ended = [&failed](IoResult result, std::uint64_t done) {
@@ -208,15 +217,13 @@ IoResult Engine::write_pieces(std::uint64_t offset, std::uint64_t length,
         return failed.error;
     };
     for_each_piece(
-        plan, length, block,
+        plan, length, info_.logical_block_size,
         [&](std::uint64_t lba, std::uint32_t skip, std::uint64_t bytes, std::uint64_t done) {
             return ended(partial(lba, skip, bytes, done), done);
         },
         [&](std::uint64_t lba, std::uint64_t blocks, std::uint64_t done) {
             return ended(whole(lba, blocks, done), done);
         });
-    // A window read ahead while this write ran may hold old or new data: drop it.
-    readahead_.invalidate({plan.first_lba, plan.block_count});
     return failed;
 }
 

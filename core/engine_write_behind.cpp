@@ -111,21 +111,15 @@ IoResult Engine::write_behind_partial(const void *buffer, std::size_t length, st
 {
     const std::uint32_t block = info_.logical_block_size;
     const auto *in = static_cast<const std::uint8_t *>(buffer);
-    IoResult failed = IoResult::success(0);
-    // A failed piece's bytes count from its own start: the pieces before it were done.
-    const auto ended = [&failed](IoResult result, std::uint64_t done) {
-        failed = std::move(result);
-        if (!failed.ok())
-            failed.bytes += done;
-        return failed.error;
-    };
-    for_each_piece(
-        plan_blocks(offset, length, block), length, block,
+    // No range lock over the whole range (write_pieces takes one): each piece takes its own,
+    // and a batch's is held until its commands complete.
+    const IoResult failed = walk_pieces(
+        plan_blocks(offset, length, block), length,
         [&](std::uint64_t lba, std::uint32_t skip, std::uint64_t bytes, std::uint64_t done) {
-            return ended(write_bytes(DataPath::write, in + done, bytes, lba * block + skip), done);
+            return write_bytes(DataPath::write, in + done, bytes, lba * block + skip);
         },
         [&](std::uint64_t lba, std::uint64_t blocks, std::uint64_t done) {
-            return ended(write_behind_range(in + done, blocks * block, lba * block, behind), done);
+            return write_behind_range(in + done, blocks * block, lba * block, behind);
         });
     return failed.ok() ? IoResult::success(length) : failed;
 }
