@@ -30,7 +30,10 @@ struct DiskOptions {
     std::size_t mmap_min = std::size_t{64} * 1024;
     // per-fd reserve buffer asked for (driver may cap)
     std::size_t reserve = std::size_t{1024} * 1024;
-    unsigned queue_depth = 4; // sg fds per device = commands in flight
+    // sg fds per device and transfer kind = commands in flight. 8: a device with latency
+    // (a SAN LUN, a disk array) needs several commands in flight to stay busy, and the
+    // block layer keeps at least that many; each fd holds a `reserve` in the kernel.
+    unsigned queue_depth = 8;
     std::size_t max_io = 0;   // largest SCSI transfer; 0 = what the device allows
     unsigned timeout_seconds = 60;
     unsigned retries = 3; // for unit attention / aborted command / busy
