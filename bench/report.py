@@ -3,7 +3,8 @@
 
 Writes OUT_DIR/STEM.csv (every run), OUT_DIR/STEM.md (tables), OUT_DIR/latest.md (the
 same, with the plots) and OUT_DIR/latest-{read,write,copy}.svg (throughput by transfer
-size, when gnuplot is available and there is more than one size). bench/run keeps the
+size, when gnuplot is available and there is more than one size); for the latency
+section latest-latency.md and latest-latency.svg (bars per tool at 1 MiB). bench/run keeps the
 guest output as STEM.log and its host facts as STEM.info, so a report can be made again:
   bench/report.py --log R/STEM.log --host-info R/STEM.info --out-dir R --stem STEM \
       --gnuplot gnuplot
@@ -564,6 +565,80 @@ def plot(gnuplot, w, params, rows, svg_path, title):
     return None
 
 
+MULTI_COMMAND_TOOLS = re.compile(r"sgp_dd$|fio\.(sd|sg)\.qd\d+$")
+
+
+def latency_bar(tool):
+    """Bar colour of a latency row: sgfs, the ceiling, several commands in flight, or one."""
+    if is_sgfs(tool):
+        return "#d62728"
+    if is_ceiling(tool):
+        return "#7f7f7f"
+    return "#2ca02c" if MULTI_COMMAND_TOOLS.match(tool) else "#1f77b4"
+
+
+def latency_plot(gnuplot, tables, svg_path, title):
+    """The latency section's bars: MB/s of every sequential row (1 MiB, or cp's own size)
+    and 64 KiB random read IOPS, median with min-max. None, or why there is no plot."""
+    panels = []
+    for workloads, unit in ((SEQ, "MB/s"), (["rand64k"], "IOPS")):
+        bars = []
+        for w in workloads:
+            if w not in tables:
+                continue
+            for t, cells in tables[w][1]:
+                c = next((cells[p] for p in ("1m", "cp", "64k")
+                          if p in cells and cells[p].median is not None), None)
+                if c is not None:
+                    name = label(t).replace("*", "").replace("_", "\\_").replace("'", "")
+                    bars.append((f"{w}: {name}", c, latency_bar(t)))
+        if bars:
+            panels.append((unit, bars))
+    if not panels:
+        return "no successful runs"
+    # Each panel as tall as its bars, plus room for its axis label.
+    heights = [len(b) + 3 for _, b in panels]
+    total = sum(heights) + 1
+    script = [f"set terminal svg size 1000,{22 * total} dynamic font 'sans,10'",
+              f"set output '{svg_path}'",
+              f"set multiplot title '{title}. Red: sgfs; blue: one command in flight; "
+              "green: several; grey: the FUSE ceiling'"]
+    top = 1 - 1 / total
+    for (unit, bars), height in zip(panels, heights):
+        n = len(bars)
+        data = [f"{n - 1 - i} {c.median:.3f} {c.lo:.3f} {c.hi:.3f} 0x{colour[1:]}"
+                for i, (_, c, colour) in enumerate(bars)]
+        tics = ", ".join(f"'{name}' {n - 1 - i}" for i, (name, _, _) in enumerate(bars))
+        script += [
+            f"set origin 0,{top - height / total:.4f}",
+            f"set size 1,{height / total:.4f}",
+            "set lmargin 46",
+            "$bars << EOD", *data, "EOD",
+            f"set ytics ({tics}) nomirror",
+            f"set yrange [-0.7:{n - 0.3}]",
+            "set xrange [0:*]",
+            f"set xlabel '{unit} (median; black: min-max)'",
+            "set grid xtics",
+            "set style fill solid 0.8 noborder",
+            "unset key",
+            "plot $bars using (0):1:(0):2:($1-0.38):($1+0.38):5 with boxxyerror lc rgb variable, "
+            "$bars using 2:1:3:4 with xerrorbars pt 0 lc rgb '#000000'",
+            "undefine $bars",
+        ]
+        top -= height / total
+    script.append("unset multiplot")
+    try:
+        res = subprocess.run([gnuplot], input="\n".join(script), text=True,
+                             capture_output=True, timeout=60)
+    except OSError as e:
+        return f"gnuplot failed: {e}"
+    if res.returncode != 0:
+        return f"gnuplot failed: {res.stderr.strip()[:200]}"
+    if not os.path.exists(svg_path):
+        return "gnuplot wrote no file"
+    return None
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--log", required=True)
@@ -603,11 +678,17 @@ def main():
 
     # plots
     plot_files, plot_notes = {}, {}
-    for w in SEQ:
+    if latency:
+        svg = os.path.join(args.out_dir, "latest-latency.svg")
+        ndelay_ms = int(meta.get("ndelay_ns", "0") or 0) / 1e6
+        why = (args.plot_note or "no gnuplot") if not args.gnuplot else latency_plot(
+            args.gnuplot, tables, svg, f"{ndelay_ms:g} ms per command, {mb} MiB per run")
+        if why:
+            plot_notes["latency"] = why
+        else:
+            plot_files["latency"] = svg
+    for w in SEQ if not latency else []:
         if w not in tables:
-            continue
-        if latency:
-            plot_notes[w] = "one transfer size only"
             continue
         svg = os.path.join(args.out_dir, f"latest-{w}.svg")
         if not args.gnuplot:
@@ -677,6 +758,9 @@ def main():
             md += ["## Goal ratios (issue 14)", "",
                    "Medians of this run; CPU beside each figure (tool + FUSE daemon).", ""]
             md += goals + [""]
+        if "latency" in plot_files:
+            # only in latest-latency.md: the plot is overwritten by the next run
+            md += [("img", f"![MB/s and IOPS by tool]({os.path.basename(plot_files['latency'])})"), ""]
     else:
         summary = ceiling_summary(tables)
         if summary:
