@@ -173,12 +173,14 @@ class Engine final : public Disk
     // the whole blocks between them go behind (write_behind_range).
     IoResult write_behind_partial(const void *buffer, std::size_t length, std::uint64_t offset,
                                   const WriteBehind &behind);
-    // Queues whole blocks [lba, lba + blocks) (at most queue_depth commands) from `data`,
-    // copied into `placement`'s memory (never the caller's), and returns once queued; the reaper
-    // completes them and reports to behind.pending. Waits for overlapping writes and for
+    // Queues whole blocks [lba, lba + blocks) (at most queue_depth commands) from `data`:
+    // from `data` itself where `kept` keeps it (and the placement is the caller's memory),
+    // else copied into `placement`'s memory; returns once queued. The reaper completes them,
+    // reports to behind.pending, and lets `kept` go. Waits for overlapping writes and for
     // free channels. A batch that cannot be queued completes here: its failure is returned.
     IoResult queue_behind(std::uint64_t lba, std::uint64_t blocks, const std::uint8_t *data,
-                          Placement placement, const WriteBehind &behind);
+                          Placement placement, const WriteBehind &behind,
+                          const std::shared_ptr<const void> &kept);
     // Finishes every command of `batch`, lets its channels go and drops read-ahead over its
     // blocks; the bytes before the first failure, or the failure.
     IoResult complete_batch(BehindBatch &batch);

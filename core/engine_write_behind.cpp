@@ -4,10 +4,12 @@
 // The rules (issue 14):
 //   - bounded: a batch takes its channels from the engine's pool (queue_depth of them) and
 //     keeps them until its commands complete, so a writer waits when all are busy;
-//   - one copy: the caller's memory (FUSE's buffer) is gone after the reply, so the data is
-//     copied once into the channel's mmap area (IoPolicy::place_behind: io=mmap, and
-//     io=auto from mmap_min up), which stays with the command; where the mode runs commands
-//     from the caller's memory (io=direct, io=indirect) writes stay synchronous;
+//   - no copy that need not be: where the caller can keep its memory for the commands
+//     (WriteBehind::keep_caller_memory: FUSE's request buffer handed over), direct IO runs
+//     from it and the owner goes with the batch until it completes; otherwise the memory is
+//     gone after the reply, so the data is copied once into the channel's mmap area
+//     (IoPolicy::place_behind: io=mmap, and io=auto from mmap_min up), which stays with the
+//     command; other writes (io=indirect, io=direct without kept memory) stay synchronous;
 //   - ordered: a batch holds its blocks' RangeLock until it completes, so an overlapping
 //     write waits for it; reads (and copies from these blocks, and mapping) wait for
 //     overlapping batches; read-ahead over the blocks is dropped before and at completion;
@@ -23,6 +25,7 @@
 #include "sgfs/extent.hpp"
 
 #include <algorithm>
+#include <cstdint>
 #include <cstring>
 #include <utility>
 
@@ -44,6 +47,7 @@ struct Engine::BehindBatch {
     std::vector<IoResult> started; // per command: ok once queued
     CommandContext context;
     WriteBehind behind;
+    std::shared_ptr<const void> kept_memory; // the caller's memory the commands run from
 };
 
 Engine::~Engine()
@@ -73,16 +77,23 @@ IoResult Engine::write_behind_range(const void *buffer, std::size_t length, std:
     const BlockPlan plan = plan_blocks(offset, length, block);
     if (behind.pending == nullptr)
         return write_bytes(DataPath::write, buffer, length, offset);
-    // Where the command would run from the caller's memory (direct IO, or indirect IO
-    // that the driver copies itself), going behind would add a copy: stay synchronous, the
-    // whole range under one range lock.
+    // Decided once for the write, by its first command's size: a synchronous one runs
+    // whole, under one range lock.
     const std::size_t first_bytes =
         std::size_t{std::min<std::uint64_t>(plan.block_count, max_blocks_)} * block;
-    const Placement placement = policy_.place_behind(first_bytes);
-    if (placement.home == DataHome::caller)
+    const bool aligned = reinterpret_cast<std::uintptr_t>(buffer) % direct_io_alignment == 0;
+    const BehindPlacement how =
+        policy_.place_behind(first_bytes, behind.keep_caller_memory != nullptr, aligned);
+    if (how.way == BehindWay::synchronous)
         return write_bytes(DataPath::write, buffer, length, offset);
     if (!plan.aligned())
         return write_behind_partial(buffer, length, offset, behind);
+    std::shared_ptr<const void> kept;
+    if (how.way == BehindWay::kept) {
+        kept = behind.keep_caller_memory();
+        if (kept == nullptr) // the caller cannot keep it now: synchronous after all
+            return write_bytes(DataPath::write, buffer, length, offset);
+    }
     if (IoResult present = check_present(); !present.ok())
         return present;
     const auto *in = static_cast<const std::uint8_t *>(buffer);
@@ -90,8 +101,8 @@ IoResult Engine::write_behind_range(const void *buffer, std::size_t length, std:
         std::uint64_t{max_blocks_} * std::max(1U, options_.queue_depth);
     for (std::uint64_t done = 0; done < plan.block_count;) {
         const std::uint64_t blocks = std::min(batch_blocks, plan.block_count - done);
-        if (IoResult queued =
-                queue_behind(plan.first_lba + done, blocks, in + done * block, placement, behind);
+        if (IoResult queued = queue_behind(plan.first_lba + done, blocks, in + done * block,
+                                           how.placement, behind, kept);
             !queued.ok()) {
             queued.bytes += done * block;
             return queued;
@@ -125,23 +136,30 @@ IoResult Engine::write_behind_partial(const void *buffer, std::size_t length, st
 }
 
 IoResult Engine::queue_behind(std::uint64_t lba, std::uint64_t blocks, const std::uint8_t *data,
-                              Placement placement, const WriteBehind &behind)
+                              Placement placement, const WriteBehind &behind,
+                              const std::shared_ptr<const void> &kept)
 {
     const std::uint32_t block = info_.logical_block_size;
-    // The caller's memory does not outlive the reply: never the caller's home.
-    if (placement.home == DataHome::caller)
+    // The caller's memory outlives the reply only where it is kept: else never its home.
+    const bool from_caller = placement.home == DataHome::caller && kept != nullptr;
+    if (placement.home == DataHome::caller && !from_caller)
         placement.home = DataHome::bounce;
     auto batch = std::make_shared<BehindBatch>(write_ranges_, lba, blocks);
     readahead_.invalidate(batch->blocks);
     batch->behind = behind;
+    batch->kept_memory = kept;
     batch->context = context(DataPath::write, placement.staged());
     const std::size_t count = (blocks + max_blocks_ - 1) / max_blocks_;
     batch->leases = pool_for(placement.mode).acquire_many(count);
     for_each_chunk(lba, blocks, max_blocks_,
                    [&](std::uint64_t chunk_lba, std::uint32_t chunk_blocks, std::uint64_t first) {
                        Slot &slot = *batch->leases[batch->commands.size()];
-                       std::uint8_t *home = slot.memory(placement.home);
-                       std::memcpy(home, data + first * block, std::size_t{chunk_blocks} * block);
+                       // A WRITE only reads its memory: the kept caller's is not changed.
+                       auto *home = from_caller ? const_cast<std::uint8_t *>(data + first * block)
+                                                : slot.memory(placement.home);
+                       if (!from_caller)
+                           std::memcpy(home, data + first * block,
+                                       std::size_t{chunk_blocks} * block);
                        const BlockSpan span{true, chunk_lba, chunk_blocks, block, options_.fua};
                        batch->commands.push_back(block_command(span, home, placement.mode,
                                                                options_.timeout_seconds * 1000U));

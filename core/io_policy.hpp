@@ -26,6 +26,18 @@ struct Placement {
     bool staged() const { return home != DataHome::caller; }
 };
 
+// How a write that may be answered before its commands complete runs (place_behind).
+enum class BehindWay {
+    synchronous, // from the caller's memory, answered once done
+    copied,      // copied into the placement's home, which stays with the commands
+    kept,        // from the caller's memory, kept until the commands complete
+};
+
+struct BehindPlacement {
+    Placement placement;
+    BehindWay way = BehindWay::synchronous;
+};
+
 // A copy between two disks: read into `home` on the source's channel with `read`, written
 // from that same memory on the destination's channel with `write`. No mode copies the data
 // in user space.
@@ -70,18 +82,30 @@ struct IoPolicy {
         return {chosen, DataHome::caller};
     }
 
-    // A write answered before its commands complete (write-behind): its data must not stay
-    // in the caller's memory, which goes with the reply, so it goes where a copy is made
-    // anyway. mmap: the mmap area, as always. auto: the mmap area too where a command would
-    // run from the caller's memory by direct IO: the one copy lets the device work on this
-    // write while the next one arrives, where direct IO from the caller's memory would keep
-    // the caller waiting for every command. indirect, direct, and auto below mmap_min: the
-    // caller's memory, which the caller must wait for (the write is synchronous).
-    Placement place_behind(std::size_t bytes) const
+    // A write answered before its commands complete (write-behind). `memory_keepable`: the
+    // caller's memory can be kept until the commands complete (WriteBehind's
+    // keep_caller_memory: FUSE's request buffer handed over).
+    //   kept         direct IO from the caller's aligned memory, kept for the commands: no
+    //                copy at all (io=direct; io=auto from mmap_min up where the driver allows
+    //                direct IO);
+    //   copied       where the memory cannot be kept or a mode copies anyway: copied once into
+    //                the mmap area, which stays with the command (io=mmap; io=auto from
+    //                mmap_min up): the one copy lets the device work on this write while the
+    //                next one arrives, where direct IO from memory that goes with the reply
+    //                would keep the caller waiting for every command;
+    //   synchronous  the rest (io=indirect, io=direct without kept or aligned memory, io=auto
+    //                below mmap_min): from the caller's memory, which the caller waits for.
+    BehindPlacement place_behind(std::size_t bytes, bool memory_keepable, bool buffer_aligned) const
     {
+        const Placement placed = place(bytes, buffer_aligned);
+        if (memory_keepable && placed.mode == TransferMode::direct &&
+            placed.home == DataHome::caller)
+            return {placed, BehindWay::kept};
+        if (placed.mode == TransferMode::mmap)
+            return {placed, BehindWay::copied};
         if (mode == IoMode::automatic && bytes >= mmap_min)
-            return {TransferMode::mmap, DataHome::mmap_area};
-        return place(bytes, true);
+            return {{TransferMode::mmap, DataHome::mmap_area}, BehindWay::copied};
+        return {placed, BehindWay::synchronous};
     }
 
     // A read whose data is handed out where it lands (a read view, a read-ahead window):

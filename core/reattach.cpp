@@ -250,7 +250,9 @@ class ReattachingDisk final : public Disk
         if (has_several_paths())
             return write_range(buffer, length, offset);
         return run_on([&](const std::shared_ptr<Disk> &disk) {
-            return disk->pwrite_behind(buffer, length, offset, WriteBehind{behind.pending, disk});
+            return disk->pwrite_behind(
+                buffer, length, offset,
+                WriteBehind{behind.pending, disk, behind.keep_caller_memory});
         });
     }
 

@@ -2,6 +2,7 @@
 
 #include "connection.hpp"
 #include "device_figures.hpp"
+#include "receive_loop.hpp"
 #include "sgfs/disk_claim.hpp"
 
 #include <algorithm>
@@ -730,8 +731,11 @@ int Filesystem::write(const OpenFile &file, const char *data, std::size_t size, 
     // Before the write: one that fails part-way may have written or queued some of it, and
     // close must still send SYNCHRONIZE CACHE.
     slot.unsynced_writes.store(true, std::memory_order_release);
-    const IoResult result =
-        slot.disk->pwrite(data, size, start, file.write_mode, WriteBehind{file.pending, {}});
+    // A write answered behind runs from FUSE's request buffer where the loop lets it keep
+    // it (receive_loop.hpp): no copy in the daemon.
+    const WriteBehind behind{
+        file.pending, {}, [data, size] { return keep_request_memory(data, size); }};
+    const IoResult result = slot.disk->pwrite(data, size, start, file.write_mode, behind);
     if (!result.ok()) {
         // Past the end and read-only are the request's own faults, not the disk's.
         if (result.error != -ENOSPC && result.error != -EROFS)

@@ -5,11 +5,13 @@
 #include <cerrno>
 #include <csignal>
 #include <cstddef>
+#include <cstdint>
 #include <cstring>
 #include <exception>
 #include <linux/fuse.h>
 #include <memory>
 #include <mutex>
+#include <new>
 #include <poll.h>
 #include <pthread.h>
 #include <sys/mman.h>
@@ -60,10 +62,88 @@ class ReceiveBuffer
     bool allocated() const { return memory_ != nullptr; }
     char *request() const { return memory_ + page_size() - write_data_offset; }
     std::size_t capacity() const { return length_ - (page_size() - write_data_offset); }
+    bool holds(const void *data, std::size_t length) const
+    {
+        const auto begin = reinterpret_cast<std::uintptr_t>(memory_);
+        const auto at = reinterpret_cast<std::uintptr_t>(data);
+        return at >= begin && length <= length_ && at - begin <= length_ - length;
+    }
 
   private:
     std::size_t length_;
     char *memory_ = nullptr;
+};
+
+// Request buffers no worker reads into now, kept to be used again: their pages stay faulted
+// in (a fresh mapping costs a page fault per page of its first write), and a buffer a
+// handler kept for a write's commands comes back here once they complete. It holds at most
+// as many as were ever in use at once.
+class BufferStock : public std::enable_shared_from_this<BufferStock>
+{
+  public:
+    // A buffer, reused or new, that returns here when its last owner lets go; null when
+    // none can be mapped.
+    std::shared_ptr<ReceiveBuffer> take()
+    {
+        std::unique_ptr<ReceiveBuffer> buffer;
+        {
+            const std::lock_guard lock(mutex_);
+            if (!spare_.empty()) {
+                buffer = std::move(spare_.back());
+                spare_.pop_back();
+            }
+        }
+        try {
+            if (buffer == nullptr) {
+                buffer = std::make_unique<ReceiveBuffer>();
+                if (!buffer->allocated())
+                    return nullptr;
+            }
+            // The stock lives while any of its buffers does.
+            return {buffer.release(), GiveBack{shared_from_this()}};
+        } catch (const std::bad_alloc &) {
+            return nullptr;
+        }
+    }
+
+  private:
+    struct GiveBack {
+        std::shared_ptr<BufferStock> stock;
+        void operator()(ReceiveBuffer *buffer) const noexcept { stock->give_back(buffer); }
+    };
+
+    void give_back(ReceiveBuffer *buffer) noexcept
+    {
+        std::unique_ptr<ReceiveBuffer> owned(buffer);
+        const std::lock_guard lock(mutex_);
+        try {
+            spare_.push_back(std::move(owned));
+        } catch (const std::bad_alloc &) {
+            // No room in the list: this one is unmapped instead.
+        }
+    }
+
+    std::mutex mutex_;
+    std::vector<std::unique_ptr<ReceiveBuffer>> spare_;
+};
+
+// The request a worker thread is serving, for keep_request_memory: while it lives, the
+// thread's handlers may keep the buffer, and the worker then reads on into `replacement`.
+struct ServingRequest {
+    const std::shared_ptr<ReceiveBuffer> &buffer;
+    BufferStock &stock;
+    std::shared_ptr<ReceiveBuffer> replacement;
+};
+
+thread_local ServingRequest *serving_request = nullptr;
+
+class Serving
+{
+  public:
+    explicit Serving(ServingRequest &request) { serving_request = &request; }
+    Serving(const Serving &) = delete;
+    Serving &operator=(const Serving &) = delete;
+    ~Serving() { serving_request = nullptr; }
 };
 
 // Ends a worker blocked in read() on /dev/fuse: libfuse's handlers only set the session's
@@ -169,7 +249,8 @@ class WorkerPool
 {
   public:
     WorkerPool(fuse_session *session, unsigned max_workers)
-        : session_(session), max_workers_(std::max(max_workers, 1U))
+        : session_(session), max_workers_(std::max(max_workers, 1U)),
+          stock_(std::make_shared<BufferStock>())
     {
     }
     WorkerPool(const WorkerPool &) = delete;
@@ -193,6 +274,7 @@ class WorkerPool
         return !workers_.empty();
     }
 
+    BufferStock &stock() { return *stock_; }
     void waiting() { idle_.fetch_add(1, std::memory_order_relaxed); }
     void received()
     {
@@ -227,6 +309,7 @@ class WorkerPool
     fuse_session *session_;
     const unsigned max_workers_;
     const pthread_t main_thread_ = pthread_self();
+    const std::shared_ptr<BufferStock> stock_;
     std::mutex mutex_;
     bool stopping_ = false; // no worker is added after: stop() walks the list unlocked
     std::vector<std::unique_ptr<Worker>> workers_;
@@ -242,16 +325,16 @@ void Worker::run()
 
 int Worker::serve()
 {
-    ReceiveBuffer buffer;
-    if (!buffer.allocated())
+    std::shared_ptr<ReceiveBuffer> buffer = pool_.stock().take();
+    if (buffer == nullptr)
         return -ENOMEM;
     sigset_t receive_mask;
     pthread_sigmask(SIG_SETMASK, nullptr, &receive_mask);
     sigdelset(&receive_mask, wake_signal());
     while (!fuse_session_exited(session_)) {
         fuse_buf request{};
-        request.mem = buffer.request();
-        request.size = buffer.capacity();
+        request.mem = buffer->request();
+        request.size = buffer->capacity();
         pool_.waiting();
         const int rc = receive(request, receive_mask);
         pool_.received();
@@ -260,8 +343,15 @@ int Worker::serve()
         if (rc <= 0) // 0: exited, or unmounted (libfuse has exited the session)
             return rc;
         // With splice off (Filesystem::init) the request is in our memory; were it in a
-        // pipe, libfuse would copy it out itself: slower, still correct.
-        fuse_session_process_buf(session_, &request);
+        // pipe, libfuse would copy it out itself: slower, still correct. A handler may keep
+        // the buffer (keep_request_memory): the next request goes into its replacement.
+        ServingRequest serving{buffer, pool_.stock(), nullptr};
+        {
+            const Serving scope(serving);
+            fuse_session_process_buf(session_, &request);
+        }
+        if (serving.replacement != nullptr)
+            buffer = std::move(serving.replacement);
     }
     return 0;
 }
@@ -278,6 +368,19 @@ int Worker::receive(fuse_buf &request, const sigset_t &receive_mask)
 }
 
 } // namespace
+
+std::shared_ptr<const void> keep_request_memory(const void *data, std::size_t length)
+{
+    ServingRequest *serving = serving_request;
+    if (serving == nullptr || !serving->buffer->holds(data, length))
+        return nullptr;
+    if (serving->replacement == nullptr) {
+        serving->replacement = serving->stock.take();
+        if (serving->replacement == nullptr)
+            return nullptr;
+    }
+    return serving->buffer;
+}
 
 int run_receive_loop(fuse_session *session, unsigned workers)
 {

@@ -10,11 +10,21 @@
 
 #include "fuse_api.hpp"
 
+#include <cstddef>
+#include <memory>
+
 namespace sgfs::fusefs
 {
 
 // Serves `session` (mounted, signal handlers installed) with `workers` threads until it is
 // unmounted or exited by a signal. Returns 0 then, or -errno if receiving failed.
 int run_receive_loop(fuse_session *session, unsigned workers);
+
+// Called while a worker of run_receive_loop serves a request, by its handler: keeps that
+// request's memory, which holds [data, data + length), unchanged while the returned owner
+// lives (the worker reads its next requests into another buffer), so that a write answered
+// before its commands complete can run them from the data without a copy. Null outside a
+// worker, for memory not in the request, or when no other buffer can be had.
+std::shared_ptr<const void> keep_request_memory(const void *data, std::size_t length);
 
 } // namespace sgfs::fusefs

@@ -34,7 +34,7 @@ struct DiskOptions {
     // (a SAN LUN, a disk array) needs several commands in flight to stay busy, and the
     // block layer keeps at least that many; each fd holds a `reserve` in the kernel.
     unsigned queue_depth = 8;
-    std::size_t max_io = 0;   // largest SCSI transfer; 0 = what the device allows
+    std::size_t max_io = 0; // largest SCSI transfer; 0 = what the device allows
     unsigned timeout_seconds = 60;
     unsigned retries = 3; // for unit attention / aborted command / busy
     bool fua = false;
@@ -201,12 +201,18 @@ class PendingWrites
     bool given_to_write_ = false; // failure_ was returned by take_failure already
 };
 
-// What a write acknowledged behind carries to its commands: where their outcome goes, and
-// what must live until they complete (a wrapper's disk, so that it is not swapped out while
-// IO still runs on it).
+// What a write acknowledged behind carries to its commands: where their outcome goes, what
+// must live until they complete (a wrapper's disk, so that it is not swapped out while IO
+// still runs on it), and how the caller's memory can be kept for them.
 struct WriteBehind {
     std::shared_ptr<PendingWrites> pending;
     std::shared_ptr<const void> hold;
+    // The caller's memory normally goes with the reply. Where this is set, calling it keeps
+    // that memory (the whole of the write's data) unchanged while the returned owner lives,
+    // so commands may run from it after the write is answered, without a copy; it returns
+    // null when it cannot. Called only where a command would run from the caller's memory;
+    // every owner it returns keeps the memory.
+    std::function<std::shared_ptr<const void>()> keep_caller_memory;
 };
 
 // Who reads: one open file, so that read-ahead serves it only what was read for it, after it

@@ -3,8 +3,10 @@
 // count of commands outstanding (held with hold_completions, so a write that returns while
 // its commands are still there was acknowledged behind), its maximum in flight, and its
 // fault rules (a medium error on a WRITE).
+#include "aligned_buffer.hpp"
 #include "engine_fixture.hpp"
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <doctest/doctest.h>
@@ -47,7 +49,7 @@ struct BehindFixture : EngineFixture {
     IoResult write(const Bytes &data, std::uint64_t offset)
     {
         return disk().pwrite(data.data(), data.size(), offset, WriteMode::behind,
-                             WriteBehind{pending, {}});
+                             WriteBehind{pending, {}, {}});
     }
 
     std::shared_ptr<PendingWrites> pending = std::make_shared<PendingWrites>();
@@ -79,8 +81,8 @@ TEST_CASE("a whole-block write is acknowledged while its commands are still on t
 
 TEST_CASE("where the caller's memory is the command's (direct, indirect), writes stay synchronous")
 {
-    // Behind, their data would need a copy they do not make today: nothing copied that
-    // need not be.
+    // Behind, their data would need a copy they do not make: nothing copied that need not
+    // be. (Where the caller can keep its memory, direct IO goes behind from it: below.)
     for (const IoMode mode : {IoMode::indirect, IoMode::direct}) {
         CAPTURE(static_cast<int>(mode));
         BehindFixture f(mode);
@@ -94,10 +96,118 @@ TEST_CASE("where the caller's memory is the command's (direct, indirect), writes
     }
 }
 
+namespace
+{
+
+// A caller that can keep its memory for the commands (FUSE's request buffer, handed over):
+// `token` stands for that memory's owner; the test sees when the engine lets it go.
+struct KeepingCaller {
+    explicit KeepingCaller(const Bytes &data) : memory(data.size())
+    {
+        std::memcpy(memory.data(), data.data(), data.size());
+    }
+
+    WriteBehind behind(const std::shared_ptr<PendingWrites> &pending, bool can_keep = true)
+    {
+        return {pending, {}, [this, can_keep]() -> std::shared_ptr<const void> {
+                    ++keeps;
+                    return can_keep ? token : nullptr;
+                }};
+    }
+
+    // Waits until only this caller owns the memory again (the reaper lets a batch go just
+    // after its outcome is reported).
+    void wait_until_given_back() const
+    {
+        while (token.use_count() > 1)
+            std::this_thread::yield();
+    }
+
+    AlignedBuffer memory; // page-aligned, as FUSE's request data is
+    std::shared_ptr<const void> token = std::make_shared<int>(0);
+    int keeps = 0;
+};
+
+} // namespace
+
+TEST_CASE("io=direct with the caller's memory kept: behind, from that memory, no copy")
+{
+    BehindFixture f(IoMode::direct);
+    const Bytes data = pattern(command_bytes * depth, 11);
+    KeepingCaller caller(data);
+    f.target->hold_completions();
+    const IoResult written = f.disk().pwrite(caller.memory.data(), data.size(), 8 * block,
+                                             WriteMode::behind, caller.behind(f.pending));
+    CHECK(written.ok());
+    CHECK(written.bytes == data.size());
+    CHECK(f.target->in_flight() == depth); // acknowledged while on the device
+    CHECK(caller.keeps == 1);
+    CHECK(caller.token.use_count() > 1); // the commands still own the memory
+    f.target->release_completions();
+    CHECK(f.pending->drain().ok());
+    caller.wait_until_given_back();
+    CHECK(f.target->equals(8 * block, data));
+    CHECK(f.stats().write_behind.writes == 1);
+    CHECK(f.stats().modes[static_cast<int>(TransferMode::direct)].requested_commands >= depth);
+    CHECK(f.path(DataPath::write).user_copy_bytes == 0);
+    CHECK(f.path(DataPath::write).zero_copy_bytes == data.size());
+    CHECK(f.target->violations().empty());
+}
+
+TEST_CASE("io=auto with the caller's memory kept: direct IO behind from it, not the mmap copy")
+{
+    BehindFixture f(IoMode::automatic);
+    const Bytes data = pattern(command_bytes * depth, 12);
+    KeepingCaller caller(data);
+    f.target->hold_completions();
+    CHECK(f.disk()
+              .pwrite(caller.memory.data(), data.size(), 0, WriteMode::behind,
+                      caller.behind(f.pending))
+              .ok());
+    CHECK(f.target->in_flight() == depth);
+    f.target->release_completions();
+    CHECK(f.pending->drain().ok());
+    caller.wait_until_given_back();
+    CHECK(f.target->equals(0, data));
+    CHECK(f.stats().write_behind.writes == 1);
+    CHECK(f.stats().modes[static_cast<int>(TransferMode::mmap)].requested_commands == 0);
+    CHECK(f.path(DataPath::write).user_copy_bytes == 0);
+}
+
+TEST_CASE("memory that cannot be kept, or is not aligned, leaves io=direct synchronous")
+{
+    BehindFixture f(IoMode::direct);
+    const Bytes data = pattern(command_bytes, 13);
+    SUBCASE("the caller cannot keep it now")
+    {
+        KeepingCaller caller(data);
+        CHECK(f.disk()
+                  .pwrite(caller.memory.data(), data.size(), 0, WriteMode::behind,
+                          caller.behind(f.pending, false))
+                  .ok());
+        CHECK(caller.keeps == 1);
+        CHECK(f.target->in_flight() == 0); // done when acknowledged
+        CHECK(f.stats().write_behind.writes == 0);
+        CHECK(f.target->equals(0, data));
+    }
+    SUBCASE("not aligned for direct IO: not even asked")
+    {
+        AlignedBuffer memory(command_bytes + 8);
+        std::copy(data.begin(), data.end(), memory.data() + 8);
+        KeepingCaller caller(data);
+        WriteBehind behind = caller.behind(f.pending);
+        CHECK(f.disk().pwrite(memory.data() + 8, data.size(), 0, WriteMode::behind, behind).ok());
+        CHECK(caller.keeps == 0);
+        CHECK(f.stats().write_behind.writes == 0);
+        CHECK(f.target->equals(0, data));
+    }
+}
+
 TEST_CASE("io=auto with direct IO allowed: whole-block writes go behind through the mmap area")
 {
     // small_target allows direct IO, so a synchronous auto write would run from the caller's
-    // memory by DMA; behind, it takes the mmap area's one copy instead.
+    // memory by DMA; behind, with memory that goes with the reply, it takes the mmap area's
+    // one copy instead.
     BehindFixture f(IoMode::automatic);
     const Bytes data = pattern(command_bytes * depth, 6);
     f.target->hold_completions();
@@ -342,12 +452,13 @@ TEST_CASE("synchronous mode with a pending failure reports it first")
     while (f.pending->in_flight() != 0)
         std::this_thread::yield();
     const Bytes data = pattern(block, 3);
-    const IoResult reported = f.disk().pwrite(data.data(), data.size(), block * 512,
-                                              WriteMode::synchronous, WriteBehind{f.pending, {}});
+    const IoResult reported =
+        f.disk().pwrite(data.data(), data.size(), block * 512, WriteMode::synchronous,
+                        WriteBehind{f.pending, {}, {}});
     CHECK(reported.error == -EIO);
     CHECK(f.disk()
               .pwrite(data.data(), data.size(), block * 512, WriteMode::synchronous,
-                      WriteBehind{f.pending, {}})
+                      WriteBehind{f.pending, {}, {}})
               .ok());
     CHECK(f.target->equals(block * 512, data));
     CHECK(f.pending->drain().error == -EIO); // and to fsync or close

@@ -273,8 +273,8 @@ TEST_CASE("writes asked to go behind on a disk with two paths are synchronous: a
     const std::size_t rule =
         s.a->inject(path_fails_at((offset + 96 * kib) / 512, GoneForm::reap_fails));
     const auto pending = std::make_shared<PendingWrites>();
-    const IoResult result =
-        s.disk->pwrite(data.data(), length, offset, WriteMode::behind, WriteBehind{pending, {}});
+    const IoResult result = s.disk->pwrite(data.data(), length, offset, WriteMode::behind,
+                                           WriteBehind{pending, {}, {}});
     INFO(result.message);
     REQUIRE(result.ok());
     CHECK(result.bytes == length);
@@ -296,8 +296,9 @@ TEST_CASE("a disk of one path still writes behind through the reattaching wrappe
     const std::unique_ptr<Disk> disk = system.wrap(3);
     const Bytes data = pattern(128 * kib, 17);
     const auto pending = std::make_shared<PendingWrites>();
-    REQUIRE(disk->pwrite(data.data(), data.size(), 0, WriteMode::behind, WriteBehind{pending, {}})
-                .ok());
+    REQUIRE(
+        disk->pwrite(data.data(), data.size(), 0, WriteMode::behind, WriteBehind{pending, {}, {}})
+            .ok());
     CHECK(pending->drain().ok());
     CHECK(port->equals(0, data));
     CHECK(disk->stats().write_behind.writes > 0);

@@ -13,7 +13,8 @@
 #    "error" segment (512 KiB at 8 MiB) fails the WRITE there, as a disk with a bad region
 #    does; with nowrite_behind the failing write(2) itself reports it. The bytes around the
 #    bad region are checked on the dm device read with O_DIRECT.
-# io=mmap: the mode whose writes go behind (the data is copied into the mmap area anyway).
+# io=mmap (the data copied into the mmap area) and io=direct (FUSE's request buffer kept with
+# its commands) both write behind; the fault part runs io=mmap.
 #   usage (inside the guest, via vm-run --no-scsi-debug): writebehind.sh BUILD_DIR
 set -u
 build=${1:?usage: writebehind.sh BUILD_DIR}
@@ -39,29 +40,48 @@ sdebug_reload add_host=1 dev_size_mb=64 ndelay=2000000 || exit 1
 read -r _ sg sd < <(sdebug_devices)
 name=${sg#/dev/}
 file=$mnt/$name
+# io=direct's commands run by DMA from sgfs's memory: the driver must allow it, and 1 MiB
+# commands need max_sectors_kb raised.
+set_allow_dio 1 || exit 1
+echo 1024 >"/sys/block/${sd#/dev/}/queue/max_sectors_kb"
 head -c $((32 * mib)) /dev/urandom >"$work/first"
 head -c $((32 * mib)) /dev/urandom >"$work/second"
-mount -t fuse.sgfs "$sg" "$mnt" -o io=mmap || exit 1
 
-"$writer" "$file" "$work/first" 0 $mib fsync >"$work/out.first"
-check "32 MiB in 1 MiB writes, fsync and close: no call failed" \
-	test "$(failures "$work/out.first")" = "0 -"
-diag "$(awk -v dev="device $name" '$0 == dev { d = 1; next } /^device / { d = 0 } d && /write|mode|path/' "$mnt/.stats" | tr -s ' \n' ' ')"
-check ".stats: the writes were acknowledged behind (write_behind.writes > 0)" \
-	test "$(sgfs_stat "$mnt" "$name" write_behind.writes)" -gt 0
-check "sd read with O_DIRECT holds them" \
-	cmp "$work/first" <(dd if="$sd" bs=1M count=32 iflag=direct status=none)
+# kill_after_fsync MODE: the writes of io=MODE, then the SIGKILL right after fsync.
+kill_after_fsync() {
+	local mode=$1
+	mount -t fuse.sgfs "$sg" "$mnt" -o "io=$mode" || return 1
+	"$writer" "$file" "$work/first" 0 $mib fsync >"$work/out.first"
+	check "io=$mode: 32 MiB in 1 MiB writes, fsync and close: no call failed" \
+		test "$(failures "$work/out.first")" = "0 -"
+	diag "$(awk -v dev="device $name" '$0 == dev { d = 1; next } /^device / { d = 0 } d && /write|mode|path/' "$mnt/.stats" | tr -s ' \n' ' ')"
+	check "io=$mode: .stats: the writes were acknowledged behind (write_behind.writes > 0)" \
+		test "$(sgfs_stat "$mnt" "$name" write_behind.writes)" -gt 0
+	check "io=$mode: sd read with O_DIRECT holds them" \
+		cmp "$work/first" <(dd if="$sd" bs=1M count=32 iflag=direct status=none)
+	if [ "$mode" = direct ]; then
+		# Behind from FUSE's request buffer, kept with its commands: nothing copied.
+		check "io=direct: behind with no copy (write.user_copy_bytes 0, sg_copy_bytes 0)" \
+			test "$(sgfs_stat "$mnt" "$name" write.user_copy_bytes) $(sgfs_stat "$mnt" "$name" write.sg_copy_bytes)" = "0 0"
+	fi
 
-daemon=$(pgrep -xn sgfs)
-"$writer" "$file" "$work/second" 0 $mib fsync-kill "$daemon" >"$work/out.second"
-diag "$(tr '\n' ' ' <"$work/out.second" | grep -o 'fsync: [^ ]*.*')"
-check "again, then SIGKILL to the daemon right after fsync returned 0" \
-	test "$(outcome "$work/out.second" fsync)" = ok
-for ((i = 0; i < 50; i++)); do kill -0 "$daemon" 2>/dev/null || break; sleep 0.1; done
-check "the daemon is gone" bash -c "! kill -0 $daemon 2>/dev/null"
-umount -l "$mnt" 2>/dev/null
-check "sd read with O_DIRECT holds all 32 MiB that fsync acknowledged" \
-	cmp "$work/second" <(dd if="$sd" bs=1M count=32 iflag=direct status=none)
+	local daemon
+	daemon=$(pgrep -xn sgfs)
+	"$writer" "$file" "$work/second" 0 $mib fsync-kill "$daemon" >"$work/out.second"
+	diag "$(tr '\n' ' ' <"$work/out.second" | grep -o 'fsync: [^ ]*.*')"
+	check "io=$mode: again, then SIGKILL to the daemon right after fsync returned 0" \
+		test "$(outcome "$work/out.second" fsync)" = ok
+	for ((i = 0; i < 50; i++)); do kill -0 "$daemon" 2>/dev/null || break; sleep 0.1; done
+	check "io=$mode: the daemon is gone" bash -c "! kill -0 $daemon 2>/dev/null"
+	umount -l "$mnt" 2>/dev/null
+	check "io=$mode: sd read with O_DIRECT holds all 32 MiB that fsync acknowledged" \
+		cmp "$work/second" <(dd if="$sd" bs=1M count=32 iflag=direct status=none)
+	# The next mode starts from other data.
+	mv "$work/first" "$work/swap" && mv "$work/second" "$work/first" && mv "$work/swap" "$work/second"
+}
+# io=mmap copies the data into the mmap area; io=direct keeps FUSE's request buffer.
+kill_after_fsync mmap || exit 1
+kill_after_fsync direct || exit 1
 
 # --- a WRITE that fails on the device (LIO iblock over dm with an error segment) ---------
 if ! command -v dmsetup >/dev/null || ! modprobe dm-mod 2>/dev/null; then

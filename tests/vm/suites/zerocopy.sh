@@ -57,6 +57,8 @@ write_and_read_back "io=direct" io=direct,reserve=1M
 check "io=direct: no write byte copied by sgfs" counter_is write.user_copy_bytes -eq 0
 check "io=direct: no write byte copied by the sg driver" counter_is write.sg_copy_bytes -eq 0
 check "io=direct: 64 MiB written without a copy" counter_is write.zero_copy_bytes -ge $size
+# dd without oflag=direct: answered behind, from the request buffer kept with the commands.
+check "io=direct: and answered behind" counter_is write_behind.writes -gt 0
 check "io=direct: no read byte copied by sgfs" counter_is read.user_copy_bytes -eq 0
 check "io=direct: no read byte copied by the sg driver" counter_is read.sg_copy_bytes -eq 0
 check "io=direct: 64 MiB read without a copy" counter_is read.zero_copy_bytes -ge $size
