@@ -516,6 +516,19 @@ GNUPLOT_COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564
                   "#4477aa", "#228833", "#ccbb44", "#66ccee", "#ee6677", "#bbbbbb"]
 
 
+def run_gnuplot(gnuplot, script, svg_path):
+    """Runs `script` through gnuplot; None once svg_path is written, else why not."""
+    try:
+        res = subprocess.run([gnuplot], input=script, text=True, capture_output=True, timeout=60)
+    except OSError as e:
+        return f"gnuplot failed: {e}"
+    if res.returncode != 0:
+        return f"gnuplot failed: {res.stderr.strip()[:200]}"
+    if not os.path.exists(svg_path):
+        return "gnuplot wrote no file"
+    return None
+
+
 def plot(gnuplot, w, params, rows, svg_path, title):
     sizes = [p for p in params if size_bytes(p)]
     if len(sizes) < 2:
@@ -554,15 +567,7 @@ def plot(gnuplot, w, params, rows, svg_path, title):
         *blocks,
         "plot " + ", \\\n  ".join(plots),
     ])
-    try:
-        res = subprocess.run([gnuplot], input=script, text=True, capture_output=True, timeout=60)
-    except OSError as e:
-        return f"gnuplot failed: {e}"
-    if res.returncode != 0:
-        return f"gnuplot failed: {res.stderr.strip()[:200]}"
-    if not os.path.exists(svg_path):
-        return "gnuplot wrote no file"
-    return None
+    return run_gnuplot(gnuplot, script, svg_path)
 
 
 MULTI_COMMAND_TOOLS = re.compile(r"sgp_dd$|fio\.(sd|sg)\.qd\d+$")
@@ -627,16 +632,7 @@ def latency_plot(gnuplot, tables, svg_path, title):
         ]
         top -= height / total
     script.append("unset multiplot")
-    try:
-        res = subprocess.run([gnuplot], input="\n".join(script), text=True,
-                             capture_output=True, timeout=60)
-    except OSError as e:
-        return f"gnuplot failed: {e}"
-    if res.returncode != 0:
-        return f"gnuplot failed: {res.stderr.strip()[:200]}"
-    if not os.path.exists(svg_path):
-        return "gnuplot wrote no file"
-    return None
+    return run_gnuplot(gnuplot, "\n".join(script), svg_path)
 
 
 def main():
