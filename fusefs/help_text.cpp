@@ -128,8 +128,10 @@ Mount options (-o). SIZE is a number with an optional k, m or g suffix (powers o
                         host; a refusal falls back to copying through sgfs
                         (default copy_offload)
   write_behind, nowrite_behind
-                        whole-block writes (io=direct, io=mmap, io=auto from
-                        mmap_min up) of a file opened without O_DIRECT, O_SYNC or
+                        whole-block writes (io=mmap; io=direct and io=auto from
+                        mmap_min up, from the request buffer kept with the
+                        commands, not with noaligned_writes) of a file opened
+                        without O_DIRECT, O_SYNC or
                         O_DSYNC are answered once their commands are
                         queued (at most queue_depth in flight), like a block
                         device's page cache: such a write is not on the disk until
